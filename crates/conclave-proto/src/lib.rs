@@ -1,0 +1,210 @@
+//! Conclave signaling protocol.
+//!
+//! JSON messages over one WebSocket per participant, one variant per message type, tagged by
+//! `"type"`. The same types are used by the server, the Rust test clients and (later) the load
+//! generator; `docs/protocol.md` documents every message and a test parses its examples.
+//!
+//! Negotiation rule: the **client is always the SDP offerer**. The server never sends an offer, so
+//! there is no glare. When the client needs more receive slots, the server says so in
+//! [`ServerMessage::Subscriptions`] and the client re-offers with more `recvonly` transceivers.
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+
+mod validate;
+
+pub use validate::{NameError, RoomNameError, validate_display_name, validate_room_name};
+
+/// Version of this protocol. The client sends it in `join`; a mismatch is refused.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest inbound WebSocket message the server accepts, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Opaque participant identifier, unique within a server process. Never derived from a name or an
+/// address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ParticipantId(pub String);
+
+impl std::fmt::Display for ParticipantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Audio or video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Audio,
+    Video,
+}
+
+/// Messages a client sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// First message on every connection.
+    Join {
+        /// Must equal [`PROTOCOL_VERSION`].
+        version: u32,
+        /// Room name: 1–64 of `A–Z a–z 0–9 - _`.
+        room: String,
+        /// Display name: 1–64 characters, no control characters.
+        name: String,
+        /// Resume token from an earlier `welcome`, to come back as the same participant after a
+        /// dropped connection.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume: Option<String>,
+    },
+    /// An SDP offer: the client's sending tracks plus its `recvonly` receive slots.
+    Offer { sdp: String },
+    /// The client's microphone and camera state (`true` = on).
+    MediaState { audio: bool, video: bool },
+    /// Leave the room now (the connection then closes).
+    Leave,
+}
+
+/// Messages the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ServerMessage {
+    /// Answer to `join`: who you are and who is already here.
+    Welcome {
+        version: u32,
+        participant_id: ParticipantId,
+        /// Secret token to resume this participant after a dropped connection.
+        resume: String,
+        room: String,
+        /// Everyone else already in the room.
+        participants: Vec<ParticipantInfo>,
+    },
+    /// SDP answer to the client's last offer.
+    Answer { sdp: String },
+    /// Someone entered the room (or came back after a reconnection with a new identity).
+    ParticipantJoined { participant: ParticipantInfo },
+    /// Someone's state changed (microphone, camera).
+    ParticipantUpdated { participant: ParticipantInfo },
+    /// Someone left the room.
+    ParticipantLeft { participant_id: ParticipantId },
+    /// What the client receives, on which of its receive slots, and how many slots it needs.
+    /// Sent in full whenever anything changes.
+    Subscriptions {
+        /// Receive slots the client should have; if it has fewer, it adds `recvonly`
+        /// transceivers and sends a new offer.
+        slots: SlotCounts,
+        /// Which remote track arrives on which of the client's transceivers (by `mid`).
+        subscriptions: Vec<Subscription>,
+    },
+    /// Something the client sent was refused. The connection stays usable unless stated.
+    Error { code: ErrorCode, message: String },
+}
+
+/// A participant as others see them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    pub id: ParticipantId,
+    pub name: String,
+    /// Microphone on.
+    pub audio: bool,
+    /// Camera on.
+    pub video: bool,
+}
+
+/// Number of receive slots per kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotCounts {
+    pub audio: u32,
+    pub video: u32,
+}
+
+/// One remote track delivered on one of the client's transceivers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscription {
+    /// The client's transceiver `mid`.
+    pub mid: String,
+    pub participant_id: ParticipantId,
+    pub kind: Kind,
+}
+
+/// Machine-readable error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not valid JSON, or not a known message.
+    BadMessage,
+    /// Message larger than [`MAX_MESSAGE_BYTES`].
+    TooLarge,
+    /// `join.version` is not [`PROTOCOL_VERSION`].
+    UnsupportedVersion,
+    InvalidRoom,
+    InvalidName,
+    /// A message that needs `join` first.
+    NotJoined,
+    /// `join` sent twice on one connection.
+    AlreadyJoined,
+    /// The SDP offer could not be parsed or accepted.
+    InvalidSdp,
+    /// The room cannot take more participants.
+    RoomFull,
+    /// The server is shutting down or overloaded.
+    Unavailable,
+}
+
+impl ClientMessage {
+    /// Parse one inbound text frame, enforcing the size limit.
+    pub fn parse(text: &str) -> Result<Self, (ErrorCode, String)> {
+        if text.len() > MAX_MESSAGE_BYTES {
+            return Err((
+                ErrorCode::TooLarge,
+                format!(
+                    "message of {} bytes exceeds {MAX_MESSAGE_BYTES}",
+                    text.len()
+                ),
+            ));
+        }
+        serde_json::from_str(text).map_err(|e| (ErrorCode::BadMessage, e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_roundtrip() {
+        let m = ClientMessage::Join {
+            version: PROTOCOL_VERSION,
+            room: "standup".into(),
+            name: "Alice".into(),
+            resume: None,
+        };
+        let s = serde_json::to_string(&m).unwrap();
+        assert_eq!(
+            s,
+            r#"{"type":"join","version":1,"room":"standup","name":"Alice"}"#
+        );
+        assert_eq!(ClientMessage::parse(&s).unwrap(), m);
+    }
+
+    #[test]
+    fn rejects_unknown_and_oversized() {
+        assert_eq!(
+            ClientMessage::parse(r#"{"type":"nope"}"#).unwrap_err().0,
+            ErrorCode::BadMessage
+        );
+        assert_eq!(
+            ClientMessage::parse("{").unwrap_err().0,
+            ErrorCode::BadMessage
+        );
+        let big = format!(
+            r#"{{"type":"offer","sdp":"{}"}}"#,
+            "a".repeat(MAX_MESSAGE_BYTES)
+        );
+        assert_eq!(
+            ClientMessage::parse(&big).unwrap_err().0,
+            ErrorCode::TooLarge
+        );
+    }
+}
