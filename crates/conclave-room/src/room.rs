@@ -1,0 +1,617 @@
+//! Room membership, track-to-slot assignment, keyframe requests and RTP renumbering.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use conclave_proto::{
+    Kind, PROTOCOL_VERSION, ParticipantId, ParticipantInfo, ServerMessage, SlotCounts, Subscription,
+};
+use thiserror::Error;
+
+use crate::mid::Mid;
+use crate::munger::{Munger, SeqTs};
+
+/// A participant's handle inside one room. Small and `Copy` for the hot path; the opaque
+/// [`ParticipantId`] is what clients see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pid(pub u32);
+
+/// Tuning of a room.
+#[derive(Debug, Clone)]
+pub struct RoomConfig {
+    /// How long a participant whose connection dropped is kept, so it can resume. Longer keeps
+    /// more people through a network change; shorter frees a vanished participant's tile sooner.
+    pub reconnect_grace: Duration,
+    /// Least time between two keyframe requests to one publisher track. Keyframes are large, so
+    /// asking too often floods the network; too rarely and a new subscriber waits for video.
+    pub keyframe_interval: Duration,
+    /// Most participants in one room.
+    pub max_participants: usize,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        Self {
+            reconnect_grace: Duration::from_secs(30),
+            keyframe_interval: Duration::from_millis(500),
+            max_participants: 500,
+        }
+    }
+}
+
+/// What the caller must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send this message to this participant's signaling connection.
+    Signal { to: Pid, msg: ServerMessage },
+    /// Ask the publisher of this track for a keyframe (PLI).
+    RequestKeyframe { publisher: Pid, mid: Mid },
+    /// The participant is gone from the room: drop its transport and connection.
+    Removed { pid: Pid },
+}
+
+/// An incoming RTP packet, reduced to what forwarding decisions need.
+#[derive(Debug, Clone, Copy)]
+pub struct PacketIn {
+    /// Extended (rollover-free) sequence number.
+    pub seq: u64,
+    pub ts: u32,
+    /// The packet starts a keyframe (see [`crate::codec`]); always false for audio.
+    pub keyframe: bool,
+}
+
+/// Forward the packet being handled to `to` on its slot `mid`, renumbered as `out`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forward {
+    pub to: Pid,
+    pub mid: Mid,
+    pub out: SeqTs,
+}
+
+/// A request to enter the room.
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    /// Fresh opaque id, used if this is a new participant.
+    pub id: ParticipantId,
+    /// Fresh resume token, used if this is a new participant.
+    pub resume_token: String,
+    /// Token from an earlier `welcome`, to come back as the same participant.
+    pub resume: Option<String>,
+    pub name: String,
+}
+
+/// A successful join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    pub pid: Pid,
+    pub id: ParticipantId,
+    /// An existing participant came back; its old transport must be replaced.
+    pub resumed: bool,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum JoinError {
+    #[error("the room is full")]
+    Full,
+}
+
+#[derive(Debug)]
+struct Participant {
+    id: ParticipantId,
+    name: String,
+    audio: bool,
+    video: bool,
+    resume_token: String,
+    /// When the signaling connection dropped, if it has.
+    lost_at: Option<Instant>,
+    /// Receive slots in the order the client offered them; only appended or cleared.
+    slots: Vec<Slot>,
+    /// The last `subscriptions` message sent, to send only changes.
+    last_subscriptions: Option<ServerMessage>,
+}
+
+impl Participant {
+    fn info(&self) -> ParticipantInfo {
+        ParticipantInfo {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            audio: self.audio,
+            video: self.video,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Slot {
+    mid: Mid,
+    kind: Kind,
+    track: Option<TrackKey>,
+    munger: Munger,
+    /// Video only: bound, but waiting for a keyframe before forwarding.
+    waiting_keyframe: bool,
+}
+
+type TrackKey = (Pid, Mid);
+
+#[derive(Debug)]
+struct Track {
+    kind: Kind,
+    /// Subscriber and index of its slot.
+    subscribers: Vec<(Pid, usize)>,
+    last_keyframe_request: Option<Instant>,
+}
+
+/// One room: see the crate documentation for how it is driven.
+#[derive(Debug)]
+pub struct Room {
+    name: String,
+    config: RoomConfig,
+    next_pid: u32,
+    participants: BTreeMap<Pid, Participant>,
+    tracks: HashMap<TrackKey, Track>,
+    outputs: VecDeque<Output>,
+}
+
+impl Room {
+    pub fn new(name: impl Into<String>, config: RoomConfig) -> Self {
+        Self {
+            name: name.into(),
+            config,
+            next_pid: 1,
+            participants: BTreeMap::new(),
+            tracks: HashMap::new(),
+            outputs: VecDeque::new(),
+        }
+    }
+
+    /// No participants left: the room can be dropped.
+    pub fn is_empty(&self) -> bool {
+        self.participants.is_empty()
+    }
+
+    pub fn participant_count(&self) -> usize {
+        self.participants.len()
+    }
+
+    pub fn track_count(&self) -> usize {
+        self.tracks.len()
+    }
+
+    /// Next output to act on.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// Admit a participant, or resume one whose connection dropped. Emits `welcome` to it and
+    /// `participant_joined` to the others.
+    pub fn join(&mut self, now: Instant, req: JoinRequest) -> Result<Joined, JoinError> {
+        if let Some(token) = &req.resume {
+            let found = self
+                .participants
+                .iter()
+                .find(|(_, p)| constant_time_eq(p.resume_token.as_bytes(), token.as_bytes()))
+                .map(|(pid, _)| *pid);
+            if let Some(pid) = found {
+                // The client comes back with a new peer connection: its old tracks and slots end.
+                self.clear_media(pid);
+                let p = self.participants.get_mut(&pid).expect("found above");
+                p.lost_at = None;
+                p.name = req.name;
+                p.last_subscriptions = None;
+                let id = p.id.clone();
+                let info = p.info();
+                self.welcome(pid);
+                self.broadcast_except(pid, ServerMessage::ParticipantUpdated { participant: info });
+                self.rebalance(now);
+                return Ok(Joined {
+                    pid,
+                    id,
+                    resumed: true,
+                });
+            }
+        }
+        if self.participants.len() >= self.config.max_participants {
+            return Err(JoinError::Full);
+        }
+        let pid = Pid(self.next_pid);
+        self.next_pid += 1;
+        let participant = Participant {
+            id: req.id.clone(),
+            name: req.name,
+            audio: false,
+            video: false,
+            resume_token: req.resume_token,
+            lost_at: None,
+            slots: Vec::new(),
+            last_subscriptions: None,
+        };
+        let info = participant.info();
+        self.participants.insert(pid, participant);
+        self.welcome(pid);
+        self.broadcast_except(pid, ServerMessage::ParticipantJoined { participant: info });
+        self.rebalance(now);
+        Ok(Joined {
+            pid,
+            id: req.id,
+            resumed: false,
+        })
+    }
+
+    fn welcome(&mut self, pid: Pid) {
+        let p = &self.participants[&pid];
+        let msg = ServerMessage::Welcome {
+            version: PROTOCOL_VERSION,
+            participant_id: p.id.clone(),
+            resume: p.resume_token.clone(),
+            room: self.name.clone(),
+            participants: self
+                .participants
+                .iter()
+                .filter(|(other, _)| **other != pid)
+                .map(|(_, o)| o.info())
+                .collect(),
+        };
+        self.outputs.push_back(Output::Signal { to: pid, msg });
+    }
+
+    /// The participant left on purpose: gone at once.
+    pub fn leave(&mut self, now: Instant, pid: Pid) {
+        self.remove(now, pid);
+    }
+
+    /// The participant's signaling connection dropped: keep it for the reconnect grace period.
+    pub fn connection_lost(&mut self, now: Instant, pid: Pid) {
+        if let Some(p) = self.participants.get_mut(&pid) {
+            p.lost_at.get_or_insert(now);
+        }
+    }
+
+    /// The participant's media transport ended (ICE failed or closed): its tracks and slots end,
+    /// the participant stays.
+    pub fn transport_closed(&mut self, now: Instant, pid: Pid) {
+        self.clear_media(pid);
+        self.rebalance(now);
+    }
+
+    /// Microphone/camera state changed: tell the others.
+    pub fn media_state(&mut self, pid: Pid, audio: bool, video: bool) {
+        let Some(p) = self.participants.get_mut(&pid) else {
+            return;
+        };
+        if (p.audio, p.video) == (audio, video) {
+            return;
+        }
+        p.audio = audio;
+        p.video = video;
+        let info = p.info();
+        self.broadcast_except(pid, ServerMessage::ParticipantUpdated { participant: info });
+    }
+
+    /// After an offer was accepted: the participant's published tracks and receive slots, all of
+    /// them (not only new ones).
+    pub fn set_media(
+        &mut self,
+        now: Instant,
+        pid: Pid,
+        published: &[(Mid, Kind)],
+        slots: &[(Mid, Kind)],
+    ) {
+        let Some(p) = self.participants.get_mut(&pid) else {
+            return;
+        };
+        for &(mid, kind) in slots {
+            if !p.slots.iter().any(|s| s.mid == mid) {
+                p.slots.push(Slot::new(mid, kind));
+            }
+        }
+        let stale: Vec<TrackKey> = self
+            .tracks
+            .keys()
+            .filter(|(owner, mid)| *owner == pid && !published.iter().any(|(m, _)| m == mid))
+            .copied()
+            .collect();
+        for key in stale {
+            self.remove_track(key);
+        }
+        for &(mid, kind) in published {
+            self.tracks.entry((pid, mid)).or_insert(Track {
+                kind,
+                subscribers: Vec::new(),
+                last_keyframe_request: None,
+            });
+        }
+        self.rebalance(now);
+    }
+
+    /// Hot path: an RTP packet from `publisher` on its track `mid`. Pushes one [`Forward`] per
+    /// receiving slot into `out` (which is cleared first).
+    pub fn on_rtp(&mut self, publisher: Pid, mid: Mid, pkt: PacketIn, out: &mut Vec<Forward>) {
+        out.clear();
+        let Some(track) = self.tracks.get(&(publisher, mid)) else {
+            return;
+        };
+        let input = SeqTs {
+            seq: pkt.seq,
+            ts: pkt.ts,
+        };
+        for &(sub, idx) in &track.subscribers {
+            let Some(slot) = self
+                .participants
+                .get_mut(&sub)
+                .and_then(|p| p.slots.get_mut(idx))
+            else {
+                continue;
+            };
+            let mapped = if slot.waiting_keyframe {
+                if !pkt.keyframe {
+                    continue;
+                }
+                slot.waiting_keyframe = false;
+                Some(slot.munger.start(input))
+            } else if slot.munger.is_mapped() {
+                slot.munger.map(input)
+            } else {
+                Some(slot.munger.start(input))
+            };
+            if let Some(o) = mapped {
+                out.push(Forward {
+                    to: sub,
+                    mid: slot.mid,
+                    out: o,
+                });
+            }
+        }
+    }
+
+    /// A subscriber asked for a keyframe on its slot `mid` (it lost a picture).
+    pub fn on_keyframe_request(&mut self, now: Instant, subscriber: Pid, mid: Mid) {
+        let key = self
+            .participants
+            .get(&subscriber)
+            .and_then(|p| p.slots.iter().find(|s| s.mid == mid))
+            .and_then(|s| s.track);
+        if let Some(key) = key {
+            self.request_keyframe(now, key);
+        }
+    }
+
+    /// When [`Room::handle_timeout`] wants to be called next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let grace = self
+            .participants
+            .values()
+            .filter_map(|p| p.lost_at.map(|t| t + self.config.reconnect_grace));
+        let keyframes = self
+            .tracks
+            .iter()
+            .filter(|(key, _)| self.has_waiting_subscriber(**key))
+            .filter_map(|(_, t)| {
+                t.last_keyframe_request
+                    .map(|at| at + self.config.keyframe_interval)
+            });
+        grace.chain(keyframes).min()
+    }
+
+    /// Time passed: expire vanished participants, repeat keyframe requests still unanswered.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let expired: Vec<Pid> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| {
+                p.lost_at
+                    .is_some_and(|t| now >= t + self.config.reconnect_grace)
+            })
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in expired {
+            self.remove(now, pid);
+        }
+        let waiting: Vec<TrackKey> = self
+            .tracks
+            .keys()
+            .copied()
+            .filter(|k| self.has_waiting_subscriber(*k))
+            .collect();
+        for key in waiting {
+            self.request_keyframe(now, key);
+        }
+    }
+
+    fn has_waiting_subscriber(&self, key: TrackKey) -> bool {
+        self.tracks.get(&key).is_some_and(|t| {
+            t.subscribers.iter().any(|(sub, idx)| {
+                self.participants
+                    .get(sub)
+                    .and_then(|p| p.slots.get(*idx))
+                    .is_some_and(|s| s.waiting_keyframe)
+            })
+        })
+    }
+
+    fn request_keyframe(&mut self, now: Instant, key: TrackKey) {
+        let interval = self.config.keyframe_interval;
+        let Some(track) = self.tracks.get_mut(&key) else {
+            return;
+        };
+        if track.kind != Kind::Video {
+            return;
+        }
+        if track
+            .last_keyframe_request
+            .is_some_and(|at| now < at + interval)
+        {
+            return;
+        }
+        track.last_keyframe_request = Some(now);
+        self.outputs.push_back(Output::RequestKeyframe {
+            publisher: key.0,
+            mid: key.1,
+        });
+    }
+
+    fn remove(&mut self, now: Instant, pid: Pid) {
+        if !self.participants.contains_key(&pid) {
+            return;
+        }
+        self.clear_media(pid);
+        let p = self.participants.remove(&pid).expect("checked above");
+        self.outputs.push_back(Output::Removed { pid });
+        self.broadcast_except(
+            pid,
+            ServerMessage::ParticipantLeft {
+                participant_id: p.id,
+            },
+        );
+        self.rebalance(now);
+    }
+
+    /// End all tracks the participant publishes and all its receive slots.
+    fn clear_media(&mut self, pid: Pid) {
+        let owned: Vec<TrackKey> = self
+            .tracks
+            .keys()
+            .filter(|(o, _)| *o == pid)
+            .copied()
+            .collect();
+        for key in owned {
+            self.remove_track(key);
+        }
+        if let Some(p) = self.participants.get_mut(&pid) {
+            for slot in p.slots.drain(..) {
+                if let Some(track) = slot.track.and_then(|k| self.tracks.get_mut(&k)) {
+                    track.subscribers.retain(|(sub, _)| *sub != pid);
+                }
+            }
+        }
+    }
+
+    fn remove_track(&mut self, key: TrackKey) {
+        let Some(track) = self.tracks.remove(&key) else {
+            return;
+        };
+        for (sub, idx) in track.subscribers {
+            if let Some(slot) = self
+                .participants
+                .get_mut(&sub)
+                .and_then(|p| p.slots.get_mut(idx))
+            {
+                slot.track = None;
+                slot.waiting_keyframe = false;
+                slot.munger.reset_source();
+            }
+        }
+    }
+
+    /// Bind every unbound track to a free slot of each other participant, then tell each
+    /// participant whose view changed.
+    fn rebalance(&mut self, now: Instant) {
+        let mut keys: Vec<TrackKey> = self.tracks.keys().copied().collect();
+        keys.sort();
+        let mut kf_needed = Vec::new();
+        for key in keys {
+            let kind = self.tracks[&key].kind;
+            for (pid, p) in self.participants.iter_mut() {
+                if *pid == key.0 || p.slots.iter().any(|s| s.track == Some(key)) {
+                    continue;
+                }
+                let Some(idx) = p
+                    .slots
+                    .iter()
+                    .position(|s| s.kind == kind && s.track.is_none())
+                else {
+                    continue;
+                };
+                let slot = &mut p.slots[idx];
+                slot.track = Some(key);
+                slot.munger.reset_source();
+                slot.waiting_keyframe = kind == Kind::Video;
+                self.tracks
+                    .get_mut(&key)
+                    .expect("key from map")
+                    .subscribers
+                    .push((*pid, idx));
+                if kind == Kind::Video {
+                    kf_needed.push(key);
+                }
+            }
+        }
+        let pids: Vec<Pid> = self.participants.keys().copied().collect();
+        for pid in pids {
+            self.send_subscriptions(pid);
+        }
+        // A new subscriber needs a picture now; within the rate limit, handle_timeout repeats it.
+        for key in kf_needed {
+            self.request_keyframe(now, key);
+        }
+    }
+
+    fn send_subscriptions(&mut self, pid: Pid) {
+        let mut slots = SlotCounts::default();
+        for ((owner, _), t) in &self.tracks {
+            if *owner == pid {
+                continue;
+            }
+            match t.kind {
+                Kind::Audio => slots.audio += 1,
+                Kind::Video => slots.video += 1,
+            }
+        }
+        let p = &self.participants[&pid];
+        let subscriptions = p
+            .slots
+            .iter()
+            .filter_map(|s| {
+                let (publisher, _) = s.track?;
+                Some(Subscription {
+                    mid: s.mid.as_str().to_owned(),
+                    participant_id: self.participants.get(&publisher)?.id.clone(),
+                    kind: s.kind,
+                })
+            })
+            .collect();
+        let msg = ServerMessage::Subscriptions {
+            slots,
+            subscriptions,
+        };
+        let p = self.participants.get_mut(&pid).expect("pid from map");
+        if p.last_subscriptions.as_ref() != Some(&msg) {
+            p.last_subscriptions = Some(msg.clone());
+            self.outputs.push_back(Output::Signal { to: pid, msg });
+        }
+    }
+
+    fn broadcast_except(&mut self, except: Pid, msg: ServerMessage) {
+        for pid in self.participants.keys() {
+            if *pid != except {
+                self.outputs.push_back(Output::Signal {
+                    to: *pid,
+                    msg: msg.clone(),
+                });
+            }
+        }
+    }
+}
+
+impl Slot {
+    fn new(mid: Mid, kind: Kind) -> Self {
+        let ts_gap = match kind {
+            Kind::Audio => 960,
+            Kind::Video => 3000,
+        };
+        Self {
+            mid,
+            kind,
+            track: None,
+            munger: Munger::new(ts_gap),
+            waiting_keyframe: false,
+        }
+    }
+}
+
+/// Compare secrets without leaking where they differ through timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

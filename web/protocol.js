@@ -1,0 +1,506 @@
+// Conclave connection library: one WebSocket for signaling (docs/protocol.md) and one
+// RTCPeerConnection for media, with negotiation and reconnection. No DOM access here: the UI
+// listens to the events this emits.
+//
+// Negotiation rules (from docs/protocol.md):
+// - the client is always the SDP offerer, one offer at a time (wait for `answer`);
+// - the server tells the client how many recvonly slots of each kind it needs (`subscriptions`);
+//   when the client has fewer, it adds recvonly transceivers and sends a new offer;
+// - `subscriptions[].mid` says which remote participant's track arrives on which transceiver.
+
+/** Protocol version spoken by this client. */
+export const PROTOCOL_VERSION = 1;
+
+/**
+ * @typedef {object} ParticipantInfo
+ * @property {string} id
+ * @property {string} name
+ * @property {boolean} audio
+ * @property {boolean} video
+ */
+
+/**
+ * @typedef {object} Subscription
+ * @property {string} mid
+ * @property {string} participant_id
+ * @property {'audio'|'video'} kind
+ */
+
+/**
+ * @typedef {{type: 'welcome', version: number, participant_id: string, resume: string, room: string, participants: ParticipantInfo[]}} WelcomeMsg
+ * @typedef {{type: 'answer', sdp: string}} AnswerMsg
+ * @typedef {{type: 'subscriptions', slots: {audio: number, video: number}, subscriptions: Subscription[]}} SubscriptionsMsg
+ * @typedef {{type: 'participant_joined', participant: ParticipantInfo}} JoinedMsg
+ * @typedef {{type: 'participant_updated', participant: ParticipantInfo}} UpdatedMsg
+ * @typedef {{type: 'participant_left', participant_id: string}} LeftMsg
+ * @typedef {{type: 'error', code: string, message: string}} ErrorMsg
+ * @typedef {WelcomeMsg|AnswerMsg|SubscriptionsMsg|JoinedMsg|UpdatedMsg|LeftMsg|ErrorMsg} ServerMsg
+ */
+
+/**
+ * Connection state, mirrored by the UI in `document.body.dataset.state`.
+ * @typedef {'idle'|'joining'|'joined'|'reconnecting'|'left'|'failed'} ConnState
+ */
+
+/**
+ * Remote media of one participant.
+ * @typedef {object} RemoteMedia
+ * @property {MediaStreamTrack|null} audio
+ * @property {MediaStreamTrack|null} video
+ */
+
+/** Error codes after which the server closes the connection and retrying cannot help. */
+const FATAL_JOIN_ERRORS = new Set(['unsupported_version', 'invalid_room', 'invalid_name', 'room_full']);
+
+/** Peer connection configuration: never any external STUN/TURN server (privacy rule). */
+const PC_CONFIG = /** @type {RTCConfiguration} */ ({
+  iceServers: [],
+  bundlePolicy: 'max-bundle',
+  rtcpMuxPolicy: 'require',
+});
+
+const BACKOFF_MIN_MS = 500;
+const BACKOFF_MAX_MS = 8000;
+const DISCONNECTED_GRACE_MS = 5000;
+
+/**
+ * One participant's connection to a room.
+ *
+ * Events (all `CustomEvent`s, payload in `detail`):
+ * - `state` {state: ConnState}
+ * - `welcome` {msg: WelcomeMsg, resumed: boolean}
+ * - `participant_joined` / `participant_updated` {participant: ParticipantInfo}
+ * - `participant_left` {id: string}
+ * - `media` {media: Map<string, RemoteMedia>} — remote tracks per participant id, in full
+ * - `server_error` {code: string, message: string, fatal: boolean}
+ * - `pc` {pc: RTCPeerConnection} — a new peer connection was created
+ */
+export class Connection extends EventTarget {
+  /**
+   * @param {object} opts
+   * @param {string} opts.room
+   * @param {string} opts.name
+   * @param {string} [opts.url] WebSocket URL; default `/ws` on the page's origin
+   */
+  constructor(opts) {
+    super();
+    this.room = opts.room;
+    this.name = opts.name;
+    this.url = opts.url ?? defaultWsUrl();
+    /** @type {ConnState} */
+    this.state = 'idle';
+    /** @type {WebSocket|null} */
+    this.ws = null;
+    /** @type {RTCPeerConnection|null} */
+    this.pc = null;
+    /** @type {string|null} */
+    this.participantId = null;
+    /** @type {string|null} */
+    this.resumeToken = null;
+    /** @type {MediaStreamTrack|null} */
+    this.audioTrack = null;
+    /** @type {MediaStreamTrack|null} */
+    this.videoTrack = null;
+    /** Whether to publish a sending transceiver of each kind (false: receive-only). */
+    this.publish = { audio: true, video: true };
+    this.mediaState = { audio: false, video: false };
+    /** @type {RTCRtpTransceiver|null} */
+    this.audioTx = null;
+    /** @type {RTCRtpTransceiver|null} */
+    this.videoTx = null;
+    /** @type {SubscriptionsMsg|null} */
+    this.lastSubs = null;
+    this.offerInFlight = false;
+    this.offerPending = false;
+    this.attempt = 0;
+    /** @type {ReturnType<typeof setTimeout>|null} */
+    this.retryTimer = null;
+    /** @type {ReturnType<typeof setTimeout>|null} */
+    this.disconnectTimer = null;
+    /** @type {Map<string, RemoteMedia>} */
+    this.remote = new Map();
+    /** Generation counter: callbacks from an old WebSocket/PC are ignored. */
+    this.gen = 0;
+  }
+
+  /**
+   * Set the local tracks to publish (null = nothing on that sender).
+   * @param {MediaStreamTrack|null} audio
+   * @param {MediaStreamTrack|null} video
+   */
+  setLocalTracks(audio, video) {
+    this.audioTrack = audio;
+    this.videoTrack = video;
+  }
+
+  /** Open the connection and join the room. */
+  join() {
+    this.resumeToken = null;
+    this.participantId = null;
+    this.attempt = 0;
+    this.setState('joining');
+    this.open();
+  }
+
+  /** Leave the room for good (no reconnection). */
+  leave() {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.send({ type: 'leave' });
+    this.teardown();
+    this.resumeToken = null;
+    this.setState('left');
+  }
+
+  /**
+   * Tell the server (and so the others) whether microphone and camera are on.
+   * @param {boolean} audio
+   * @param {boolean} video
+   */
+  sendMediaState(audio, video) {
+    this.mediaState = { audio, video };
+    if (this.state === 'joined') this.send({ type: 'media_state', audio, video });
+  }
+
+  /**
+   * Replace the track on the camera sender (null: send nothing).
+   * @param {MediaStreamTrack|null} track
+   */
+  async replaceVideoTrack(track) {
+    this.videoTrack = track;
+    if (this.videoTx) await this.videoTx.sender.replaceTrack(track);
+  }
+
+  /**
+   * Replace the track on the microphone sender.
+   * @param {MediaStreamTrack|null} track
+   */
+  async replaceAudioTrack(track) {
+    this.audioTrack = track;
+    if (this.audioTx) await this.audioTx.sender.replaceTrack(track);
+  }
+
+  // ---- internals ----
+
+  /** @param {ConnState} state */
+  setState(state) {
+    if (this.state === state) return;
+    this.state = state;
+    this.emit('state', { state });
+  }
+
+  /**
+   * @param {string} type
+   * @param {object} detail
+   */
+  emit(type, detail) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  /** @param {object} msg */
+  send(msg) {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+  }
+
+  open() {
+    const gen = ++this.gen;
+    let ws;
+    try {
+      ws = new WebSocket(this.url);
+    } catch (e) {
+      this.scheduleReconnect();
+      return;
+    }
+    this.ws = ws;
+    ws.onopen = () => {
+      if (gen !== this.gen) return;
+      /** @type {Record<string, unknown>} */
+      const join = { type: 'join', version: PROTOCOL_VERSION, room: this.room, name: this.name };
+      if (this.resumeToken) join.resume = this.resumeToken;
+      this.send(join);
+    };
+    ws.onmessage = (ev) => {
+      if (gen !== this.gen) return;
+      /** @type {ServerMsg} */
+      let msg;
+      try {
+        msg = JSON.parse(String(ev.data));
+      } catch {
+        console.warn('conclave: non-JSON frame from server');
+        return;
+      }
+      this.handle(msg, gen).catch((e) => console.error('conclave: handling', msg.type, e));
+    };
+    ws.onclose = () => {
+      if (gen !== this.gen) return;
+      this.ws = null;
+      if (this.state === 'left' || this.state === 'failed') return;
+      this.scheduleReconnect();
+    };
+    ws.onerror = () => {
+      /* onclose follows */
+    };
+  }
+
+  /** Drop WebSocket and PC, keep identity (resume token) for a reconnect. */
+  teardown() {
+    this.gen++;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    if (this.disconnectTimer) clearTimeout(this.disconnectTimer);
+    this.disconnectTimer = null;
+    if (this.ws) {
+      const ws = this.ws;
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      try {
+        ws.close(1000);
+      } catch {
+        /* ignore */
+      }
+    }
+    this.ws = null;
+    if (this.pc) {
+      const pc = this.pc;
+      pc.onconnectionstatechange = null;
+      pc.close();
+    }
+    this.pc = null;
+    this.audioTx = null;
+    this.videoTx = null;
+    this.offerInFlight = false;
+    this.offerPending = false;
+    this.lastSubs = null;
+    this.setRemote(new Map());
+  }
+
+  scheduleReconnect() {
+    if (this.state === 'left' || this.state === 'failed') return;
+    // Keep the resume token: the server keeps us for 30 s.
+    const resume = this.resumeToken;
+    this.teardown();
+    this.resumeToken = resume;
+    this.setState(this.participantId ? 'reconnecting' : 'joining');
+    const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this.attempt);
+    this.attempt++;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      this.open();
+    }, delay);
+  }
+
+  /**
+   * @param {ServerMsg} msg
+   * @param {number} gen
+   */
+  async handle(msg, gen) {
+    switch (msg.type) {
+      case 'welcome': {
+        const resumed = this.participantId !== null && this.participantId === msg.participant_id;
+        this.participantId = msg.participant_id;
+        this.resumeToken = msg.resume;
+        this.attempt = 0;
+        this.createPc(gen);
+        this.setState('joined');
+        this.emit('welcome', { msg, resumed });
+        this.send({ type: 'media_state', audio: this.mediaState.audio, video: this.mediaState.video });
+        // Offer once `subscriptions` arrives (it follows welcome); if it does not, offer anyway.
+        setTimeout(() => {
+          if (gen === this.gen && !this.lastSubs && !this.offerInFlight) this.negotiate();
+        }, 1500);
+        break;
+      }
+      case 'subscriptions':
+        this.lastSubs = msg;
+        this.ensureSlots();
+        this.applySubscriptions();
+        break;
+      case 'answer': {
+        const pc = this.pc;
+        if (!pc || pc.signalingState !== 'have-local-offer') {
+          console.warn('conclave: unexpected answer');
+          return;
+        }
+        await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
+        if (gen !== this.gen) return;
+        this.offerInFlight = false;
+        this.applySubscriptions();
+        if (this.offerPending) {
+          this.offerPending = false;
+          this.negotiate();
+        } else {
+          this.ensureSlots();
+        }
+        break;
+      }
+      case 'participant_joined':
+        this.emit('participant_joined', { participant: msg.participant });
+        break;
+      case 'participant_updated':
+        this.emit('participant_updated', { participant: msg.participant });
+        break;
+      case 'participant_left':
+        this.emit('participant_left', { id: msg.participant_id });
+        break;
+      case 'error': {
+        const fatal = FATAL_JOIN_ERRORS.has(msg.code) && this.state !== 'joined';
+        this.emit('server_error', { code: msg.code, message: msg.message, fatal });
+        if (fatal) {
+          this.teardown();
+          this.setState('failed');
+        } else if (msg.code === 'invalid_sdp') {
+          // Our offer was refused; let the next change trigger a new one.
+          this.offerInFlight = false;
+          if (this.pc && this.pc.signalingState === 'have-local-offer') {
+            await this.pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
+          }
+        }
+        break;
+      }
+      default:
+        console.warn('conclave: unknown message', msg);
+    }
+  }
+
+  /** @param {number} gen */
+  createPc(gen) {
+    if (this.pc) this.pc.close();
+    const pc = new RTCPeerConnection(PC_CONFIG);
+    this.pc = pc;
+    if (this.publish.audio) {
+      this.audioTx = pc.addTransceiver(this.audioTrack ?? 'audio', { direction: 'sendonly' });
+    }
+    if (this.publish.video) {
+      this.videoTx = pc.addTransceiver(this.videoTrack ?? 'video', { direction: 'sendonly' });
+    }
+    pc.onconnectionstatechange = () => {
+      if (gen !== this.gen) return;
+      const s = pc.connectionState;
+      if (s === 'failed') {
+        this.scheduleReconnect();
+      } else if (s === 'disconnected') {
+        if (!this.disconnectTimer) {
+          this.disconnectTimer = setTimeout(() => {
+            this.disconnectTimer = null;
+            if (gen === this.gen && pc.connectionState === 'disconnected') this.scheduleReconnect();
+          }, DISCONNECTED_GRACE_MS);
+        }
+      } else if (this.disconnectTimer) {
+        clearTimeout(this.disconnectTimer);
+        this.disconnectTimer = null;
+      }
+    };
+    pc.ontrack = () => this.applySubscriptions();
+    this.emit('pc', { pc });
+  }
+
+  /**
+   * @param {'audio'|'video'} kind
+   * @returns {RTCRtpTransceiver[]}
+   */
+  recvTransceivers(kind) {
+    if (!this.pc) return [];
+    return this.pc
+      .getTransceivers()
+      .filter((t) => t.direction === 'recvonly' && t.receiver.track.kind === kind);
+  }
+
+  /** Add recvonly transceivers if the server asks for more slots, then offer. */
+  ensureSlots() {
+    const pc = this.pc;
+    if (!pc) return;
+    const slots = this.lastSubs?.slots ?? { audio: 0, video: 0 };
+    let added = false;
+    for (const kind of /** @type {const} */ (['audio', 'video'])) {
+      const want = slots[kind] ?? 0;
+      for (let have = this.recvTransceivers(kind).length; have < want; have++) {
+        pc.addTransceiver(kind, { direction: 'recvonly' });
+        added = true;
+      }
+    }
+    // The first offer goes out once we know the slots (or at once if there is something to send).
+    if (added || (!this.offerInFlight && pc.signalingState === 'stable' && !pc.currentRemoteDescription)) {
+      this.negotiate();
+    }
+  }
+
+  /** Send an offer now, or after the answer to the one in flight. */
+  async negotiate() {
+    const pc = this.pc;
+    if (!pc) return;
+    if (this.offerInFlight || pc.signalingState !== 'stable') {
+      this.offerPending = true;
+      return;
+    }
+    if (pc.getTransceivers().length === 0) return; // nothing to send or receive yet
+    const gen = this.gen;
+    this.offerInFlight = true;
+    try {
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      if (!pc.currentRemoteDescription) await waitForGathering(pc, 1000);
+      if (gen !== this.gen) return;
+      const sdp = pc.localDescription?.sdp ?? offer.sdp ?? '';
+      this.send({ type: 'offer', sdp });
+    } catch (e) {
+      console.error('conclave: offer failed', e);
+      this.offerInFlight = false;
+    }
+  }
+
+  /** Map `subscriptions` onto transceivers and emit the remote tracks per participant. */
+  applySubscriptions() {
+    const pc = this.pc;
+    /** @type {Map<string, RemoteMedia>} */
+    const media = new Map();
+    if (pc && this.lastSubs) {
+      const byMid = new Map(pc.getTransceivers().filter((t) => t.mid !== null).map((t) => [t.mid, t]));
+      for (const sub of this.lastSubs.subscriptions) {
+        const t = byMid.get(sub.mid);
+        if (!t) continue; // not negotiated yet; applied again after the answer
+        const entry = media.get(sub.participant_id) ?? { audio: null, video: null };
+        if (t.receiver.track.kind === sub.kind) entry[sub.kind] = t.receiver.track;
+        media.set(sub.participant_id, entry);
+      }
+    }
+    this.setRemote(media);
+  }
+
+  /** @param {Map<string, RemoteMedia>} media */
+  setRemote(media) {
+    const same =
+      media.size === this.remote.size &&
+      [...media].every(([id, m]) => {
+        const old = this.remote.get(id);
+        return old && old.audio === m.audio && old.video === m.video;
+      });
+    if (same) return;
+    this.remote = media;
+    this.emit('media', { media });
+  }
+}
+
+/** @returns {string} */
+function defaultWsUrl() {
+  const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  return `${proto}//${location.host}/ws`;
+}
+
+/**
+ * Resolve when ICE gathering is complete or after `ms`, whichever is first.
+ * @param {RTCPeerConnection} pc
+ * @param {number} ms
+ * @returns {Promise<void>}
+ */
+function waitForGathering(pc, ms) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      pc.removeEventListener('icegatheringstatechange', check);
+      clearTimeout(timer);
+      resolve();
+    };
+    const check = () => {
+      if (pc.iceGatheringState === 'complete') done();
+    };
+    const timer = setTimeout(done, ms);
+    pc.addEventListener('icegatheringstatechange', check);
+  });
+}

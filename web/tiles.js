@@ -1,0 +1,215 @@
+// Video tiles and the responsive grid.
+//
+// Stable hooks (tests rely on them): each tile is an element with
+// `data-participant="<participant id>"` containing a `<video>` that carries the participant's
+// video and audio tracks in one MediaStream; the local tile also has `data-local`.
+// `data-video` / `data-audio` = "on" | "off" mirror the participant's media_state, and the name is
+// in an element with class `name`.
+
+import { ICONS } from './icons.js';
+
+/**
+ * @param {string} name
+ * @returns {string}
+ */
+export function initials(name) {
+  const parts = name.trim().split(/\s+/).filter(Boolean);
+  const letters = parts.length >= 2 ? [parts[0], parts[parts.length - 1]] : parts;
+  const s = letters.map((p) => Array.from(p)[0] ?? '').join('');
+  return s.toUpperCase() || '?';
+}
+
+/**
+ * Stable colour per participant id, for the camera-off placeholder.
+ * @param {string} id
+ * @returns {string}
+ */
+function hue(id) {
+  let h = 0;
+  for (const c of id) h = (h * 31 + c.charCodeAt(0)) % 360;
+  return `hsl(${h} 45% 38%)`;
+}
+
+export class Tile {
+  /**
+   * @param {string} id
+   * @param {string} name
+   * @param {boolean} local
+   */
+  constructor(id, name, local) {
+    this.id = id;
+    this.local = local;
+    this.el = document.createElement('div');
+    this.el.className = 'tile';
+    this.el.dataset.participant = id;
+    if (local) this.el.dataset.local = '';
+    this.video = document.createElement('video');
+    this.video.autoplay = true;
+    this.video.playsInline = true;
+    this.video.setAttribute('playsinline', '');
+    this.video.setAttribute('autoplay', '');
+    if (local) this.video.muted = true;
+    this.placeholder = document.createElement('div');
+    this.placeholder.className = 'placeholder';
+    this.avatar = document.createElement('span');
+    this.avatar.className = 'avatar';
+    this.avatar.style.setProperty('background', hue(id));
+    this.placeholder.append(this.avatar);
+    const label = document.createElement('div');
+    label.className = 'label';
+    this.micIcon = document.createElement('span');
+    this.micIcon.className = 'mic-off';
+    this.micIcon.innerHTML = ICONS.micOff;
+    this.micIcon.setAttribute('role', 'img');
+    this.micIcon.setAttribute('aria-label', 'Microphone muted');
+    this.nameEl = document.createElement('span');
+    this.nameEl.className = 'name';
+    label.append(this.micIcon, this.nameEl);
+    this.el.append(this.video, this.placeholder, label);
+    /** @type {MediaStreamTrack|null} */
+    this.audioTrack = null;
+    /** @type {MediaStreamTrack|null} */
+    this.videoTrack = null;
+    /** @type {(() => void)|null} */
+    this.onAutoplayBlocked = null;
+    this.setName(name);
+    this.setState(true, true);
+    this.updateReceiving();
+  }
+
+  /** @param {string} name */
+  setName(name) {
+    this.name = name;
+    this.nameEl.textContent = this.local ? `${name} (you)` : name;
+    this.avatar.textContent = initials(name);
+    this.el.setAttribute('aria-label', this.local ? `${name} (you)` : name);
+  }
+
+  /**
+   * @param {boolean} audio
+   * @param {boolean} video
+   */
+  setState(audio, video) {
+    this.el.dataset.audio = audio ? 'on' : 'off';
+    this.el.dataset.video = video ? 'on' : 'off';
+  }
+
+  /**
+   * Attach the participant's tracks (one MediaStream with audio and video).
+   * @param {MediaStreamTrack|null} audio
+   * @param {MediaStreamTrack|null} video
+   */
+  setTracks(audio, video) {
+    if (audio === this.audioTrack && video === this.videoTrack) return;
+    for (const t of [this.videoTrack]) {
+      if (t) {
+        t.removeEventListener('mute', this.updateReceivingBound);
+        t.removeEventListener('unmute', this.updateReceivingBound);
+      }
+    }
+    this.audioTrack = audio;
+    this.videoTrack = video;
+    if (video) {
+      video.addEventListener('mute', this.updateReceivingBound);
+      video.addEventListener('unmute', this.updateReceivingBound);
+    }
+    /** @type {MediaStreamTrack[]} */
+    const tracks = [];
+    if (video) tracks.push(video);
+    if (audio && !this.local) tracks.push(audio);
+    this.video.srcObject = tracks.length ? new MediaStream(tracks) : null;
+    this.updateReceiving();
+    if (tracks.length) this.play();
+  }
+
+  updateReceivingBound = () => this.updateReceiving();
+
+  /** Show the video when a live, unmuted video track is attached; otherwise the initials. */
+  updateReceiving() {
+    const t = this.videoTrack;
+    const receiving = !!t && t.readyState === 'live' && (this.local || !t.muted);
+    if (receiving) this.el.dataset.receiving = '';
+    else delete this.el.dataset.receiving;
+  }
+
+  play() {
+    const p = this.video.play();
+    if (!p) return;
+    p.catch((err) => {
+      if (err && err.name === 'NotAllowedError' && !this.local) {
+        // Autoplay with sound refused: play muted, and let the user enable sound with a click.
+        this.video.muted = true;
+        this.video.play().catch(() => {});
+        this.onAutoplayBlocked?.();
+      }
+    });
+  }
+
+  /** After a user gesture: unmute and play. */
+  enableSound() {
+    if (this.local) return;
+    this.video.muted = false;
+    this.video.play().catch(() => {});
+  }
+
+  remove() {
+    this.setTracks(null, null);
+    this.el.remove();
+  }
+}
+
+/**
+ * Keeps the tiles laid out in a grid that fills the available space with 16:9 tiles.
+ */
+export class Grid {
+  /** @param {HTMLElement} el */
+  constructor(el) {
+    this.el = el;
+    /** @type {Map<string, Tile>} */
+    this.tiles = new Map();
+    new ResizeObserver(() => this.layout()).observe(el);
+  }
+
+  /** @param {Tile} tile */
+  add(tile) {
+    this.tiles.get(tile.id)?.remove();
+    this.tiles.set(tile.id, tile);
+    if (tile.local) this.el.prepend(tile.el);
+    else this.el.append(tile.el);
+    this.layout();
+  }
+
+  /** @param {string} id */
+  remove(id) {
+    const t = this.tiles.get(id);
+    if (!t) return;
+    t.remove();
+    this.tiles.delete(id);
+    this.layout();
+  }
+
+  clear() {
+    for (const t of this.tiles.values()) t.remove();
+    this.tiles.clear();
+    this.layout();
+  }
+
+  layout() {
+    const n = Math.max(1, this.tiles.size);
+    const W = this.el.clientWidth || window.innerWidth;
+    const H = this.el.clientHeight || window.innerHeight;
+    const gap = 12;
+    let best = { cols: 1, rows: n, size: 0 };
+    for (let cols = 1; cols <= n; cols++) {
+      const rows = Math.ceil(n / cols);
+      const w = (W - gap * (cols - 1)) / cols;
+      const h = (H - gap * (rows - 1)) / rows;
+      const tileW = Math.min(w, (h * 16) / 9);
+      if (tileW > best.size) best = { cols, rows, size: tileW };
+    }
+    this.el.style.setProperty('--cols', String(best.cols));
+    this.el.style.setProperty('--rows', String(best.rows));
+    this.el.style.setProperty('--tile-w', `${Math.floor(best.size)}px`);
+    this.el.dataset.count = String(this.tiles.size);
+  }
+}
