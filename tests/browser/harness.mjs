@@ -1,0 +1,235 @@
+// Shared helpers for the browser end-to-end tests: start the Conclave server, launch Debian's
+// Chromium through playwright-core (never a downloaded browser), poll for conditions.
+
+import { spawn } from 'node:child_process';
+import { createWriteStream, mkdirSync } from 'node:fs';
+import net from 'node:net';
+import dgram from 'node:dgram';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { randomBytes } from 'node:crypto';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const repoRoot = path.resolve(here, '../..');
+export const CHROMIUM = process.env.CHROMIUM_BIN ?? '/usr/bin/chromium';
+
+export const BASE_ARGS = [
+  '--headless=new',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+  '--autoplay-policy=no-user-gesture-required',
+];
+export const FAKE_UI = '--use-fake-ui-for-media-stream';
+
+export { sleep };
+
+/** @returns {Promise<number>} a free TCP port on 127.0.0.1 */
+export function freeTcpPort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = /** @type {net.AddressInfo} */ (srv.address());
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** @returns {Promise<number>} a free UDP port on 127.0.0.1 */
+export function freeUdpPort() {
+  return new Promise((resolve, reject) => {
+    const s = dgram.createSocket('udp4');
+    s.on('error', reject);
+    s.bind(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export function randomRoom(prefix = 'e2e') {
+  return `${prefix}-${randomBytes(5).toString('hex')}`;
+}
+
+/**
+ * Poll `fn` until it returns a truthy value (returned), or throw after `timeout` ms with the last
+ * value / error in the message.
+ * @template T
+ * @param {() => Promise<T> | T} fn
+ * @param {{timeout?: number, interval?: number, what?: string}} [opts]
+ * @returns {Promise<T>}
+ */
+export async function poll(fn, { timeout = 30000, interval = 250, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v) return v;
+      last = v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      const detail = last instanceof Error ? last.message : JSON.stringify(last);
+      throw new Error(`timed out after ${timeout} ms waiting for ${what}; last: ${detail}`);
+    }
+    await sleep(interval);
+  }
+}
+
+/**
+ * Start the Conclave server on free loopback ports; resolves when /healthz answers 200.
+ * Its output goes to a log file, not the console.
+ */
+export async function startServer() {
+  const bin = path.resolve(here, process.env.CONCLAVE_BIN ?? '../../target/debug/conclave');
+  const port = await freeTcpPort();
+  const udp = await freeUdpPort();
+  const logDir = path.join(here, 'logs');
+  mkdirSync(logDir, { recursive: true });
+  const logFile = path.join(logDir, `server-${Date.now()}-${port}.log`);
+  const log = createWriteStream(logFile);
+  const args = ['--listen', `127.0.0.1:${port}`, '--udp', `127.0.0.1:${udp}`];
+  const proc = spawn(bin, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { RUST_LOG: 'info', ...process.env },
+  });
+  proc.stdout.pipe(log);
+  proc.stderr.pipe(log);
+  let exited = /** @type {null | string} */ (null);
+  proc.on('exit', (code, sig) => {
+    exited = `exited with ${code ?? sig}`;
+  });
+  proc.on('error', (e) => {
+    exited = `failed to start ${bin}: ${e.message}`;
+  });
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await poll(
+      async () => {
+        if (exited) throw new Error(`server ${exited} (log: ${logFile})`);
+        const r = await fetch(`${url}/healthz`).catch(() => null);
+        return r?.status === 200;
+      },
+      { timeout: 30000, what: `${url}/healthz` },
+    );
+  } catch (e) {
+    proc.kill('SIGKILL');
+    throw e;
+  }
+  return {
+    url,
+    udp,
+    logFile,
+    async stop() {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      const gone = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGTERM');
+      const t = setTimeout(() => proc.kill('SIGKILL'), 3000);
+      await gone;
+      clearTimeout(t);
+      log.end();
+    },
+  };
+}
+
+/**
+ * Launch one Chromium (one process per participant) and open a page.
+ * Records every request whose origin is not `origin` in `foreign` (privacy rule: none allowed).
+ * @param {string} origin
+ * @param {{fakeUi?: boolean, extraArgs?: string[]}} [opts]
+ */
+export async function openBrowser(origin, { fakeUi = true, extraArgs = [] } = {}) {
+  const args = [...BASE_ARGS, ...(fakeUi ? [FAKE_UI] : []), ...extraArgs];
+  const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args });
+  const context = await browser.newContext({ viewport: { width: 1280, height: 720 } });
+  const page = await context.newPage();
+  /** @type {string[]} */
+  const foreign = [];
+  /** @type {string[]} */
+  const errors = [];
+  page.on('request', (req) => {
+    const u = req.url();
+    if (u.startsWith('data:') || u.startsWith('blob:')) return;
+    const o = new URL(u);
+    const same = `${o.protocol}//${o.host}` === origin || (o.host === new URL(origin).host && o.protocol === 'ws:');
+    if (!same) foreign.push(u);
+  });
+  page.on('pageerror', (e) => errors.push(String(e)));
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text());
+  });
+  return {
+    browser,
+    page,
+    foreign,
+    errors,
+    async close() {
+      await browser.close().catch(() => {});
+    },
+  };
+}
+
+/**
+ * State of the remote tiles as a user would see them.
+ * @param {import('playwright-core').Page} page
+ */
+export function remoteTiles(page) {
+  return page.evaluate(() =>
+    [...document.querySelectorAll('[data-participant]:not([data-local])')].map((tile) => {
+      const el = /** @type {HTMLElement} */ (tile);
+      const v = el.querySelector('video');
+      return {
+        id: el.dataset.participant ?? '',
+        name: el.querySelector('.name')?.textContent ?? '',
+        video: el.dataset.video,
+        audio: el.dataset.audio,
+        width: v?.videoWidth ?? 0,
+        height: v?.videoHeight ?? 0,
+        frames: v ? v.getVideoPlaybackQuality().totalVideoFrames : 0,
+        paused: v ? v.paused : true,
+      };
+    }),
+  );
+}
+
+/**
+ * Inbound audio stats per remote participant id (via `window.conclave.pc` and the last
+ * `subscriptions` message's mids).
+ * @param {import('playwright-core').Page} page
+ * @returns {Promise<Record<string, {packetsReceived: number, audioLevel: number, totalAudioEnergy: number}>>}
+ */
+export function inboundAudio(page) {
+  return page.evaluate(async () => {
+    const c = /** @type {any} */ (window).conclave;
+    const pc = /** @type {RTCPeerConnection|null} */ (c.pc);
+    /** @type {Record<string, {packetsReceived: number, audioLevel: number, totalAudioEnergy: number}>} */
+    const out = {};
+    if (!pc) return out;
+    const subs = c.connection?.lastSubs?.subscriptions ?? [];
+    /** @type {Map<string, string>} */
+    const byMid = new Map(subs.filter((/** @type {any} */ s) => s.kind === 'audio').map((/** @type {any} */ s) => [s.mid, s.participant_id]));
+    const stats = await pc.getStats();
+    stats.forEach((s) => {
+      if (s.type !== 'inbound-rtp' || s.kind !== 'audio') return;
+      const pid = byMid.get(s.mid);
+      if (!pid) return;
+      out[pid] = {
+        packetsReceived: s.packetsReceived ?? 0,
+        audioLevel: s.audioLevel ?? 0,
+        totalAudioEnergy: s.totalAudioEnergy ?? 0,
+      };
+    });
+    return out;
+  });
+}
