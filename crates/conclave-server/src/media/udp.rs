@@ -1,0 +1,67 @@
+//! The receive side of the one UDP socket: read datagrams and hand each to the worker that owns its
+//! participant, found by remote address (after ICE) or by the ICE username fragment (before).
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use super::WorkerInput;
+use super::stun;
+
+/// Which worker serves a remote address or a server ufrag. Written by workers when a participant
+/// is created, connects or goes; read by the receive thread for every datagram.
+#[derive(Default)]
+pub struct Routes {
+    by_addr: RwLock<HashMap<SocketAddr, usize>>,
+    by_ufrag: RwLock<HashMap<String, usize>>,
+}
+
+impl Routes {
+    pub fn add_ufrag(&self, ufrag: &str, worker: usize) {
+        self.by_ufrag.write().expect("routes lock").insert(ufrag.to_owned(), worker);
+    }
+
+    pub fn remove_ufrag(&self, ufrag: &str) {
+        self.by_ufrag.write().expect("routes lock").remove(ufrag);
+    }
+
+    pub fn add_addr(&self, addr: SocketAddr, worker: usize) {
+        self.by_addr.write().expect("routes lock").insert(addr, worker);
+    }
+
+    pub fn remove_addr(&self, addr: &SocketAddr) {
+        self.by_addr.write().expect("routes lock").remove(addr);
+    }
+
+    fn route(&self, from: &SocketAddr, data: &[u8]) -> Option<usize> {
+        if let Some(w) = self.by_addr.read().expect("routes lock").get(from) {
+            return Some(*w);
+        }
+        let ufrag = stun::server_ufrag(data)?;
+        self.by_ufrag.read().expect("routes lock").get(ufrag).copied()
+    }
+}
+
+pub(super) fn receive_loop(socket: UdpSocket, routes: Arc<Routes>, workers: Arc<Vec<Sender<WorkerInput>>>) {
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let (n, from) = match socket.recv_from(&mut buf) {
+            Ok(v) => v,
+            Err(e) => {
+                // ICMP errors from a vanished peer surface here on some systems; keep serving.
+                tracing::debug!(error = %e, "udp receive error");
+                continue;
+            }
+        };
+        let data = &buf[..n];
+        let Some(worker) = routes.route(&from, data) else {
+            continue;
+        };
+        let input = WorkerInput::Datagram { from, data: data.to_vec(), at: Instant::now() };
+        if workers[worker].send(input).is_err() {
+            tracing::error!(worker, "media worker is gone");
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! A media worker: one thread, a plain event loop, owning its rooms and their participants'
+//! transports. Drives the sans-IO room core and the str0m instances with real time and sockets.
+//!
+//! Run rule: after any input to a room, [`process`] polls every peer marked dirty until str0m
+//! returns a timeout, and drains the room core's outputs, until nothing is dirty.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use conclave_proto::{ErrorCode, ServerMessage};
+use conclave_room::codec::vp8_starts_keyframe;
+use conclave_room::{Forward, JoinRequest, Mid as RoomMid, Output as RoomOutput, PacketIn, Pid, Room, RoomConfig};
+use str0m::format::Codec;
+use str0m::net::{Protocol, Receive};
+use str0m::{Event, IceConnectionState, Input, Output};
+
+use super::peer::{ForwardedPacket, Peer};
+use super::{Command, Joined, Routes, WorkerInput, stun};
+use crate::ids;
+
+/// Longest the loop sleeps when nothing is due, so a quiet worker still notices shutdown.
+const IDLE_WAKE: Duration = Duration::from_millis(500);
+/// Most inputs handled between two timeout sweeps, so timers stay punctual under load.
+const BATCH: usize = 64;
+
+pub struct Worker {
+    index: usize,
+    socket: UdpSocket,
+    local: SocketAddr,
+    candidate: SocketAddr,
+    routes: Arc<Routes>,
+    rooms: HashMap<String, RoomHost>,
+    by_addr: HashMap<SocketAddr, (String, Pid)>,
+    by_ufrag: HashMap<String, (String, Pid)>,
+}
+
+struct RoomHost {
+    core: Room,
+    peers: HashMap<Pid, Peer>,
+    dirty: Vec<Pid>,
+    forwards: Vec<Forward>,
+}
+
+impl Worker {
+    pub fn new(index: usize, socket: UdpSocket, local: SocketAddr, candidate: SocketAddr, routes: Arc<Routes>) -> Self {
+        Self {
+            index,
+            socket,
+            local,
+            candidate,
+            routes,
+            rooms: HashMap::new(),
+            by_addr: HashMap::new(),
+            by_ufrag: HashMap::new(),
+        }
+    }
+
+    pub fn run(mut self, rx: Receiver<WorkerInput>) {
+        loop {
+            let now = Instant::now();
+            let wait = self.next_deadline().map_or(IDLE_WAKE, |t| t.saturating_duration_since(now)).min(IDLE_WAKE);
+            match rx.recv_timeout(wait) {
+                Ok(input) => {
+                    self.handle(input);
+                    for input in rx.try_iter().take(BATCH) {
+                        self.handle(input);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            self.handle_timeouts(Instant::now());
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.rooms
+            .values()
+            .flat_map(|h| h.core.poll_timeout().into_iter().chain(h.peers.values().filter_map(|p| p.next_timeout)))
+            .min()
+    }
+
+    fn handle_timeouts(&mut self, now: Instant) {
+        let names: Vec<String> = self.rooms.keys().cloned().collect();
+        for name in names {
+            let host = self.rooms.get_mut(&name).expect("name from map");
+            for (pid, peer) in host.peers.iter_mut() {
+                if peer.next_timeout.is_some_and(|t| t <= now) {
+                    if peer.rtc.handle_input(Input::Timeout(now)).is_err() {
+                        peer.dead = true;
+                    }
+                    host.dirty.push(*pid);
+                }
+            }
+            if host.core.poll_timeout().is_some_and(|t| t <= now) {
+                host.core.handle_timeout(now);
+            }
+            self.process(&name, now);
+        }
+    }
+
+    fn handle(&mut self, input: WorkerInput) {
+        match input {
+            WorkerInput::Datagram { from, data, at } => self.datagram(from, &data, at),
+            WorkerInput::Command(cmd) => self.command(cmd),
+        }
+    }
+
+    fn datagram(&mut self, from: SocketAddr, data: &[u8], at: Instant) {
+        let key = match self.by_addr.get(&from) {
+            Some(k) => k.clone(),
+            None => match stun::server_ufrag(data).and_then(|u| self.by_ufrag.get(u)) {
+                Some(k) => k.clone(),
+                None => return,
+            },
+        };
+        let (room, pid) = key;
+        let Some(host) = self.rooms.get_mut(&room) else {
+            return;
+        };
+        let Some(peer) = host.peers.get_mut(&pid) else {
+            return;
+        };
+        let Ok(contents) = data.try_into() else {
+            return;
+        };
+        let input = Input::Receive(at, Receive { proto: Protocol::Udp, source: from, destination: self.local, contents });
+        if !peer.rtc.accepts(&input) {
+            return;
+        }
+        if !peer.addrs.contains(&from) {
+            peer.addrs.push(from);
+            self.by_addr.insert(from, (room.clone(), pid));
+            self.routes.add_addr(from, self.index);
+        }
+        if let Err(e) = peer.rtc.handle_input(input) {
+            tracing::debug!(error = %e, "peer input error");
+            peer.dead = true;
+        }
+        host.dirty.push(pid);
+        self.process(&room, Instant::now());
+    }
+
+    fn command(&mut self, cmd: Command) {
+        let now = Instant::now();
+        match cmd {
+            Command::Join { room, name, resume, conn, events, reply } => {
+                let result = self.join(now, &room, name, resume, conn, events);
+                let _ = reply.send(result);
+                self.process(&room, now);
+            }
+            Command::Offer { room, pid, conn, sdp } => {
+                let Some(peer) = self.peer(&room, pid, conn) else {
+                    return;
+                };
+                let msg = match peer.accept_offer(&sdp) {
+                    Ok(sdp) => ServerMessage::Answer { sdp },
+                    Err(e) => ServerMessage::Error { code: ErrorCode::InvalidSdp, message: e.to_string() },
+                };
+                let _ = peer.events.send(msg);
+                let host = self.rooms.get_mut(&room).expect("peer found above");
+                host.dirty.push(pid);
+                self.process(&room, now);
+            }
+            Command::MediaState { room, pid, conn, audio, video } => {
+                if self.peer(&room, pid, conn).is_some() {
+                    let host = self.rooms.get_mut(&room).expect("peer found above");
+                    host.core.media_state(pid, audio, video);
+                    self.process(&room, now);
+                }
+            }
+            Command::Leave { room, pid, conn } => {
+                if self.peer(&room, pid, conn).is_some() {
+                    let host = self.rooms.get_mut(&room).expect("peer found above");
+                    host.core.leave(now, pid);
+                    self.process(&room, now);
+                }
+            }
+            Command::ConnectionLost { room, pid, conn } => {
+                if self.peer(&room, pid, conn).is_some() {
+                    let host = self.rooms.get_mut(&room).expect("peer found above");
+                    host.core.connection_lost(now, pid);
+                    self.process(&room, now);
+                }
+            }
+        }
+    }
+
+    /// The peer, if `conn` is still the connection that owns it.
+    fn peer(&mut self, room: &str, pid: Pid, conn: super::ConnId) -> Option<&mut Peer> {
+        self.rooms.get_mut(room)?.peers.get_mut(&pid).filter(|p| p.conn == conn)
+    }
+
+    fn join(
+        &mut self,
+        now: Instant,
+        room: &str,
+        name: String,
+        resume: Option<String>,
+        conn: super::ConnId,
+        events: tokio::sync::mpsc::UnboundedSender<ServerMessage>,
+    ) -> Result<Joined, (ErrorCode, String)> {
+        let host = self.rooms.entry(room.to_owned()).or_insert_with(|| RoomHost {
+            core: Room::new(room, RoomConfig::default()),
+            peers: HashMap::new(),
+            dirty: Vec::new(),
+            forwards: Vec::new(),
+        });
+        let peer = Peer::new(now, self.candidate, conn, events)
+            .map_err(|e| (ErrorCode::Unavailable, format!("could not create transport: {e}")))?;
+        let req = JoinRequest {
+            id: conclave_proto::ParticipantId(ids::participant_id()),
+            resume_token: ids::resume_token(),
+            resume,
+            name,
+        };
+        let joined = match host.core.join(now, req) {
+            Ok(j) => j,
+            Err(e) => {
+                if host.core.is_empty() {
+                    self.rooms.remove(room);
+                }
+                return Err((ErrorCode::RoomFull, e.to_string()));
+            }
+        };
+        // A resumed participant's old transport (and its old signaling connection) ends here.
+        if let Some(old) = host.peers.remove(&joined.pid) {
+            self.forget_peer(&old);
+        }
+        self.by_ufrag.insert(peer.ufrag.clone(), (room.to_owned(), joined.pid));
+        self.routes.add_ufrag(&peer.ufrag, self.index);
+        let host = self.rooms.get_mut(room).expect("inserted above");
+        host.peers.insert(joined.pid, peer);
+        tracing::info!(worker = self.index, participants = host.core.participant_count(), resumed = joined.resumed, "participant joined");
+        Ok(Joined { pid: joined.pid, id: joined.id })
+    }
+
+    fn forget_peer(&mut self, peer: &Peer) {
+        self.by_ufrag.remove(&peer.ufrag);
+        self.routes.remove_ufrag(&peer.ufrag);
+        for a in &peer.addrs {
+            self.by_addr.remove(a);
+            self.routes.remove_addr(a);
+        }
+    }
+
+    /// Drive a room until quiet: poll dirty peers, act on their events, act on the core's outputs.
+    fn process(&mut self, room: &str, now: Instant) {
+        let Some(host) = self.rooms.get_mut(room) else {
+            return;
+        };
+        let mut removed = Vec::new();
+        loop {
+            drain_core(host, &mut removed);
+            let Some(pid) = host.dirty.pop() else {
+                break;
+            };
+            let events = poll_peer(&self.socket, host, pid);
+            for ev in events {
+                handle_event(host, pid, ev, now);
+            }
+        }
+        for peer in removed {
+            self.forget_peer(&peer);
+        }
+        let host = self.rooms.get(room).expect("checked above");
+        if host.core.is_empty() {
+            self.rooms.remove(room);
+            tracing::info!(worker = self.index, "room closed");
+        }
+    }
+}
+
+/// Act on the room core's outputs.
+fn drain_core(host: &mut RoomHost, removed: &mut Vec<Peer>) {
+    while let Some(out) = host.core.poll_output() {
+        match out {
+            RoomOutput::Signal { to, msg } => {
+                if let Some(p) = host.peers.get(&to) {
+                    let _ = p.events.send(msg);
+                }
+            }
+            RoomOutput::RequestKeyframe { publisher, mid } => {
+                if let Some(p) = host.peers.get_mut(&publisher) {
+                    p.request_keyframe(mid);
+                    host.dirty.push(publisher);
+                }
+            }
+            RoomOutput::Removed { pid } => {
+                if let Some(mut p) = host.peers.remove(&pid) {
+                    p.rtc.disconnect();
+                    removed.push(p);
+                }
+                host.dirty.retain(|d| *d != pid);
+            }
+        }
+    }
+}
+
+/// Poll one peer until str0m wants time to pass; send what it transmits, return its events.
+fn poll_peer(socket: &UdpSocket, host: &mut RoomHost, pid: Pid) -> Vec<Event> {
+    let mut events = Vec::new();
+    let Some(peer) = host.peers.get_mut(&pid) else {
+        return events;
+    };
+    loop {
+        if !peer.rtc.is_alive() {
+            peer.next_timeout = None;
+            if !peer.dead {
+                peer.dead = true;
+                events.push(Event::IceConnectionStateChange(IceConnectionState::Disconnected));
+            }
+            break;
+        }
+        match peer.rtc.poll_output() {
+            Ok(Output::Transmit(t)) => {
+                let _ = socket.send_to(&t.contents, t.destination);
+            }
+            Ok(Output::Timeout(t)) => {
+                peer.next_timeout = Some(t);
+                break;
+            }
+            Ok(Output::Event(e)) => events.push(e),
+            Err(e) => {
+                tracing::debug!(error = %e, "peer poll error");
+                peer.rtc.disconnect();
+            }
+        }
+    }
+    events
+}
+
+fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant) {
+    match ev {
+        Event::RtpPacket(pkt) => forward(host, pid, pkt),
+        Event::MediaAdded(m) => {
+            let Some(peer) = host.peers.get_mut(&pid) else {
+                return;
+            };
+            if !peer.mids.iter().any(|(mid, _)| *mid == m.mid) {
+                peer.mids.push((m.mid, m.kind));
+            }
+            let (published, slots) = peer.media_lists();
+            host.core.set_media(now, pid, &published, &slots);
+        }
+        Event::MediaChanged(_) => {
+            let Some(peer) = host.peers.get(&pid) else {
+                return;
+            };
+            let (published, slots) = peer.media_lists();
+            host.core.set_media(now, pid, &published, &slots);
+        }
+        Event::KeyframeRequest(req) => {
+            if let Some(mid) = RoomMid::new(&req.mid) {
+                host.core.on_keyframe_request(now, pid, mid);
+            }
+        }
+        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+            if let Some(peer) = host.peers.get_mut(&pid) {
+                peer.dead = true;
+                peer.rtc.disconnect();
+            }
+            host.core.transport_closed(now, pid);
+        }
+        Event::Connected => tracing::debug!("peer connected"),
+        _ => {}
+    }
+}
+
+/// Hot path: one RTP packet from `pid` to every subscriber the room core names.
+fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket) {
+    let Some(peer) = host.peers.get_mut(&pid) else {
+        return;
+    };
+    let ssrc = pkt.header.ssrc;
+    let Some(mid) = peer.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else {
+        return;
+    };
+    let Some(codec) = peer.codec_of(pkt.header.payload_type) else {
+        return;
+    };
+    let Some(room_mid) = RoomMid::new(&mid) else {
+        return;
+    };
+    let keyframe = codec == Codec::Vp8 && vp8_starts_keyframe(&pkt.payload);
+    let meta = PacketIn { seq: *pkt.seq_no, ts: pkt.header.timestamp, keyframe };
+    let mut forwards = std::mem::take(&mut host.forwards);
+    host.core.on_rtp(pid, room_mid, meta, &mut forwards);
+    // The receiver's transport-wide sequence number is the receiving side's business.
+    pkt.header.ext_vals.transport_cc = None;
+    let out = ForwardedPacket {
+        codec,
+        payload: &pkt.payload,
+        marker: pkt.header.marker,
+        ext_vals: &pkt.header.ext_vals,
+        wallclock: pkt.timestamp,
+        nackable: codec.is_video(),
+    };
+    for f in &forwards {
+        if let Some(sub) = host.peers.get_mut(&f.to) {
+            if sub.write_forward(f, &out) {
+                host.dirty.push(f.to);
+            }
+        }
+    }
+    host.forwards = forwards;
+}

@@ -1,0 +1,177 @@
+//! The WebSocket signaling endpoint: parse and validate client messages, pass them to the media
+//! worker that owns the room, and send the worker's messages back.
+//!
+//! Nothing here logs names, rooms, addresses or message contents.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use conclave_proto::{ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage, validate_display_name, validate_room_name};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::AppState;
+use crate::media::{Command, ConnId};
+
+/// A client that sends this many bad messages in a row is disconnected.
+const MAX_CONSECUTIVE_ERRORS: u32 = 20;
+/// Server pings this often; a connection silent for three intervals is dead.
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// Close codes (RFC 6455 §7.4.1).
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_NORMAL: u16 = 1000;
+
+pub async fn ws_handler(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+    ws.max_message_size(conclave_proto::MAX_MESSAGE_BYTES + 1024)
+        .max_frame_size(conclave_proto::MAX_MESSAGE_BYTES + 1024)
+        .on_upgrade(move |socket| connection(socket, state))
+}
+
+struct Session {
+    room: String,
+    pid: conclave_room::Pid,
+}
+
+async fn connection(mut socket: WebSocket, state: AppState) {
+    static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+    let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
+    let (events_tx, mut events_rx) = mpsc::unbounded_channel::<ServerMessage>();
+    let mut session: Option<Session> = None;
+    let mut errors = 0u32;
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    let mut last_seen = tokio::time::Instant::now();
+    let mut left = false;
+
+    loop {
+        tokio::select! {
+            inbound = socket.recv() => {
+                let Some(Ok(msg)) = inbound else { break };
+                last_seen = tokio::time::Instant::now();
+                let text = match msg {
+                    Message::Text(t) => t,
+                    Message::Binary(_) => {
+                        let reply = error(ErrorCode::BadMessage, "binary frames are not part of the protocol");
+                        if send(&mut socket, &reply).await.is_err() { break }
+                        continue;
+                    }
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => continue,
+                };
+                match handle_text(&state, conn, &events_tx, &mut session, text.as_str()).await {
+                    Ok(Flow::Continue) => errors = 0,
+                    Ok(Flow::Left) => { left = true; let _ = close(&mut socket, CLOSE_NORMAL, "left").await; break }
+                    Err(Refusal { reply, fatal }) => {
+                        errors += 1;
+                        if send(&mut socket, &reply).await.is_err() { break }
+                        if fatal || errors >= MAX_CONSECUTIVE_ERRORS {
+                            let _ = close(&mut socket, CLOSE_POLICY, "refused").await;
+                            break;
+                        }
+                    }
+                }
+            }
+            event = events_rx.recv() => {
+                // The worker dropped our sender: this participant was removed or resumed elsewhere.
+                let Some(event) = event else {
+                    let _ = close(&mut socket, CLOSE_NORMAL, "replaced").await;
+                    break;
+                };
+                if send(&mut socket, &event).await.is_err() { break }
+            }
+            _ = ping.tick() => {
+                if last_seen.elapsed() > PING_INTERVAL * 3 { break }
+                if socket.send(Message::Ping(Vec::new().into())).await.is_err() { break }
+            }
+        }
+    }
+
+    if let Some(s) = session.take() {
+        if !left {
+            let _ = state.media.send(&s.room.clone(), Command::ConnectionLost { room: s.room, pid: s.pid, conn });
+        }
+    }
+}
+
+enum Flow {
+    Continue,
+    Left,
+}
+
+struct Refusal {
+    reply: ServerMessage,
+    /// Close the connection after replying.
+    fatal: bool,
+}
+
+fn error(code: ErrorCode, message: impl Into<String>) -> ServerMessage {
+    ServerMessage::Error { code, message: message.into() }
+}
+
+fn refuse(code: ErrorCode, message: impl Into<String>, fatal: bool) -> Refusal {
+    Refusal { reply: error(code, message), fatal }
+}
+
+async fn handle_text(
+    state: &AppState,
+    conn: ConnId,
+    events_tx: &mpsc::UnboundedSender<ServerMessage>,
+    session: &mut Option<Session>,
+    text: &str,
+) -> Result<Flow, Refusal> {
+    let msg = ClientMessage::parse(text).map_err(|(code, m)| refuse(code, m, false))?;
+    match (msg, session.as_ref()) {
+        (ClientMessage::Join { version, room, name, resume }, None) => {
+            if version != PROTOCOL_VERSION {
+                return Err(refuse(
+                    ErrorCode::UnsupportedVersion,
+                    format!("this server speaks protocol version {PROTOCOL_VERSION}; reload the page"),
+                    true,
+                ));
+            }
+            validate_room_name(&room).map_err(|e| refuse(ErrorCode::InvalidRoom, e.to_string(), true))?;
+            validate_display_name(&name).map_err(|e| refuse(ErrorCode::InvalidName, e.to_string(), true))?;
+            if resume.as_ref().is_some_and(|r| r.len() > 64) {
+                return Err(refuse(ErrorCode::BadMessage, "resume token too long", true));
+            }
+            let (reply, rx) = oneshot::channel();
+            let cmd = Command::Join { room: room.clone(), name, resume, conn, events: events_tx.clone(), reply };
+            state.media.send(&room, cmd).map_err(|_| refuse(ErrorCode::Unavailable, "media server unavailable", true))?;
+            let joined = rx
+                .await
+                .map_err(|_| refuse(ErrorCode::Unavailable, "media server unavailable", true))?
+                .map_err(|(code, m)| refuse(code, m, true))?;
+            *session = Some(Session { room, pid: joined.pid });
+            Ok(Flow::Continue)
+        }
+        (ClientMessage::Join { .. }, Some(_)) => Err(refuse(ErrorCode::AlreadyJoined, "already joined on this connection", false)),
+        (_, None) => Err(refuse(ErrorCode::NotJoined, "send join first", false)),
+        (ClientMessage::Offer { sdp }, Some(s)) => {
+            send_cmd(state, s, Command::Offer { room: s.room.clone(), pid: s.pid, conn, sdp })?;
+            Ok(Flow::Continue)
+        }
+        (ClientMessage::MediaState { audio, video }, Some(s)) => {
+            send_cmd(state, s, Command::MediaState { room: s.room.clone(), pid: s.pid, conn, audio, video })?;
+            Ok(Flow::Continue)
+        }
+        (ClientMessage::Leave, Some(s)) => {
+            send_cmd(state, s, Command::Leave { room: s.room.clone(), pid: s.pid, conn })?;
+            *session = None;
+            Ok(Flow::Left)
+        }
+    }
+}
+
+fn send_cmd(state: &AppState, s: &Session, cmd: Command) -> Result<(), Refusal> {
+    state.media.send(&s.room, cmd).map_err(|_| refuse(ErrorCode::Unavailable, "media server unavailable", true))
+}
+
+async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> Result<(), axum::Error> {
+    let text = serde_json::to_string(msg).expect("server messages always serialize");
+    socket.send(Message::Text(text.into())).await
+}
+
+async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) -> Result<(), axum::Error> {
+    socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await
+}
