@@ -121,6 +121,8 @@ export class Connection extends EventTarget {
     this.remote = new Map();
     /** Generation counter: callbacks from an old WebSocket/PC are ignored. */
     this.gen = 0;
+    /** @type {Promise<void>} */
+    this.queue = Promise.resolve();
   }
 
   /**
@@ -227,7 +229,10 @@ export class Connection extends EventTarget {
         console.warn('conclave: non-JSON frame from server');
         return;
       }
-      this.handle(msg, gen).catch((e) => console.error('conclave: handling', msg.type, e));
+      // Handle messages strictly in order (some handlers await the peer connection).
+      this.queue = this.queue
+        .then(() => (gen === this.gen ? this.handle(msg, gen) : undefined))
+        .catch((e) => console.error('conclave: handling', msg.type, e));
     };
     ws.onclose = () => {
       if (gen !== this.gen) return;

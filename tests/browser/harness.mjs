@@ -219,10 +219,17 @@ export function inboundAudio(page) {
     const subs = c.connection?.lastSubs?.subscriptions ?? [];
     /** @type {Map<string, string>} */
     const byMid = new Map(subs.filter((/** @type {any} */ s) => s.kind === 'audio').map((/** @type {any} */ s) => [s.mid, s.participant_id]));
+    // Fallback when inbound-rtp has no `mid`: match the receiver track id.
+    /** @type {Map<string, string>} */
+    const byTrack = new Map();
+    for (const t of pc.getTransceivers()) {
+      const pid = t.mid !== null ? byMid.get(t.mid) : undefined;
+      if (pid) byTrack.set(t.receiver.track.id, pid);
+    }
     const stats = await pc.getStats();
     stats.forEach((s) => {
       if (s.type !== 'inbound-rtp' || s.kind !== 'audio') return;
-      const pid = byMid.get(s.mid);
+      const pid = byMid.get(s.mid) ?? byTrack.get(s.trackIdentifier);
       if (!pid) return;
       out[pid] = {
         packetsReceived: s.packetsReceived ?? 0,
