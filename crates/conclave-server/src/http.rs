@@ -23,7 +23,11 @@ pub async fn index() -> Response {
 
 pub async fn room_page(Path(room): Path<String>) -> Response {
     if conclave_proto::validate_room_name(&room).is_err() {
-        return (StatusCode::NOT_FOUND, "Not a room name: use 1 to 64 letters, digits, '-' or '_'.\n").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            "Not a room name: use 1 to 64 letters, digits, '-' or '_'.\n",
+        )
+            .into_response();
     }
     asset_response("index.html")
 }
@@ -54,12 +58,23 @@ form-action 'self'; frame-ancestors 'none'";
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     h.insert(
         "permissions-policy",
-        HeaderValue::from_static("camera=(self), microphone=(self), display-capture=(self), geolocation=()"),
+        HeaderValue::from_static(
+            "camera=(self), microphone=(self), display-capture=(self), geolocation=()",
+        ),
     );
     res
 }

@@ -41,14 +41,19 @@ fn init_logging(cli: &Cli) {
         .map(EnvFilter::new)
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("conclave=info,conclave_server=info,warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
 }
 
 fn run(cli: Cli) -> Result<(), String> {
     let candidate = cli.candidate_addr()?;
-    let socket = UdpSocket::bind(cli.udp).map_err(|e| format!("cannot bind UDP {}: {e}", cli.udp))?;
+    let socket =
+        UdpSocket::bind(cli.udp).map_err(|e| format!("cannot bind UDP {}: {e}", cli.udp))?;
     let workers = cli.worker_count();
-    let media = MediaPlane::start(socket, candidate, workers).map_err(|e| format!("cannot start media workers: {e}"))?;
+    let media = MediaPlane::start(socket, candidate, workers)
+        .map_err(|e| format!("cannot start media workers: {e}"))?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

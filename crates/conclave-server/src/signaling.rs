@@ -6,10 +6,13 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
-use conclave_proto::{ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage, validate_display_name, validate_room_name};
+use conclave_proto::{
+    ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage, validate_display_name,
+    validate_room_name,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::AppState;
@@ -89,7 +92,14 @@ async fn connection(mut socket: WebSocket, state: AppState) {
 
     if let Some(s) = session.take() {
         if !left {
-            let _ = state.media.send(&s.room.clone(), Command::ConnectionLost { room: s.room, pid: s.pid, conn });
+            let _ = state.media.send(
+                &s.room.clone(),
+                Command::ConnectionLost {
+                    room: s.room,
+                    pid: s.pid,
+                    conn,
+                },
+            );
         }
     }
 }
@@ -106,11 +116,17 @@ struct Refusal {
 }
 
 fn error(code: ErrorCode, message: impl Into<String>) -> ServerMessage {
-    ServerMessage::Error { code, message: message.into() }
+    ServerMessage::Error {
+        code,
+        message: message.into(),
+    }
 }
 
 fn refuse(code: ErrorCode, message: impl Into<String>, fatal: bool) -> Refusal {
-    Refusal { reply: error(code, message), fatal }
+    Refusal {
+        reply: error(code, message),
+        fatal,
+    }
 }
 
 async fn handle_text(
@@ -122,41 +138,97 @@ async fn handle_text(
 ) -> Result<Flow, Refusal> {
     let msg = ClientMessage::parse(text).map_err(|(code, m)| refuse(code, m, false))?;
     match (msg, session.as_ref()) {
-        (ClientMessage::Join { version, room, name, resume }, None) => {
+        (
+            ClientMessage::Join {
+                version,
+                room,
+                name,
+                resume,
+            },
+            None,
+        ) => {
             if version != PROTOCOL_VERSION {
                 return Err(refuse(
                     ErrorCode::UnsupportedVersion,
-                    format!("this server speaks protocol version {PROTOCOL_VERSION}; reload the page"),
+                    format!(
+                        "this server speaks protocol version {PROTOCOL_VERSION}; reload the page"
+                    ),
                     true,
                 ));
             }
-            validate_room_name(&room).map_err(|e| refuse(ErrorCode::InvalidRoom, e.to_string(), true))?;
-            validate_display_name(&name).map_err(|e| refuse(ErrorCode::InvalidName, e.to_string(), true))?;
+            validate_room_name(&room)
+                .map_err(|e| refuse(ErrorCode::InvalidRoom, e.to_string(), true))?;
+            validate_display_name(&name)
+                .map_err(|e| refuse(ErrorCode::InvalidName, e.to_string(), true))?;
             if resume.as_ref().is_some_and(|r| r.len() > 64) {
                 return Err(refuse(ErrorCode::BadMessage, "resume token too long", true));
             }
             let (reply, rx) = oneshot::channel();
-            let cmd = Command::Join { room: room.clone(), name, resume, conn, events: events_tx.clone(), reply };
-            state.media.send(&room, cmd).map_err(|_| refuse(ErrorCode::Unavailable, "media server unavailable", true))?;
+            let cmd = Command::Join {
+                room: room.clone(),
+                name,
+                resume,
+                conn,
+                events: events_tx.clone(),
+                reply,
+            };
+            state
+                .media
+                .send(&room, cmd)
+                .map_err(|_| refuse(ErrorCode::Unavailable, "media server unavailable", true))?;
             let joined = rx
                 .await
                 .map_err(|_| refuse(ErrorCode::Unavailable, "media server unavailable", true))?
                 .map_err(|(code, m)| refuse(code, m, true))?;
-            *session = Some(Session { room, pid: joined.pid });
+            *session = Some(Session {
+                room,
+                pid: joined.pid,
+            });
             Ok(Flow::Continue)
         }
-        (ClientMessage::Join { .. }, Some(_)) => Err(refuse(ErrorCode::AlreadyJoined, "already joined on this connection", false)),
+        (ClientMessage::Join { .. }, Some(_)) => Err(refuse(
+            ErrorCode::AlreadyJoined,
+            "already joined on this connection",
+            false,
+        )),
         (_, None) => Err(refuse(ErrorCode::NotJoined, "send join first", false)),
         (ClientMessage::Offer { sdp }, Some(s)) => {
-            send_cmd(state, s, Command::Offer { room: s.room.clone(), pid: s.pid, conn, sdp })?;
+            send_cmd(
+                state,
+                s,
+                Command::Offer {
+                    room: s.room.clone(),
+                    pid: s.pid,
+                    conn,
+                    sdp,
+                },
+            )?;
             Ok(Flow::Continue)
         }
         (ClientMessage::MediaState { audio, video }, Some(s)) => {
-            send_cmd(state, s, Command::MediaState { room: s.room.clone(), pid: s.pid, conn, audio, video })?;
+            send_cmd(
+                state,
+                s,
+                Command::MediaState {
+                    room: s.room.clone(),
+                    pid: s.pid,
+                    conn,
+                    audio,
+                    video,
+                },
+            )?;
             Ok(Flow::Continue)
         }
         (ClientMessage::Leave, Some(s)) => {
-            send_cmd(state, s, Command::Leave { room: s.room.clone(), pid: s.pid, conn })?;
+            send_cmd(
+                state,
+                s,
+                Command::Leave {
+                    room: s.room.clone(),
+                    pid: s.pid,
+                    conn,
+                },
+            )?;
             *session = None;
             Ok(Flow::Left)
         }
@@ -164,7 +236,10 @@ async fn handle_text(
 }
 
 fn send_cmd(state: &AppState, s: &Session, cmd: Command) -> Result<(), Refusal> {
-    state.media.send(&s.room, cmd).map_err(|_| refuse(ErrorCode::Unavailable, "media server unavailable", true))
+    state
+        .media
+        .send(&s.room, cmd)
+        .map_err(|_| refuse(ErrorCode::Unavailable, "media server unavailable", true))
 }
 
 async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> Result<(), axum::Error> {
@@ -173,5 +248,10 @@ async fn send(socket: &mut WebSocket, msg: &ServerMessage) -> Result<(), axum::E
 }
 
 async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) -> Result<(), axum::Error> {
-    socket.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await
+    socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await
 }

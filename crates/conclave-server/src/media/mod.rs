@@ -40,11 +40,30 @@ pub enum Command {
         events: UnboundedSender<ServerMessage>,
         reply: oneshot::Sender<Result<Joined, (ErrorCode, String)>>,
     },
-    Offer { room: String, pid: Pid, conn: ConnId, sdp: String },
-    MediaState { room: String, pid: Pid, conn: ConnId, audio: bool, video: bool },
-    Leave { room: String, pid: Pid, conn: ConnId },
+    Offer {
+        room: String,
+        pid: Pid,
+        conn: ConnId,
+        sdp: String,
+    },
+    MediaState {
+        room: String,
+        pid: Pid,
+        conn: ConnId,
+        audio: bool,
+        video: bool,
+    },
+    Leave {
+        room: String,
+        pid: Pid,
+        conn: ConnId,
+    },
     /// The signaling connection closed without `leave`.
-    ConnectionLost { room: String, pid: Pid, conn: ConnId },
+    ConnectionLost {
+        room: String,
+        pid: Pid,
+        conn: ConnId,
+    },
 }
 
 /// A successful join, as signaling needs it.
@@ -57,7 +76,11 @@ pub struct Joined {
 /// Everything a worker's event loop can be woken by.
 #[derive(Debug)]
 pub(crate) enum WorkerInput {
-    Datagram { from: SocketAddr, data: Vec<u8>, at: Instant },
+    Datagram {
+        from: SocketAddr,
+        data: Vec<u8>,
+        at: Instant,
+    },
     Command(Command),
 }
 
@@ -69,13 +92,18 @@ pub struct MediaPlane {
 
 impl MediaPlane {
     /// Bind nothing new: takes the bound UDP socket, starts `workers` threads and the receive thread.
-    pub fn start(socket: UdpSocket, candidate: SocketAddr, workers: usize) -> std::io::Result<Self> {
+    pub fn start(
+        socket: UdpSocket,
+        candidate: SocketAddr,
+        workers: usize,
+    ) -> std::io::Result<Self> {
         let routes = Arc::new(Routes::default());
         let local = socket.local_addr()?;
         let mut senders = Vec::with_capacity(workers);
         for index in 0..workers {
             let (tx, rx) = mpsc::channel();
-            let w = worker::Worker::new(index, socket.try_clone()?, local, candidate, routes.clone());
+            let w =
+                worker::Worker::new(index, socket.try_clone()?, local, candidate, routes.clone());
             std::thread::Builder::new()
                 .name(format!("media-worker-{index}"))
                 .spawn(move || w.run(rx))?;
@@ -92,7 +120,9 @@ impl MediaPlane {
     /// Send a command to the worker that owns `room`. Fails only if the worker died.
     pub fn send(&self, room: &str, cmd: Command) -> Result<(), ()> {
         let idx = worker_for(room, self.workers.len());
-        self.workers[idx].send(WorkerInput::Command(cmd)).map_err(|_| ())
+        self.workers[idx]
+            .send(WorkerInput::Command(cmd))
+            .map_err(|_| ())
     }
 }
 

@@ -108,11 +108,21 @@ impl Peer {
 
     /// The codec of an incoming payload type.
     pub fn codec_of(&self, pt: Pt) -> Option<Codec> {
-        self.rtc.codec_config().params().iter().find(|p| p.pt() == pt).map(|p| p.spec().codec)
+        self.rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|p| p.pt() == pt)
+            .map(|p| p.spec().codec)
     }
 
     fn pt_for(&self, codec: Codec) -> Option<Pt> {
-        self.rtc.codec_config().params().iter().find(|p| p.spec().codec == codec).map(|p| p.pt())
+        self.rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|p| p.spec().codec == codec)
+            .map(|p| p.pt())
     }
 
     /// Write one forwarded packet to this subscriber. Returns false if it could not be sent
@@ -129,10 +139,16 @@ impl Peer {
         let Some(stream) = api.stream_tx_by_mid(mid, None) else {
             return false;
         };
-        let write = RtpWrite::new(pt, f.out.seq.into(), f.out.ts, pkt.wallclock, pkt.payload.clone())
-            .marker(pkt.marker)
-            .ext_vals(pkt.ext_vals.clone())
-            .nackable(pkt.nackable);
+        let write = RtpWrite::new(
+            pt,
+            f.out.seq.into(),
+            f.out.ts,
+            pkt.wallclock,
+            pkt.payload.clone(),
+        )
+        .marker(pkt.marker)
+        .ext_vals(pkt.ext_vals.clone())
+        .nackable(pkt.nackable);
         stream.write_rtp(write);
         true
     }

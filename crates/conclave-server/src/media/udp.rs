@@ -20,7 +20,10 @@ pub struct Routes {
 
 impl Routes {
     pub fn add_ufrag(&self, ufrag: &str, worker: usize) {
-        self.by_ufrag.write().expect("routes lock").insert(ufrag.to_owned(), worker);
+        self.by_ufrag
+            .write()
+            .expect("routes lock")
+            .insert(ufrag.to_owned(), worker);
     }
 
     pub fn remove_ufrag(&self, ufrag: &str) {
@@ -28,7 +31,10 @@ impl Routes {
     }
 
     pub fn add_addr(&self, addr: SocketAddr, worker: usize) {
-        self.by_addr.write().expect("routes lock").insert(addr, worker);
+        self.by_addr
+            .write()
+            .expect("routes lock")
+            .insert(addr, worker);
     }
 
     pub fn remove_addr(&self, addr: &SocketAddr) {
@@ -40,11 +46,19 @@ impl Routes {
             return Some(*w);
         }
         let ufrag = stun::server_ufrag(data)?;
-        self.by_ufrag.read().expect("routes lock").get(ufrag).copied()
+        self.by_ufrag
+            .read()
+            .expect("routes lock")
+            .get(ufrag)
+            .copied()
     }
 }
 
-pub(super) fn receive_loop(socket: UdpSocket, routes: Arc<Routes>, workers: Arc<Vec<Sender<WorkerInput>>>) {
+pub(super) fn receive_loop(
+    socket: UdpSocket,
+    routes: Arc<Routes>,
+    workers: Arc<Vec<Sender<WorkerInput>>>,
+) {
     let mut buf = vec![0u8; 2048];
     loop {
         let (n, from) = match socket.recv_from(&mut buf) {
@@ -59,7 +73,11 @@ pub(super) fn receive_loop(socket: UdpSocket, routes: Arc<Routes>, workers: Arc<
         let Some(worker) = routes.route(&from, data) else {
             continue;
         };
-        let input = WorkerInput::Datagram { from, data: data.to_vec(), at: Instant::now() };
+        let input = WorkerInput::Datagram {
+            from,
+            data: data.to_vec(),
+            at: Instant::now(),
+        };
         if workers[worker].send(input).is_err() {
             tracing::error!(worker, "media worker is gone");
         }

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 
 use conclave_proto::{ErrorCode, ServerMessage};
 use conclave_room::codec::vp8_starts_keyframe;
-use conclave_room::{Forward, JoinRequest, Mid as RoomMid, Output as RoomOutput, PacketIn, Pid, Room, RoomConfig};
+use conclave_room::{
+    Forward, JoinRequest, Mid as RoomMid, Output as RoomOutput, PacketIn, Pid, Room, RoomConfig,
+};
 use str0m::format::Codec;
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output};
@@ -45,7 +47,13 @@ struct RoomHost {
 }
 
 impl Worker {
-    pub fn new(index: usize, socket: UdpSocket, local: SocketAddr, candidate: SocketAddr, routes: Arc<Routes>) -> Self {
+    pub fn new(
+        index: usize,
+        socket: UdpSocket,
+        local: SocketAddr,
+        candidate: SocketAddr,
+        routes: Arc<Routes>,
+    ) -> Self {
         Self {
             index,
             socket,
@@ -61,7 +69,10 @@ impl Worker {
     pub fn run(mut self, rx: Receiver<WorkerInput>) {
         loop {
             let now = Instant::now();
-            let wait = self.next_deadline().map_or(IDLE_WAKE, |t| t.saturating_duration_since(now)).min(IDLE_WAKE);
+            let wait = self
+                .next_deadline()
+                .map_or(IDLE_WAKE, |t| t.saturating_duration_since(now))
+                .min(IDLE_WAKE);
             match rx.recv_timeout(wait) {
                 Ok(input) => {
                     self.handle(input);
@@ -79,7 +90,12 @@ impl Worker {
     fn next_deadline(&self) -> Option<Instant> {
         self.rooms
             .values()
-            .flat_map(|h| h.core.poll_timeout().into_iter().chain(h.peers.values().filter_map(|p| p.next_timeout)))
+            .flat_map(|h| {
+                h.core
+                    .poll_timeout()
+                    .into_iter()
+                    .chain(h.peers.values().filter_map(|p| p.next_timeout))
+            })
             .min()
     }
 
@@ -127,7 +143,15 @@ impl Worker {
         let Ok(contents) = data.try_into() else {
             return;
         };
-        let input = Input::Receive(at, Receive { proto: Protocol::Udp, source: from, destination: self.local, contents });
+        let input = Input::Receive(
+            at,
+            Receive {
+                proto: Protocol::Udp,
+                source: from,
+                destination: self.local,
+                contents,
+            },
+        );
         if !peer.rtc.accepts(&input) {
             return;
         }
@@ -147,25 +171,46 @@ impl Worker {
     fn command(&mut self, cmd: Command) {
         let now = Instant::now();
         match cmd {
-            Command::Join { room, name, resume, conn, events, reply } => {
+            Command::Join {
+                room,
+                name,
+                resume,
+                conn,
+                events,
+                reply,
+            } => {
                 let result = self.join(now, &room, name, resume, conn, events);
                 let _ = reply.send(result);
                 self.process(&room, now);
             }
-            Command::Offer { room, pid, conn, sdp } => {
+            Command::Offer {
+                room,
+                pid,
+                conn,
+                sdp,
+            } => {
                 let Some(peer) = self.peer(&room, pid, conn) else {
                     return;
                 };
                 let msg = match peer.accept_offer(&sdp) {
                     Ok(sdp) => ServerMessage::Answer { sdp },
-                    Err(e) => ServerMessage::Error { code: ErrorCode::InvalidSdp, message: e.to_string() },
+                    Err(e) => ServerMessage::Error {
+                        code: ErrorCode::InvalidSdp,
+                        message: e.to_string(),
+                    },
                 };
                 let _ = peer.events.send(msg);
                 let host = self.rooms.get_mut(&room).expect("peer found above");
                 host.dirty.push(pid);
                 self.process(&room, now);
             }
-            Command::MediaState { room, pid, conn, audio, video } => {
+            Command::MediaState {
+                room,
+                pid,
+                conn,
+                audio,
+                video,
+            } => {
                 if self.peer(&room, pid, conn).is_some() {
                     let host = self.rooms.get_mut(&room).expect("peer found above");
                     host.core.media_state(pid, audio, video);
@@ -191,7 +236,11 @@ impl Worker {
 
     /// The peer, if `conn` is still the connection that owns it.
     fn peer(&mut self, room: &str, pid: Pid, conn: super::ConnId) -> Option<&mut Peer> {
-        self.rooms.get_mut(room)?.peers.get_mut(&pid).filter(|p| p.conn == conn)
+        self.rooms
+            .get_mut(room)?
+            .peers
+            .get_mut(&pid)
+            .filter(|p| p.conn == conn)
     }
 
     fn join(
@@ -203,14 +252,21 @@ impl Worker {
         conn: super::ConnId,
         events: tokio::sync::mpsc::UnboundedSender<ServerMessage>,
     ) -> Result<Joined, (ErrorCode, String)> {
-        let host = self.rooms.entry(room.to_owned()).or_insert_with(|| RoomHost {
-            core: Room::new(room, RoomConfig::default()),
-            peers: HashMap::new(),
-            dirty: Vec::new(),
-            forwards: Vec::new(),
-        });
-        let peer = Peer::new(now, self.candidate, conn, events)
-            .map_err(|e| (ErrorCode::Unavailable, format!("could not create transport: {e}")))?;
+        let host = self
+            .rooms
+            .entry(room.to_owned())
+            .or_insert_with(|| RoomHost {
+                core: Room::new(room, RoomConfig::default()),
+                peers: HashMap::new(),
+                dirty: Vec::new(),
+                forwards: Vec::new(),
+            });
+        let peer = Peer::new(now, self.candidate, conn, events).map_err(|e| {
+            (
+                ErrorCode::Unavailable,
+                format!("could not create transport: {e}"),
+            )
+        })?;
         let req = JoinRequest {
             id: conclave_proto::ParticipantId(ids::participant_id()),
             resume_token: ids::resume_token(),
@@ -230,12 +286,21 @@ impl Worker {
         if let Some(old) = host.peers.remove(&joined.pid) {
             self.forget_peer(&old);
         }
-        self.by_ufrag.insert(peer.ufrag.clone(), (room.to_owned(), joined.pid));
+        self.by_ufrag
+            .insert(peer.ufrag.clone(), (room.to_owned(), joined.pid));
         self.routes.add_ufrag(&peer.ufrag, self.index);
         let host = self.rooms.get_mut(room).expect("inserted above");
         host.peers.insert(joined.pid, peer);
-        tracing::info!(worker = self.index, participants = host.core.participant_count(), resumed = joined.resumed, "participant joined");
-        Ok(Joined { pid: joined.pid, id: joined.id })
+        tracing::info!(
+            worker = self.index,
+            participants = host.core.participant_count(),
+            resumed = joined.resumed,
+            "participant joined"
+        );
+        Ok(Joined {
+            pid: joined.pid,
+            id: joined.id,
+        })
     }
 
     fn forget_peer(&mut self, peer: &Peer) {
@@ -311,7 +376,9 @@ fn poll_peer(socket: &UdpSocket, host: &mut RoomHost, pid: Pid) -> Vec<Event> {
             peer.next_timeout = None;
             if !peer.dead {
                 peer.dead = true;
-                events.push(Event::IceConnectionStateChange(IceConnectionState::Disconnected));
+                events.push(Event::IceConnectionStateChange(
+                    IceConnectionState::Disconnected,
+                ));
             }
             break;
         }
@@ -386,7 +453,11 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket) {
         return;
     };
     let keyframe = codec == Codec::Vp8 && vp8_starts_keyframe(&pkt.payload);
-    let meta = PacketIn { seq: *pkt.seq_no, ts: pkt.header.timestamp, keyframe };
+    let meta = PacketIn {
+        seq: *pkt.seq_no,
+        ts: pkt.header.timestamp,
+        keyframe,
+    };
     let mut forwards = std::mem::take(&mut host.forwards);
     host.core.on_rtp(pid, room_mid, meta, &mut forwards);
     // The receiver's transport-wide sequence number is the receiving side's business.

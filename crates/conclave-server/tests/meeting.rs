@@ -1,0 +1,93 @@
+//! The real server on loopback with three simulated participants (str0m clients): each publishes
+//! synthetic audio and video and must receive both tracks of the two others.
+
+mod common;
+
+use std::time::Duration;
+
+use conclave_client::{ParticipantConfig, run_participant};
+use conclave_proto::Kind;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_participants_receive_each_other() {
+    let server = common::Server::start(&[]);
+    let names = ["alice", "bob", "carol"];
+    let mut tasks = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let mut cfg = ParticipantConfig::new(server.http, "integration", name);
+        cfg.duration = Duration::from_secs(5) - Duration::from_millis(400 * i as u64);
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(400 * i as u64)).await;
+            run_participant(cfg).await
+        }));
+    }
+    let mut reports = Vec::new();
+    for t in tasks {
+        reports.push(
+            t.await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("participant failed: {e}")),
+        );
+    }
+
+    let ids: Vec<_> = reports
+        .iter()
+        .map(|r| r.participant_id.clone().unwrap())
+        .collect();
+    let (mut total_packets, mut total_lost) = (0u64, 0u64);
+    for (i, r) in reports.iter().enumerate() {
+        for (j, other) in ids.iter().enumerate() {
+            if i == j {
+                assert!(
+                    !r.received.keys().any(|(p, _)| p == other),
+                    "{} receives its own media",
+                    names[i]
+                );
+                continue;
+            }
+            for kind in [Kind::Audio, Kind::Video] {
+                let t = r.received.get(&(other.clone(), kind)).unwrap_or_else(|| {
+                    panic!("{} received no {kind:?} from {}", names[i], names[j])
+                });
+                let mut lat = t.latencies_us.clone();
+                lat.sort_unstable();
+                let p50 = lat.get(lat.len() / 2).copied().unwrap_or(0);
+                println!(
+                    "{:>5} <- {:<5} {:?}: {} packets, {} bytes, {} lost of {}, latency p50 {} us, keyframe starts {}",
+                    names[i],
+                    names[j],
+                    kind,
+                    t.packets,
+                    t.bytes,
+                    t.lost(),
+                    t.expected,
+                    p50,
+                    t.keyframes
+                );
+                // At least a second of media (50 audio packets/s, ~60 video packets/s).
+                assert!(
+                    t.packets >= 50,
+                    "{} got only {} {kind:?} packets from {}",
+                    names[i],
+                    t.packets,
+                    names[j]
+                );
+                if kind == Kind::Video {
+                    assert!(
+                        t.keyframes >= 1,
+                        "video to {} started without a keyframe",
+                        names[i]
+                    );
+                }
+                total_packets += t.unique;
+                total_lost += t.lost();
+            }
+        }
+    }
+    println!("forwarded packets received: {total_packets}, lost: {total_lost}");
+    // Loopback: loss should be nil; allow a little for a loaded CI machine.
+    assert!(
+        total_lost * 100 <= total_packets,
+        "loss {total_lost} of {total_packets}"
+    );
+}
