@@ -25,6 +25,10 @@ pub struct Cli {
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
 
+    /// Seconds a participant whose connection dropped is kept so it can come back as itself.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub reconnect_grace: u64,
+
     /// Log filter, e.g. `info` or `conclave=debug,str0m=warn`. Overrides RUST_LOG.
     #[arg(long, value_name = "FILTER")]
     pub log: Option<String>,

@@ -52,7 +52,11 @@ fn run(cli: Cli) -> Result<(), String> {
     let socket =
         UdpSocket::bind(cli.udp).map_err(|e| format!("cannot bind UDP {}: {e}", cli.udp))?;
     let workers = cli.worker_count();
-    let media = MediaPlane::start(socket, candidate, workers)
+    let room_config = conclave_room::RoomConfig {
+        reconnect_grace: std::time::Duration::from_secs(cli.reconnect_grace),
+        ..Default::default()
+    };
+    let media = MediaPlane::start(socket, candidate, workers, room_config)
         .map_err(|e| format!("cannot start media workers: {e}"))?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -22,13 +22,17 @@ use crate::media::{Command, ConnId};
 const MAX_CONSECUTIVE_ERRORS: u32 = 20;
 /// Server pings this often; a connection silent for three intervals is dead.
 const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// Frames larger than this close the connection.
+const HARD_LIMIT_BYTES: usize = 1024 * 1024;
 /// Close codes (RFC 6455 §7.4.1).
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_NORMAL: u16 = 1000;
 
 pub async fn ws_handler(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
-    ws.max_message_size(conclave_proto::MAX_MESSAGE_BYTES + 1024)
-        .max_frame_size(conclave_proto::MAX_MESSAGE_BYTES + 1024)
+    // Frames up to 1 MiB are read so that a 64 KiB+ message gets a clear `too_large` reply;
+    // beyond that the connection is closed as hostile.
+    ws.max_message_size(HARD_LIMIT_BYTES)
+        .max_frame_size(HARD_LIMIT_BYTES)
         .on_upgrade(move |socket| connection(socket, state))
 }
 

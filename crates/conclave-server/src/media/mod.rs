@@ -20,7 +20,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use conclave_proto::{ErrorCode, ParticipantId, ServerMessage};
-use conclave_room::Pid;
+use conclave_room::{Pid, RoomConfig};
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
 pub use udp::Routes;
@@ -96,14 +96,21 @@ impl MediaPlane {
         socket: UdpSocket,
         candidate: SocketAddr,
         workers: usize,
+        room_config: RoomConfig,
     ) -> std::io::Result<Self> {
         let routes = Arc::new(Routes::default());
         let local = socket.local_addr()?;
         let mut senders = Vec::with_capacity(workers);
         for index in 0..workers {
             let (tx, rx) = mpsc::channel();
-            let w =
-                worker::Worker::new(index, socket.try_clone()?, local, candidate, routes.clone());
+            let w = worker::Worker::new(
+                index,
+                socket.try_clone()?,
+                local,
+                candidate,
+                routes.clone(),
+                room_config.clone(),
+            );
             std::thread::Builder::new()
                 .name(format!("media-worker-{index}"))
                 .spawn(move || w.run(rx))?;

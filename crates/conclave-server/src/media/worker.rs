@@ -34,6 +34,7 @@ pub struct Worker {
     local: SocketAddr,
     candidate: SocketAddr,
     routes: Arc<Routes>,
+    room_config: RoomConfig,
     rooms: HashMap<String, RoomHost>,
     by_addr: HashMap<SocketAddr, (String, Pid)>,
     by_ufrag: HashMap<String, (String, Pid)>,
@@ -53,6 +54,7 @@ impl Worker {
         local: SocketAddr,
         candidate: SocketAddr,
         routes: Arc<Routes>,
+        room_config: RoomConfig,
     ) -> Self {
         Self {
             index,
@@ -60,6 +62,7 @@ impl Worker {
             local,
             candidate,
             routes,
+            room_config,
             rooms: HashMap::new(),
             by_addr: HashMap::new(),
             by_ufrag: HashMap::new(),
@@ -256,7 +259,7 @@ impl Worker {
             .rooms
             .entry(room.to_owned())
             .or_insert_with(|| RoomHost {
-                core: Room::new(room, RoomConfig::default()),
+                core: Room::new(room, self.room_config.clone()),
                 peers: HashMap::new(),
                 dirty: Vec::new(),
                 forwards: Vec::new(),

@@ -1,0 +1,199 @@
+//! Bad input from a client gets a clear error, harms no one else, and never takes the server down.
+
+mod common;
+
+use std::time::Duration;
+
+use conclave_client::{ParticipantConfig, run_participant};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn connect(server: &common::Server) -> Ws {
+    tokio_tungstenite::connect_async(format!("ws://{}/ws", server.http))
+        .await
+        .unwrap()
+        .0
+}
+
+async fn send(ws: &mut Ws, text: impl Into<String>) {
+    ws.send(Message::text(text.into())).await.unwrap();
+}
+
+/// Next JSON message, or None when the server closed the connection.
+async fn recv(ws: &mut Ws) -> Option<Value> {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("server answers")?;
+        match msg {
+            Ok(Message::Text(t)) => return Some(serde_json::from_str(t.as_str()).unwrap()),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+/// Skip messages until one of the given type arrives.
+async fn recv_type(ws: &mut Ws, ty: &str) -> Value {
+    loop {
+        let m = recv(ws)
+            .await
+            .unwrap_or_else(|| panic!("closed while waiting for {ty}"));
+        if m["type"] == ty {
+            return m;
+        }
+    }
+}
+
+async fn expect_error(ws: &mut Ws, code: &str) -> Value {
+    let m = recv(ws).await.expect("an error reply");
+    assert_eq!(m["type"], "error", "{m}");
+    assert_eq!(m["code"], code, "{m}");
+    assert!(!m["message"].as_str().unwrap().is_empty());
+    m
+}
+
+fn join(room: &str, name: &str) -> String {
+    json!({"type": "join", "version": 1, "room": room, "name": name}).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_get_errors_and_connection_stays_usable() {
+    let mut server = common::Server::start(&[]);
+    let mut ws = connect(&server).await;
+    send(&mut ws, "{not json").await;
+    expect_error(&mut ws, "bad_message").await;
+    send(&mut ws, r#"{"type":"teleport"}"#).await;
+    expect_error(&mut ws, "bad_message").await;
+    send(&mut ws, r#"{"type":"join","version":1,"room":"r"}"#).await;
+    expect_error(&mut ws, "bad_message").await;
+    ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    expect_error(&mut ws, "bad_message").await;
+    let big = json!({"type": "offer", "sdp": "x".repeat(100 * 1024)}).to_string();
+    send(&mut ws, big).await;
+    expect_error(&mut ws, "too_large").await;
+    // Out of order: an offer or media state before join.
+    send(&mut ws, json!({"type": "offer", "sdp": "v=0"}).to_string()).await;
+    expect_error(&mut ws, "not_joined").await;
+    send(
+        &mut ws,
+        json!({"type": "media_state", "audio": true, "video": true}).to_string(),
+    )
+    .await;
+    expect_error(&mut ws, "not_joined").await;
+    // Still usable: a proper join works.
+    send(&mut ws, join("bad-input", "Mallory")).await;
+    let w = recv_type(&mut ws, "welcome").await;
+    assert_eq!(w["room"], "bad-input");
+    send(&mut ws, join("bad-input", "Mallory")).await;
+    assert_eq!(recv_type(&mut ws, "error").await["code"], "already_joined");
+    // Invalid SDP gets a clear error, the participant stays.
+    send(
+        &mut ws,
+        json!({"type": "offer", "sdp": "this is not sdp"}).to_string(),
+    )
+    .await;
+    let e = recv_type(&mut ws, "error").await;
+    assert_eq!(e["code"], "invalid_sdp");
+    send(&mut ws, json!({"type": "offer", "sdp": "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"}).to_string()).await;
+    let e = recv_type(&mut ws, "error").await;
+    assert_eq!(e["code"], "invalid_sdp");
+    assert!(server.alive());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_joins_are_refused_and_closed() {
+    let mut server = common::Server::start(&[]);
+    let cases = [
+        (
+            json!({"type": "join", "version": 99, "room": "r", "name": "A"}),
+            "unsupported_version",
+        ),
+        (
+            json!({"type": "join", "version": 1, "room": "a b", "name": "A"}),
+            "invalid_room",
+        ),
+        (
+            json!({"type": "join", "version": 1, "room": "", "name": "A"}),
+            "invalid_room",
+        ),
+        (
+            json!({"type": "join", "version": 1, "room": "x".repeat(65), "name": "A"}),
+            "invalid_room",
+        ),
+        (
+            json!({"type": "join", "version": 1, "room": "healthz", "name": "A"}),
+            "invalid_room",
+        ),
+        (
+            json!({"type": "join", "version": 1, "room": "r", "name": ""}),
+            "invalid_name",
+        ),
+        (
+            json!({"type": "join", "version": 1, "room": "r", "name": "   "}),
+            "invalid_name",
+        ),
+        (
+            json!({"type": "join", "version": 1, "room": "r", "name": "x".repeat(65)}),
+            "invalid_name",
+        ),
+        (
+            json!({"type": "join", "version": 1, "room": "r", "name": "Eve\u{0}\u{1b}[31m"}),
+            "invalid_name",
+        ),
+    ];
+    for (msg, code) in cases {
+        let mut ws = connect(&server).await;
+        send(&mut ws, msg.to_string()).await;
+        expect_error(&mut ws, code).await;
+        assert!(
+            recv(&mut ws).await.is_none(),
+            "connection closed after a refused join ({code})"
+        );
+    }
+    assert!(server.alive());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vanished_client_is_removed_and_meeting_carries_on() {
+    let mut server = common::Server::start(&["--reconnect-grace", "2"]);
+    let mut observer = connect(&server).await;
+    send(&mut observer, join("vanish", "Olivia")).await;
+    recv_type(&mut observer, "welcome").await;
+
+    // A client joins, then its TCP connection disappears without a close frame.
+    let mut ghost = connect(&server).await;
+    send(&mut ghost, join("vanish", "Ghost")).await;
+    let ghost_id = recv_type(&mut ghost, "welcome").await["participant_id"].clone();
+    let joined = recv_type(&mut observer, "participant_joined").await;
+    assert_eq!(joined["participant"]["id"], ghost_id);
+    // Garbage on the ghost's connection first: others are unaffected.
+    send(&mut ghost, "\u{0}\u{0}garbage").await;
+    drop(ghost);
+
+    // The observer is told the ghost left once the reconnect grace period ends.
+    let left = recv_type(&mut observer, "participant_left").await;
+    assert_eq!(left["participant_id"], ghost_id);
+
+    // The meeting carries on: two simulated participants still exchange media in that room.
+    let mut tasks = Vec::new();
+    for name in ["p1", "p2"] {
+        let cfg = ParticipantConfig::new(server.http, "vanish", name);
+        tasks.push(tokio::spawn(run_participant(cfg)));
+    }
+    for t in tasks {
+        let report = t.await.unwrap().unwrap();
+        let audio_from_other = report
+            .received
+            .iter()
+            .filter(|((_, kind), t)| *kind == conclave_proto::Kind::Audio && t.packets > 20)
+            .count();
+        assert_eq!(audio_from_other, 1, "each hears the other");
+    }
+    assert!(server.alive());
+}
