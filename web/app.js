@@ -60,6 +60,7 @@ const ui = {
   preCam: $('pre-cam', HTMLButtonElement),
   prejoinForm: $('prejoin-form', HTMLFormElement),
   nameInput: $('name-input', HTMLInputElement),
+  nameError: $('name-error', HTMLElement),
   camSelect: $('cam-select', HTMLSelectElement),
   micSelect: $('mic-select', HTMLSelectElement),
   mediaMessage: $('media-message', HTMLElement),
@@ -343,6 +344,7 @@ function wirePrejoin() {
       ui.nameInput.focus();
       return;
     }
+    ui.nameError.hidden = true;
     me.name = name;
     try {
       localStorage.setItem(NAME_KEY, name);
@@ -495,9 +497,9 @@ function startMeeting() {
     if (fatal) {
       endMeeting();
       if (code === 'invalid_name') {
-        ui.mediaMessage.textContent = text;
-        ui.mediaMessage.hidden = false;
-        showPrejoin();
+        ui.nameError.textContent = text;
+        ui.nameError.hidden = false;
+        showPrejoin().catch(console.error);
       } else {
         showLeft('Could not join the meeting', text);
       }

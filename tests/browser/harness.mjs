@@ -114,18 +114,16 @@ export async function startServer() {
     exited = `failed to start ${bin}: ${e.message}`;
   });
   const url = `http://127.0.0.1:${port}`;
-  try {
-    await poll(
-      async () => {
-        if (exited) throw new Error(`server ${exited} (log: ${logFile})`);
-        const r = await fetch(`${url}/healthz`).catch(() => null);
-        return r?.status === 200;
-      },
-      { timeout: 30000, what: `${url}/healthz` },
-    );
-  } catch (e) {
-    proc.kill('SIGKILL');
-    throw e;
+  const deadline = Date.now() + 30000;
+  for (;;) {
+    if (exited) throw new Error(`server ${exited} (log: ${logFile})`);
+    const r = await fetch(`${url}/healthz`).catch(() => null);
+    if (r?.status === 200) break;
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`server did not answer ${url}/healthz within 30 s (log: ${logFile})`);
+    }
+    await sleep(200);
   }
   return {
     url,
