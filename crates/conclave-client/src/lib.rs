@@ -29,10 +29,16 @@ const VIDEO_INTERVAL: Duration = Duration::from_millis(33);
 /// Frames between keyframes when nobody asks for one.
 const KEYFRAME_EVERY: u64 = 90;
 
+impl From<tokio_tungstenite::tungstenite::Error> for ClientError {
+    fn from(e: tokio_tungstenite::tungstenite::Error) -> Self {
+        Self::WebSocket(Box::new(e))
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum ClientError {
     #[error("websocket: {0}")]
-    WebSocket(#[from] tokio_tungstenite::tungstenite::Error),
+    WebSocket(Box<tokio_tungstenite::tungstenite::Error>),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
     #[error("webrtc: {0}")]
@@ -157,10 +163,11 @@ pub async fn run_participant(cfg: ParticipantConfig) -> Result<Report, ClientErr
     let mut next_timeout;
 
     loop {
-        if let Some(at) = st.connected_at {
-            if at.elapsed() >= cfg.duration {
-                break;
-            }
+        if st
+            .connected_at
+            .is_some_and(|at| at.elapsed() >= cfg.duration)
+        {
+            break;
         }
         // Negotiate when nothing is pending and we lack slots (or have never offered).
         if st.pending.is_none()

@@ -94,17 +94,18 @@ async fn connection(mut socket: WebSocket, state: AppState) {
         }
     }
 
-    if let Some(s) = session.take() {
-        if !left {
-            let _ = state.media.send(
-                &s.room.clone(),
-                Command::ConnectionLost {
-                    room: s.room,
-                    pid: s.pid,
-                    conn,
-                },
-            );
-        }
+    // A connection that ends without `leave` may come back: the room keeps the participant for
+    // the reconnect grace period.
+    if let Some(s) = session.take().filter(|_| !left) {
+        let room = s.room.clone();
+        let _ = state.media.send(
+            &room,
+            Command::ConnectionLost {
+                room: s.room,
+                pid: s.pid,
+                conn,
+            },
+        );
     }
 }
 

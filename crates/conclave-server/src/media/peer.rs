@@ -24,6 +24,9 @@ pub enum OfferError {
     Accept(String),
 }
 
+/// m-lines by mid and kind.
+pub type MediaList = Vec<(RoomMid, Kind)>;
+
 pub struct Peer {
     pub rtc: Rtc,
     pub conn: ConnId,
@@ -81,7 +84,7 @@ impl Peer {
 
     /// Published tracks (the client sends) and receive slots (the client receives), by the
     /// negotiated direction of each m-line as seen from the server.
-    pub fn media_lists(&self) -> (Vec<(RoomMid, Kind)>, Vec<(RoomMid, Kind)>) {
+    pub fn media_lists(&self) -> (MediaList, MediaList) {
         let mut published = Vec::new();
         let mut slots = Vec::new();
         for (mid, kind) in &self.mids {

@@ -474,10 +474,12 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket) {
         nackable: codec.is_video(),
     };
     for f in &forwards {
-        if let Some(sub) = host.peers.get_mut(&f.to) {
-            if sub.write_forward(f, &out) {
-                host.dirty.push(f.to);
-            }
+        if host
+            .peers
+            .get_mut(&f.to)
+            .is_some_and(|sub| sub.write_forward(f, &out))
+        {
+            host.dirty.push(f.to);
         }
     }
     host.forwards = forwards;

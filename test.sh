@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Conclave's whole test suite: formatting, lints, Rust unit and integration tests, the web client's
+# type check, and browser end-to-end tests in headless Chromium. Exits non-zero on any failure.
+#
+# Needs: Rust (cargo with clippy and rustfmt), Node.js with npm, and Chromium at /usr/bin/chromium
+# (Debian: apt-get install chromium). `.ci/run` installs these on a fresh Debian machine.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (unit, protocol doc, integration)"
+cargo test --workspace --locked
+
+step "build the server binary the browser tests run"
+cargo build -p conclave-server --locked
+export CONCLAVE_BIN="$PWD/target/debug/conclave"
+
+cd tests/browser
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then
+  step "npm ci (tests/browser)"
+  npm ci --no-audit --no-fund
+fi
+
+step "type-check the web client (tsc --checkJs)"
+npm run --silent typecheck
+
+step "browser end-to-end tests (headless Chromium)"
+npm test
