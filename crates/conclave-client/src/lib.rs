@@ -65,6 +65,10 @@ pub struct ParticipantConfig {
     pub video_packets_per_frame: usize,
     /// How long to stay in the meeting after media starts flowing.
     pub duration: Duration,
+    /// Drop this share (0.0–1.0) of incoming datagrams once connected, to simulate a lossy
+    /// downlink; the seed makes the pattern repeatable.
+    pub drop_incoming: f64,
+    pub seed: u64,
 }
 
 impl ParticipantConfig {
@@ -79,6 +83,8 @@ impl ParticipantConfig {
             video_packet_bytes: 1000,
             video_packets_per_frame: 2,
             duration: Duration::from_secs(3),
+            drop_incoming: 0.0,
+            seed: 1,
         }
     }
 }
@@ -161,6 +167,7 @@ pub async fn run_participant(cfg: ParticipantConfig) -> Result<Report, ClientErr
     };
     let mut buf = vec![0u8; 2048];
     let mut next_timeout;
+    let mut rng = cfg.seed | 1;
 
     loop {
         if st
@@ -240,6 +247,9 @@ pub async fn run_participant(cfg: ParticipantConfig) -> Result<Report, ClientErr
             }
             r = socket.recv_from(&mut buf) => {
                 let (n, source) = r?;
+                if st.connected_at.is_some() && cfg.drop_incoming > 0.0 && next_random(&mut rng) < cfg.drop_incoming {
+                    continue;
+                }
                 if let Ok(contents) = buf[..n].try_into() {
                     let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents });
                     rtc.handle_input(input)?;
@@ -466,6 +476,14 @@ fn parse_payload(p: &[u8]) -> Option<(u32, u64)> {
     let counter = u32::from_be_bytes(b[0..4].try_into().ok()?);
     let sent = u64::from_be_bytes(b[4..12].try_into().ok()?);
     Some((counter, sent))
+}
+
+/// xorshift64: a repeatable loss pattern, no dependency.
+fn next_random(state: &mut u64) -> f64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    (*state >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn unix_micros() -> u64 {

@@ -91,3 +91,52 @@ async fn three_participants_receive_each_other() {
         "loss {total_lost} of {total_packets}"
     );
 }
+
+/// A subscriber on a lossy downlink: the server retransmits lost video packets (NACK/RTX) from
+/// its send buffer, so video arrives complete while audio (not retransmitted) shows the loss.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_video_packets_are_retransmitted() {
+    let server = common::Server::start(&[]);
+    let mut publisher = ParticipantConfig::new(server.http, "lossy", "pub");
+    publisher.duration = Duration::from_secs(5);
+    let mut receiver = ParticipantConfig::new(server.http, "lossy", "sub");
+    receiver.duration = Duration::from_secs(4);
+    receiver.publish_audio = false;
+    receiver.publish_video = false;
+    receiver.drop_incoming = 0.05;
+    receiver.seed = 42;
+    let p = tokio::spawn(run_participant(publisher));
+    let r = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        run_participant(receiver).await
+    });
+    let _ = p.await.unwrap().unwrap();
+    let report = r.await.unwrap().unwrap();
+    let audio = report
+        .received
+        .iter()
+        .find(|((_, k), _)| *k == Kind::Audio)
+        .expect("audio received")
+        .1;
+    let video = report
+        .received
+        .iter()
+        .find(|((_, k), _)| *k == Kind::Video)
+        .expect("video received")
+        .1;
+    println!(
+        "5% downlink drop: audio {} lost of {}, video {} lost of {} after retransmission",
+        audio.lost(),
+        audio.expected,
+        video.lost(),
+        video.expected
+    );
+    assert!(audio.lost() > 0, "the simulated loss took effect");
+    // Everything but packets lost in the last moments before leaving is repaired.
+    assert!(
+        video.lost() * 100 <= video.expected,
+        "video lost {} of {}",
+        video.lost(),
+        video.expected
+    );
+}
