@@ -63,7 +63,7 @@ mod tests {
         }
         assert_eq!(server_ufrag(&[0x80; 40]), None);
         let mut bad = msg.clone();
-        bad[27] = 0xff; // attribute length past the end
+        bad[31] = 0xff; // USERNAME length past the end
         assert_eq!(server_ufrag(&bad), None);
     }
 }
