@@ -32,6 +32,12 @@ export const FAKE_UI = '--use-fake-ui-for-media-stream';
 
 export { sleep };
 
+/**
+ * `CONCLAVE_NO_MEDIA=1`: the server carries no media (dev-mock-server.mjs); tests skip their
+ * audio/video assertions and check only what the pages show.
+ */
+export const NO_MEDIA = process.env.CONCLAVE_NO_MEDIA === '1';
+
 /** @returns {Promise<number>} a free TCP port on 127.0.0.1 */
 export function freeTcpPort() {
   return new Promise((resolve, reject) => {
@@ -237,4 +243,68 @@ export function inboundAudio(page) {
     });
     return out;
   });
+}
+
+/**
+ * Wait until `document.body.dataset.state` is `state`.
+ * @param {import('playwright-core').Page} page
+ * @param {string} state
+ * @param {string} who
+ * @param {number} [timeout]
+ */
+export function waitState(page, state, who, timeout = 30000) {
+  return poll(() => page.evaluate((s) => document.body.dataset.state === s, state), {
+    timeout,
+    what: `${who}: state ${state}`,
+  });
+}
+
+/**
+ * The participant id of the page's own connection, once known.
+ * @param {import('playwright-core').Page} page
+ * @param {string} who
+ * @returns {Promise<string>}
+ */
+export function participantId(page, who) {
+  return poll(() => page.evaluate(() => /** @type {any} */ (window).conclave.participantId), {
+    what: `${who}: participant id`,
+  });
+}
+
+/**
+ * Video of participant `id` on `page` is playing (frames rising over ~1 s).
+ * @param {import('playwright-core').Page} page
+ * @param {string} id
+ */
+export async function playing(page, id) {
+  const a = (await remoteTiles(page)).find((t) => t.id === id);
+  await sleep(1000);
+  const b = (await remoteTiles(page)).find((t) => t.id === id);
+  return !!a && !!b && b.width > 0 && b.frames > a.frames && b.video === 'on';
+}
+
+/**
+ * Record the `type` of every signaling message the page receives (and the frames it sends).
+ * @param {import('playwright-core').Page} page
+ */
+export function recordSignaling(page) {
+  /** @type {{received: string[], sent: any[]}} */
+  const log = { received: [], sent: [] };
+  page.on('websocket', (ws) => {
+    ws.on('framereceived', (f) => {
+      try {
+        log.received.push(JSON.parse(String(f.payload)).type);
+      } catch {
+        log.received.push('<non-json>');
+      }
+    });
+    ws.on('framesent', (f) => {
+      try {
+        log.sent.push(JSON.parse(String(f.payload)));
+      } catch {
+        /* ignore */
+      }
+    });
+  });
+  return log;
 }
