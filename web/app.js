@@ -151,6 +151,11 @@ function renderPeople() {
 
 /** @param {ParticipantInfo} p */
 function upsertRemote(p) {
+  if (p.id === conn?.participantId) {
+    // The server may tell everyone, us included, about our own change (role, moderated media).
+    localTile?.setModerator(!!p.moderator);
+    return;
+  }
   participants.set(p.id, p);
   let tile = grid.tiles.get(p.id);
   if (!tile) {
@@ -184,13 +189,20 @@ function applyRemoteMedia(media) {
   }
 }
 
-function startMeeting() {
+/**
+ * @param {{background?: boolean}} [opts] background: a retry while the "waiting for the host"
+ *   screen stays up (no "Joining…" flash, no repeated toasts) until the server lets us in
+ */
+function startMeeting(opts = {}) {
+  let background = !!opts.background;
   if (hostRetry) clearTimeout(hostRetry);
   hostRetry = null;
-  setReason(null);
+  if (!background) {
+    setReason(null);
+    setState('joining');
+  }
   ui.preview.srcObject = null;
   ui.meetingRoom.textContent = me.room;
-  setState('joining');
   participants.clear();
   grid.clear();
   localTile = null;
@@ -205,15 +217,22 @@ function startMeeting() {
   c.setLocalTracks(me.audio, me.camOn ? me.video : null);
   const s = mediaState();
   c.sendMediaState(s.audio, s.video);
-  if (me.mediaMessage) toast(me.mediaMessage, { kind: 'warning', sticky: true });
+  if (me.mediaMessage && !background) toast(me.mediaMessage, { kind: 'warning', sticky: true });
 
   c.addEventListener('state', (ev) => {
     if (c !== conn) return;
     const { state } = /** @type {CustomEvent} */ (ev).detail;
+    if (background && state === 'joining') return;
+    if (state === 'joined') {
+      background = false;
+      setReason(null);
+    }
     if (state === 'joining' || state === 'joined' || state === 'reconnecting') setState(state);
   });
   c.addEventListener('lobby', () => {
     if (c !== conn) return;
+    background = false;
+    setReason(null);
     ui.lobbyRoom.textContent = me.room;
     setState('lobby');
     ui.lobbyLeave.focus();
@@ -285,7 +304,7 @@ function onJoinRefused(code, text) {
     ui.rejoinBtn.textContent = 'Try now';
     hostRetry = setTimeout(() => {
       hostRetry = null;
-      if (document.body.dataset.reason === 'host_required') startMeeting();
+      if (document.body.dataset.reason === 'host_required') startMeeting({ background: true });
     }, HOST_RETRY_MS);
     return;
   }
@@ -301,6 +320,11 @@ function onJoinRefused(code, text) {
   } else {
     showLeft(REFUSED_TITLE[code] ?? 'Could not join the meeting', text, code);
     if (code === 'removed') ui.rejoinBtn.hidden = true;
+    if (code === 'invalid_token') {
+      // The same token would be refused again: a new attempt joins without it (as a guest).
+      me.token = '';
+      ui.rejoinBtn.textContent = 'Join without the link';
+    }
   }
 }
 
@@ -350,13 +374,14 @@ function endMeeting(opts = {}) {
  * @param {string|null} [reason] error code or `closed` reason (`data-reason`)
  */
 function showLeft(title, detail, reason = null) {
+  const again = document.body.dataset.state === 'left' && document.body.dataset.reason === (reason ?? undefined);
   ui.leftTitle.textContent = title;
   ui.leftDetail.textContent = detail;
   ui.rejoinBtn.hidden = false;
   ui.rejoinBtn.textContent = reason === 'denied' ? 'Ask again' : 'Rejoin';
   setReason(reason);
   setState('left');
-  ui.rejoinBtn.focus();
+  if (!again) ui.rejoinBtn.focus(); // not on every background retry
 }
 
 function wireMeeting() {

@@ -107,6 +107,8 @@ server.on('upgrade', (req, socket) => {
     if (msg.type === 'join') {
       if (!/^[A-Za-z0-9_-]{1,64}$/.test(msg.room)) return refuse('invalid_room', 'bad room');
       if (!msg.name || msg.name.length > 64) return refuse('invalid_name', 'display name must be 1 to 64 characters');
+      // The mock has no keys: every token is one it cannot verify.
+      if (msg.token) return refuse('invalid_token', 'the join token could not be verified');
       let r = rooms.get(msg.room);
       const first = !r || r.members.size === 0;
       if (!r) {
