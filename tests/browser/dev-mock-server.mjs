@@ -115,6 +115,8 @@ server.on('upgrade', (req, socket) => {
         r = { members: new Map(), locked: false, lobby: false, password: null, knocks: new Map() };
         rooms.set(msg.room, r);
       }
+      // Mock convention: rooms named `hostonly-*` need a host (display name "Host") to open them.
+      if (first && msg.room.startsWith('hostonly-') && msg.name !== 'Host') return refuse('host_required', 'a host must open this room');
       if (first) return enter(msg.room, r, msg, true);
       if (r.locked) return refuse('room_locked', 'the room is locked');
       if (r.password !== null) {
