@@ -180,13 +180,12 @@ export class Moderation {
     this.bar.hidden = !this.moderator;
     if (!this.moderator && this.pwDialog.open) this.pwDialog.close();
     const lock = /** @type {HTMLButtonElement} */ (this.bar.querySelector('[data-action="lock"]'));
+    // Toggle buttons: a constant name, the state in aria-pressed (and the pressed style).
     lock.setAttribute('aria-pressed', String(s.locked));
-    lock.textContent = s.locked ? 'Unlock meeting' : 'Lock meeting';
-    lock.title = s.locked ? 'Nobody new can join. Click to unlock.' : 'Let nobody new join';
+    lock.title = s.locked ? 'Locked: nobody new can join. Press to unlock.' : 'Lock: let nobody new join';
     const lobby = /** @type {HTMLButtonElement} */ (this.bar.querySelector('[data-action="lobby"]'));
     lobby.setAttribute('aria-pressed', String(s.lobby));
-    lobby.textContent = s.lobby ? 'Lobby on' : 'Lobby off';
-    lobby.title = s.lobby ? 'Joiners wait until a moderator admits them' : 'Joiners come straight in';
+    lobby.title = s.lobby ? 'Lobby on: a moderator admits each joiner. Press to turn off.' : 'Lobby off: joiners come straight in';
     const pw = /** @type {HTMLButtonElement} */ (this.bar.querySelector('[data-action="password"]'));
     pw.textContent = s.password ? 'Change password' : 'Set password';
     /** @type {Record<string, [boolean, string]>} */

@@ -149,6 +149,7 @@ server.on('upgrade', (req, socket) => {
       return;
     }
     if (msg.type === 'leave') return leave();
+    if (msg.type === 'offer') return; // no media in the mock: offers get no answer
     const commands = ['mute', 'mute_all', 'stop_video', 'remove', 'set_moderator', 'lock', 'set_lobby', 'set_password', 'admit', 'deny', 'end_meeting'];
     if (!commands.includes(msg.type)) return send({ type: 'error', code: 'bad_message', message: `unknown type ${msg.type}` });
     if (!self.moderator) return send({ type: 'error', code: 'not_moderator', message: 'only moderators can do that' });
