@@ -2,7 +2,8 @@
 // Chromium through playwright-core (never a downloaded browser), poll for conditions.
 
 import { spawn } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import net from 'node:net';
 import dgram from 'node:dgram';
 import path from 'node:path';
@@ -106,9 +107,11 @@ export async function startServer() {
   const logFile = path.join(logDir, `server-${Date.now()}-${port}.log`);
   const log = createWriteStream(logFile);
   const args = ['--listen', `127.0.0.1:${port}`, '--udp', `127.0.0.1:${udp}`];
+  // Stored data (persistent rooms) in a fresh temporary directory, never in the working tree.
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'conclave-e2e-'));
   const proc = spawn(bin, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { RUST_LOG: 'info', ...process.env },
+    env: { RUST_LOG: 'info', CONCLAVE_DATA_DIR: dataDir, ...process.env },
   });
   proc.stdout.pipe(log);
   proc.stderr.pipe(log);
@@ -136,13 +139,17 @@ export async function startServer() {
     udp,
     logFile,
     async stop() {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      if (proc.exitCode !== null || proc.signalCode !== null) {
+        rmSync(dataDir, { recursive: true, force: true });
+        return;
+      }
       const gone = new Promise((r) => proc.once('exit', r));
       proc.kill('SIGTERM');
       const t = setTimeout(() => proc.kill('SIGKILL'), 3000);
       await gone;
       clearTimeout(t);
       log.end();
+      rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }

@@ -6,8 +6,21 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, openBrowser, poll, randomRoom, remoteTiles, waitState, participantId, recordSignaling,
+  startServer, openBrowser, poll, sleep, randomRoom, remoteTiles, waitState, participantId, recordSignaling,
+  inboundAudio, NO_MEDIA,
 } from './harness.mjs';
+
+/**
+ * Whether audio packets from `id` keep arriving on `page` (compared over ~1.5 s).
+ * @param {import('playwright-core').Page} page
+ * @param {string} id
+ */
+async function audioFlowing(page, id) {
+  const a = (await inboundAudio(page))[id]?.packetsReceived ?? 0;
+  await sleep(1500);
+  const b = (await inboundAudio(page))[id]?.packetsReceived ?? 0;
+  return b > a;
+}
 
 /** @typedef {Awaited<ReturnType<typeof openBrowser>>} Session */
 
@@ -52,6 +65,8 @@ test('moderator actions: mute, stop camera, lock, promote, remove, end meeting',
     const bobTileOnAlice = alice.page.locator(`[data-participant="${bobId}"]`);
     await poll(() => bobTileOnAlice.count(), { what: "Alice has Bob's tile" });
 
+    if (!NO_MEDIA) await poll(() => audioFlowing(alice.page, bobId), { what: "Alice receives Bob's audio" });
+
     // Mute Bob: his microphone button shows muted, Alice sees his mic off; he unmutes himself.
     await openPeople(alice.page);
     await alice.page.locator(`button[data-action="mute"][data-target="${bobId}"]`).click();
@@ -59,8 +74,11 @@ test('moderator actions: mute, stop camera, lock, promote, remove, end meeting',
     await poll(async () => (await bob.page.locator('#mic-btn').getAttribute('aria-pressed')) === 'false', { what: "Bob's mic button off" });
     assert.equal(await bob.page.evaluate(() => /** @type {any} */ (window).conclave.connection.audioTrack?.enabled), false, "Bob's track disabled");
     await poll(async () => (await bobTileOnAlice.getAttribute('data-audio')) === 'off', { what: "Alice sees Bob's mic off" });
+    // The server forwards nothing of his microphone while he is muted.
+    if (!NO_MEDIA) await poll(async () => !(await audioFlowing(alice.page, bobId)), { what: "Bob's audio no longer reaches Alice" });
     await bob.page.getByRole('button', { name: 'Unmute microphone' }).click();
     await poll(async () => (await bobTileOnAlice.getAttribute('data-audio')) === 'on', { what: 'Bob unmuted himself' });
+    if (!NO_MEDIA) await poll(() => audioFlowing(alice.page, bobId), { what: "Bob's audio reaches Alice again" });
 
     // Stop Bob's camera.
     await alice.page.locator(`button[data-action="stop-video"][data-target="${bobId}"]`).click();
