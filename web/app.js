@@ -4,7 +4,10 @@
 // - `document.body.dataset.state` is `landing | prejoin | joining | lobby | joined | reconnecting |
 //   left`; `document.body.dataset.reason` is the error code or `closed` reason that ended or
 //   refused the join (absent otherwise);
-// - tiles carry `data-participant`, `data-local`, `data-video`, `data-audio` (see tiles.js);
+// - tiles carry `data-participant`, `data-local`, `data-video`, `data-audio`, `data-moderator`
+//   (see tiles.js); moderator controls carry `data-action` (see moderation.js);
+// - `?name=` prefills the name, `&autojoin=1` skips the pre-join page, `?jwt=` is a join token
+//   (removed from the address bar at once; passwords are never taken from the URL);
 // - `window.conclave` exposes `pc` (the current RTCPeerConnection, for `getStats()` in tests),
 //   `connection` (the Connection) and `participantId`.
 
