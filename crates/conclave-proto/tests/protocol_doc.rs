@@ -33,9 +33,25 @@ fn client_examples_parse_and_cover_every_message() {
             type_of(e)
         })
         .collect();
-    let all: BTreeSet<String> = ["join", "offer", "media_state", "leave"]
-        .map(String::from)
-        .into();
+    let all: BTreeSet<String> = [
+        "join",
+        "offer",
+        "media_state",
+        "leave",
+        "mute",
+        "mute_all",
+        "stop_video",
+        "remove",
+        "set_moderator",
+        "lock",
+        "set_lobby",
+        "set_password",
+        "admit",
+        "deny",
+        "end_meeting",
+    ]
+    .map(String::from)
+    .into();
     assert_eq!(seen, all);
 }
 
@@ -62,6 +78,13 @@ fn server_examples_parse_and_cover_every_message() {
         "participant_updated",
         "participant_left",
         "error",
+        "lobby_waiting",
+        "knock",
+        "knock_resolved",
+        "settings",
+        "role",
+        "moderated",
+        "closed",
     ]
     .map(String::from)
     .into();

@@ -28,8 +28,15 @@ impl Server {
             http.port()
         ));
         let log = std::fs::File::create(&log_path).unwrap();
+        let data_dir = std::env::temp_dir().join(format!(
+            "conclave-test-data-{}-{}",
+            std::process::id(),
+            http.port()
+        ));
         let child = Command::new(env!("CARGO_BIN_EXE_conclave"))
             .args(["--listen", &http.to_string(), "--udp", &udp.to_string()])
+            .arg("--data-dir")
+            .arg(&data_dir)
             .args(extra)
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
