@@ -97,8 +97,10 @@ export async function poll(fn, { timeout = 30000, interval = 250, what = 'condit
 /**
  * Start the Conclave server on free loopback ports; resolves when /healthz answers 200.
  * Its output goes to a log file, not the console.
+ * @param {{args?: string[], env?: Record<string, string>}} [opts] extra command-line arguments and
+ *   environment (e.g. `--adhoc-rooms hosts`, `CONCLAVE_JWT_SECRET`)
  */
-export async function startServer() {
+export async function startServer({ args: extraArgs = /** @type {string[]} */ ([]), env = {} } = {}) {
   const bin = path.resolve(here, process.env.CONCLAVE_BIN ?? '../../target/debug/conclave');
   const port = await freeTcpPort();
   const udp = await freeUdpPort();
@@ -106,12 +108,12 @@ export async function startServer() {
   mkdirSync(logDir, { recursive: true });
   const logFile = path.join(logDir, `server-${Date.now()}-${port}.log`);
   const log = createWriteStream(logFile);
-  const args = ['--listen', `127.0.0.1:${port}`, '--udp', `127.0.0.1:${udp}`];
+  const args = ['--listen', `127.0.0.1:${port}`, '--udp', `127.0.0.1:${udp}`, ...extraArgs];
   // Stored data (persistent rooms) in a fresh temporary directory, never in the working tree.
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'conclave-e2e-'));
   const proc = spawn(bin, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { RUST_LOG: 'info', CONCLAVE_DATA_DIR: dataDir, ...process.env },
+    env: { RUST_LOG: 'info', CONCLAVE_DATA_DIR: dataDir, ...process.env, ...env },
   });
   proc.stdout.pipe(log);
   proc.stderr.pipe(log);
