@@ -152,6 +152,14 @@ test('privacy: no third-party request during a one-minute meeting; security head
     await waitState(p, 'prejoin', 'Alice (pre-join)');
     assert.equal(await p.locator('#prejoin a[href="/privacy"]').count(), 1, 'privacy link on the pre-join page');
     assert.equal(await p.locator('#landing a[href="/privacy"]').count(), 1, 'privacy link on the landing page');
+    // The privacy page itself: served by the server, same headers, nothing from elsewhere.
+    await p.locator('#prejoin a[href="/privacy"]').click();
+    await poll(async () => new URL(p.url()).pathname === '/privacy', { what: 'privacy page opened' });
+    const pr = await fetch(`${server.url}/privacy`);
+    assert.equal(pr.status, 200, '/privacy answers 200');
+    assert.match(pr.headers.get('content-security-policy') ?? '', /script-src 'self'/, 'CSP on /privacy');
+    await p.waitForLoadState('load');
+    assert.ok((await p.locator('body').innerText()).length > 200, 'privacy page has content');
     assert.deepEqual(recs[0].foreign, []);
   } finally {
     await Promise.all(sessions.map((s) => s.close()));
