@@ -54,7 +54,10 @@ struct Session {
 async fn connection(mut socket: WebSocket, state: AppState, peer_ip: IpAddr) {
     static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
     let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
+    // The only sender goes to the room with `join`: when the room drops it (removed, meeting
+    // ended, resumed on another connection), this connection ends.
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<ServerMessage>();
+    let mut events_tx = Some(events_tx);
     let mut session: Option<Session> = None;
     let mut errors = 0u32;
     let mut ping = tokio::time::interval(PING_INTERVAL);
@@ -76,7 +79,7 @@ async fn connection(mut socket: WebSocket, state: AppState, peer_ip: IpAddr) {
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => continue,
                 };
-                match handle_text(&state, conn, peer_ip, &events_tx, &mut session, text.as_str()).await {
+                match handle_text(&state, conn, peer_ip, &mut events_tx, &mut session, text.as_str()).await {
                     Ok(Flow::Continue) => errors = 0,
                     Ok(Flow::Left) => { left = true; let _ = close(&mut socket, CLOSE_NORMAL, "left").await; break }
                     Err(Refusal { reply, fatal }) => {
@@ -92,7 +95,7 @@ async fn connection(mut socket: WebSocket, state: AppState, peer_ip: IpAddr) {
             event = events_rx.recv() => {
                 // The worker dropped our sender: this participant was removed or resumed elsewhere.
                 let Some(event) = event else {
-                    let _ = close(&mut socket, CLOSE_NORMAL, "replaced").await;
+                    let _ = close(&mut socket, CLOSE_NORMAL, "ended").await;
                     break;
                 };
                 if let (Some(s), ServerMessage::Welcome { moderator, .. } | ServerMessage::Role { moderator }) = (session.as_mut(), &event) {
@@ -151,7 +154,7 @@ async fn handle_text(
     state: &AppState,
     conn: ConnId,
     peer_ip: IpAddr,
-    events_tx: &mpsc::UnboundedSender<ServerMessage>,
+    events_tx: &mut Option<mpsc::UnboundedSender<ServerMessage>>,
     session: &mut Option<Session>,
     text: &str,
 ) -> Result<Flow, Refusal> {
@@ -197,7 +200,9 @@ async fn handle_text(
                 access: prepared.access,
                 stored: prepared.stored,
                 conn,
-                events: events_tx.clone(),
+                events: events_tx
+                    .take()
+                    .expect("no session yet, so the sender is still here"),
             };
             state
                 .media
