@@ -187,6 +187,28 @@ async fn public_key_tokens_and_algorithm_confusion() {
         "invalid_token",
     )
     .await;
+    // RS256 with an RSA public key.
+    let rs_server = common::Server::start(&[
+        "--jwt-public-key",
+        &format!("{dir}/tests/fixtures/rs256-test-public.pem"),
+    ]);
+    let rs_priv = std::fs::read(format!("{dir}/tests/fixtures/rs256-test-private.pem")).unwrap();
+    let rs = jsonwebtoken::encode(
+        &Header::new(Algorithm::RS256),
+        &c,
+        &EncodingKey::from_rsa_pem(&rs_priv).unwrap(),
+    )
+    .unwrap();
+    let mut ws = connect(&rs_server).await;
+    send(&mut ws, join_with("webinar", "A", json!({"token": rs}))).await;
+    assert_eq!(recv_type(&mut ws, "welcome").await["moderator"], true);
+    // The ES256 token is refused by the RS256 server.
+    refused(
+        &rs_server,
+        join_with("webinar", "M", json!({"token": es_token_for(&es_priv)})),
+        "invalid_token",
+    )
+    .await;
     // A token without tokens configured elsewhere is refused too.
     let plain = common::Server::start(&[]);
     refused(
@@ -195,6 +217,15 @@ async fn public_key_tokens_and_algorithm_confusion() {
         "invalid_token",
     )
     .await;
+}
+
+fn es_token_for(key: &[u8]) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::ES256),
+        &claims("webinar"),
+        &EncodingKey::from_ec_pem(key).unwrap(),
+    )
+    .unwrap()
 }
 
 fn es_token_unused() -> String {
