@@ -131,17 +131,25 @@ struct Planner {
     threads: Vec<MediaHandle>,
     next_slot: Vec<usize>,
     count: usize,
+    /// Peer connections that receive media, for picking which verify.
+    receivers: usize,
     verify_every: usize,
     bind_ip: IpAddr,
 }
 
 impl Planner {
-    /// Create a peer connection on the next thread, round robin.
-    async fn add(&mut self, publish: Option<Publish>) -> Result<Placement, LoadError> {
+    /// Create a peer connection on the next thread, round robin. Of those that `receive`, the
+    /// first and every `verify_every`-th verify payloads.
+    async fn add(
+        &mut self,
+        publish: Option<Publish>,
+        receives: bool,
+    ) -> Result<Placement, LoadError> {
         let thread = self.count % self.threads.len();
         let slot = self.next_slot[thread];
         self.next_slot[thread] += 1;
-        let verify = self.count % self.verify_every.max(1) == 0;
+        let verify = receives && self.receivers % self.verify_every.max(1) == 0;
+        self.receivers += receives as usize;
         // Spread publishers' schedules over one video frame interval.
         let phase = Duration::from_micros((self.count as u64 * 7919) % 33_333);
         self.count += 1;
@@ -169,6 +177,7 @@ pub async fn run(cfg: LoadConfig) -> Result<Summary, LoadError> {
         threads: threads.clone(),
         next_slot: vec![0; threads.len()],
         count: 0,
+        receivers: 0,
         verify_every: cfg.verify_every,
         bind_ip: cfg.bind_ip,
     };
@@ -355,7 +364,7 @@ async fn join_janus(
         let mut room_feeds = Vec::new();
         for i in 0..cfg.publishers {
             ramp.tick().await;
-            let p = planner.add(Some(publish)).await?;
+            let p = planner.add(Some(publish), false).await?;
             let media = &planner.threads[p.thread];
             let handle = session.attach().await?;
             room_feeds.push(
@@ -392,7 +401,7 @@ async fn join_janus(
                 continue;
             }
             ramp.tick().await;
-            let p = planner.add(None).await?;
+            let p = planner.add(None, true).await?;
             let media = planner.threads[p.thread].clone();
             let (session, room, errors) = (session.clone(), *room, errors.clone());
             tokio::spawn(async move {
