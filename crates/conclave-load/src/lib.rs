@@ -324,7 +324,9 @@ async fn join_conclave(
         for r in 0..cfg.rooms {
             for i in 0..count {
                 ramp.tick().await;
-                let p = planner.add((role == "p").then_some(publish)).await?;
+                let publishes = role == "p";
+                let receives = !publishes || cfg.publishers > 1;
+                let p = planner.add(publishes.then_some(publish), receives).await?;
                 let media = planner.threads[p.thread].clone();
                 let (server, room, name) = (cfg.server, format!("load-{r}"), format!("{role}{i}"));
                 let (stop, errors) = (stop.clone(), errors.clone());
