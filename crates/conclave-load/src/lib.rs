@@ -14,7 +14,6 @@ pub mod media;
 pub mod procfs;
 pub mod report;
 pub mod synth;
-mod sys;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;

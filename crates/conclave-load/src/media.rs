@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 
 use crate::count::{SeqCounter, Verified, is_rtp};
 use crate::synth::{Source, SynthPacket, VideoShape};
-use crate::sys::{self, BATCH, RecvBatch};
+use conclave_udp::{self as sys, BATCH, RecvBatch};
 
 const WAKER: Token = Token(usize::MAX);
 /// Longest sleep, so commands and timers are never late by more than this.

@@ -1,6 +1,7 @@
-//! Batched UDP I/O (`recvmmsg`/`sendmmsg`): one system call moves many datagrams, so the
-//! generator's cost per packet stays far below the server's. Linux only; the only unsafe code in
-//! the crate, kept to building the C structures these calls take.
+//! Batched UDP I/O (`recvmmsg`/`sendmmsg`): one system call moves many datagrams. The media
+//! server sends a forwarded packet's copies to all subscribers in one call; the load generator
+//! reads a socket's whole queue in one. Linux only; the unsafe code is kept to building
+//! the C structures these calls take.
 
 use std::io;
 use std::mem::{size_of, zeroed};
