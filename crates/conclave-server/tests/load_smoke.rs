@@ -36,7 +36,10 @@ async fn load_generator_smoke() {
     );
     assert_eq!(s.forwarded.lost, 0, "no loss on loopback");
     assert!(s.verified.payloads > 100);
-    assert_eq!(s.verified.payloads, s.verified.expected, "payloads complete");
+    assert_eq!(
+        s.verified.payloads, s.verified.expected,
+        "payloads complete"
+    );
     assert!(s.latency.samples > 0);
     let cpu = s.server.expect("server figures").cpu_s;
     assert!(cpu > 0.0, "server used CPU");

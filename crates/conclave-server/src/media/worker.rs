@@ -28,6 +28,8 @@ use crate::ids;
 const IDLE_WAKE: Duration = Duration::from_millis(500);
 /// Most inputs handled between two timeout sweeps, so timers stay punctual under load.
 const BATCH: usize = 64;
+/// Queued datagrams that are sent before the input batch is done, bounding memory and delay.
+const FLUSH_AT: usize = 4096;
 
 pub struct Worker {
     index: usize,
@@ -39,9 +41,11 @@ pub struct Worker {
     rooms: HashMap<String, RoomHost>,
     by_addr: HashMap<SocketAddr, (String, Pid)>,
     by_ufrag: HashMap<String, (String, Pid)>,
-    /// Datagrams produced while driving a room, sent together with `sendmmsg` when it is quiet:
-    /// one forwarded packet's copies for every subscriber cost one system call, not one each.
+    /// Datagrams produced while handling a batch of inputs, sent together at its end with
+    /// `sendmmsg`, and with UDP GSO for a subscriber's consecutive packets (a video frame).
     out: Vec<Transmit>,
+    /// UDP GSO is used until the kernel refuses it once.
+    gso: bool,
 }
 
 struct RoomHost {
@@ -71,6 +75,7 @@ impl Worker {
             by_addr: HashMap::new(),
             by_ufrag: HashMap::new(),
             out: Vec::new(),
+            gso: true,
         }
     }
 
@@ -92,6 +97,7 @@ impl Worker {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             self.handle_timeouts(Instant::now());
+            self.flush();
         }
     }
 
@@ -325,12 +331,28 @@ impl Worker {
             return;
         }
         let fd = self.socket.as_raw_fd();
-        let sent = conclave_udp::send_batch(
-            fd,
-            self.out.iter().map(|t| (t.destination, &t.contents[..])),
-        );
-        if sent < self.out.len() {
-            tracing::debug!(dropped = self.out.len() - sent, "udp send buffer full");
+        let mut packets: Vec<(SocketAddr, &[u8])> = self
+            .out
+            .iter()
+            .map(|t| (t.destination, &t.contents[..]))
+            .collect();
+        let mut sent = 0;
+        if self.gso {
+            // GSO needs a destination's datagrams adjacent; the sort is stable, keeping their order.
+            packets.sort_by_key(|p| p.0);
+            let (n, err) = conclave_udp::send_batch_gso(fd, &packets);
+            sent = n;
+            if let Some(e) = err.filter(|e| e.kind() != std::io::ErrorKind::WouldBlock) {
+                tracing::info!(error = %e, "UDP GSO unavailable, sending datagrams one by one");
+                self.gso = false;
+            }
+        }
+        if !self.gso {
+            let rest = &packets[sent..];
+            sent += conclave_udp::send_batch(fd, rest.iter().copied());
+        }
+        if sent < packets.len() {
+            tracing::debug!(dropped = packets.len() - sent, "udp send buffer full");
         }
         self.out.clear();
     }
@@ -351,7 +373,9 @@ impl Worker {
                 handle_event(host, pid, ev, now);
             }
         }
-        self.flush();
+        if self.out.len() >= FLUSH_AT {
+            self.flush();
+        }
         for peer in removed {
             self.forget_peer(&peer);
         }
