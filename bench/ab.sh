@@ -45,7 +45,10 @@ runs = [json.load(open(f)) for f in sorted(glob.glob(f"{out}/{i}-*.json"))]
 us = [r["server"]["cpu_us_per_packet"] for r in runs]
 pps = [r["forwarded"]["packets_per_s"] for r in runs]
 loss = [r["forwarded"]["loss_pct"] for r in runs]
+p50 = [r["latency"]["p50_us"] / 1000 for r in runs]
+p99 = [r["latency"]["p99_us"] / 1000 for r in runs]
 print(f"{bin}: {statistics.median(us):.2f} us/packet (runs: {', '.join(f'{u:.2f}' for u in us)}), "
-      f"{statistics.median(pps):.0f} packets/s, loss max {max(loss):.3f}%")
+      f"{statistics.median(pps):.0f} packets/s, loss max {max(loss):.3f}%, "
+      f"latency p50 {statistics.median(p50):.1f} ms, p99 {statistics.median(p99):.1f} ms")
 EOF
 done

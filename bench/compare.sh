@@ -7,7 +7,7 @@
 # address for fairness. Everything is torn down at exit.
 #
 # Usage (as root): bench/compare.sh
-# Environment (defaults in brackets):
+# Environment (defaults in brackets; set a list empty to skip those loads):
 #   SERVERS      servers to run                        [conclave janus]
 #   FANOUT       subscriber counts for 1 -> N loads    [10 50 100 200 499]
 #   MEETING      participant counts, all publishing    [10 20]
@@ -20,9 +20,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-SERVERS=${SERVERS:-"conclave janus"}
-FANOUT=${FANOUT:-"10 50 100 200 499"}
-MEETING=${MEETING:-"10 20"}
+SERVERS=${SERVERS-"conclave janus"}
+FANOUT=${FANOUT-"10 50 100 200 499"}
+MEETING=${MEETING-"10 20"}
 DURATION=${DURATION:-30s}
 VIDEO_KBPS=${VIDEO_KBPS:-500}
 RAMP=${RAMP:-50}

@@ -147,7 +147,7 @@ impl Planner {
         let thread = self.count % self.threads.len();
         let slot = self.next_slot[thread];
         self.next_slot[thread] += 1;
-        let verify = receives && self.receivers % self.verify_every.max(1) == 0;
+        let verify = receives && self.receivers.is_multiple_of(self.verify_every.max(1));
         self.receivers += receives as usize;
         // Spread publishers' schedules over one video frame interval.
         let phase = Duration::from_micros((self.count as u64 * 7919) % 33_333);

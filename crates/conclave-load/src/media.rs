@@ -559,19 +559,17 @@ impl Sim {
 
     fn on_event(&mut self, e: Event, live: &Live) {
         match e {
-            Event::Connected => {
-                if !self.connected {
-                    self.connected = true;
-                    live.connected.fetch_add(1, Ordering::Relaxed);
-                    if let Some(p) = self.publish {
-                        live.connected_publishers.fetch_add(1, Ordering::Relaxed);
-                        self.source = Some(Source::new(
-                            Instant::now(),
-                            p.audio && self.audio_mid.is_some(),
-                            p.video.filter(|_| self.video_mid.is_some()),
-                            self.phase,
-                        ));
-                    }
+            Event::Connected if !self.connected => {
+                self.connected = true;
+                live.connected.fetch_add(1, Ordering::Relaxed);
+                if let Some(p) = self.publish {
+                    live.connected_publishers.fetch_add(1, Ordering::Relaxed);
+                    self.source = Some(Source::new(
+                        Instant::now(),
+                        p.audio && self.audio_mid.is_some(),
+                        p.video.filter(|_| self.video_mid.is_some()),
+                        self.phase,
+                    ));
                 }
             }
             Event::KeyframeRequest(_) => {
@@ -579,12 +577,10 @@ impl Sim {
                     s.request_keyframe();
                 }
             }
-            Event::RtpPacket(pkt) => {
-                if self.verify {
-                    let ssrc = *pkt.header.ssrc;
-                    self.verified
-                        .record(ssrc, &pkt.payload, conclave_client::unix_micros());
-                }
+            Event::RtpPacket(pkt) if self.verify => {
+                let ssrc = *pkt.header.ssrc;
+                self.verified
+                    .record(ssrc, &pkt.payload, conclave_client::unix_micros());
             }
             Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
                 self.mark_dead(live);
