@@ -16,6 +16,8 @@
 #   RAMP         joins per second                      [50]
 #   WORKERS      Conclave media workers                [number of cores]
 #   OUT          where JSON results go                 [bench/results]
+#   JANUS_DEBUG  Janus log level (0-7)                 [3]
+#   LOGS         keep each run's server log in this directory  [not kept]
 # Then: python3 bench/report.py  (table and chart for docs/benchmarks.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +30,8 @@ VIDEO_KBPS=${VIDEO_KBPS:-500}
 RAMP=${RAMP:-50}
 WORKERS=${WORKERS:-$(nproc)}
 OUT=${OUT:-bench/results}
+JANUS_DEBUG=${JANUS_DEBUG:-3}
+LOGS=${LOGS:-}
 NS=conclave-bench
 IP=127.0.0.2
 VETH=cbench0
@@ -76,7 +80,7 @@ general: {
   transports_folder = "$lib/transports"
   events_folder = "$lib/events"
   loggers_folder = "$lib/loggers"
-  debug_level = 3
+  debug_level = $JANUS_DEBUG
   session_timeout = 0
   event_loops = $WORKERS
 }
@@ -163,6 +167,7 @@ run_load() {
     --video-kbps "$VIDEO_KBPS" --server-pid "$SERVER_PID" \
     --label "$name" --json "$OUT/$server-$name.json" || echo "load $name failed on $server" >&2
   stop_server
+  if [ -n "$LOGS" ]; then mkdir -p "$LOGS" && cp "$TMP/$server.log" "$LOGS/$server-$name.log"; fi
   sleep 1
 }
 
