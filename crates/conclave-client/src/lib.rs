@@ -434,8 +434,9 @@ impl State {
     }
 }
 
-/// Build a payload: optional 2-byte VP8 descriptor + header, marker, counter, send time.
-fn payload(len: usize, vp8: Option<(bool, bool)>, counter: u32) -> Vec<u8> {
+/// Build a payload: optional 2-byte VP8 descriptor + header, marker, counter, send time. `vp8` is
+/// (starts a frame, is a keyframe). The load generator uses the same format.
+pub fn payload(len: usize, vp8: Option<(bool, bool)>, counter: u32) -> Vec<u8> {
     let mut p = Vec::with_capacity(len.max(24));
     if let Some((start, keyframe)) = vp8 {
         p.push(if start { 0x10 } else { 0x00 });
@@ -480,7 +481,8 @@ fn pt_for(rtc: &Rtc, codec: Codec) -> Option<Pt> {
         .map(|p| p.pt())
 }
 
-fn parse_payload(p: &[u8]) -> Option<(u32, u64)> {
+/// The sender's counter and send time (Unix microseconds) from a payload built by [`payload`].
+pub fn parse_payload(p: &[u8]) -> Option<(u32, u64)> {
     let start = p.windows(4).take(3).position(|w| w == MARKER)?;
     let b = p.get(start + 4..start + 16)?;
     let counter = u32::from_be_bytes(b[0..4].try_into().ok()?);
@@ -496,7 +498,8 @@ fn next_random(state: &mut u64) -> f64 {
     (*state >> 11) as f64 / (1u64 << 53) as f64
 }
 
-fn unix_micros() -> u64 {
+/// Wall-clock time in Unix microseconds: sender and receiver share the machine's clock.
+pub fn unix_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
@@ -16,7 +17,7 @@ use conclave_room::{
     Forward, Mid as RoomMid, Output as RoomOutput, PacketIn, Pid, Room, RoomConfig,
 };
 use str0m::format::Codec;
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Event, IceConnectionState, Input, Output};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -27,6 +28,8 @@ use super::{ConnId, Routes, SettingsUpdate, WorkerInput, stun};
 const IDLE_WAKE: Duration = Duration::from_millis(500);
 /// Most inputs handled between two timeout sweeps, so timers stay punctual under load.
 const BATCH: usize = 64;
+/// Queued datagrams that are sent before the input batch is done, bounding memory and delay.
+const FLUSH_AT: usize = 4096;
 
 pub struct Worker {
     pub(super) index: usize,
@@ -39,6 +42,11 @@ pub struct Worker {
     by_addr: HashMap<SocketAddr, (String, Pid)>,
     pub(super) by_ufrag: HashMap<String, (String, Pid)>,
     pub(super) settings_tx: Option<UnboundedSender<SettingsUpdate>>,
+    /// Datagrams produced while handling a batch of inputs, sent together at its end with
+    /// `sendmmsg`, and with UDP GSO for a subscriber's consecutive packets (a video frame).
+    out: Vec<Transmit>,
+    /// UDP GSO is used until the kernel refuses it once.
+    gso: bool,
 }
 
 pub(super) struct RoomHost {
@@ -96,6 +104,8 @@ impl Worker {
             by_addr: HashMap::new(),
             by_ufrag: HashMap::new(),
             settings_tx,
+            out: Vec::new(),
+            gso: true,
         }
     }
 
@@ -117,6 +127,7 @@ impl Worker {
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             self.handle_timeouts(Instant::now());
+            self.flush();
         }
     }
 
@@ -210,6 +221,37 @@ impl Worker {
         }
     }
 
+    fn flush(&mut self) {
+        if self.out.is_empty() {
+            return;
+        }
+        let fd = self.socket.as_raw_fd();
+        let mut packets: Vec<(SocketAddr, &[u8])> = self
+            .out
+            .iter()
+            .map(|t| (t.destination, &t.contents[..]))
+            .collect();
+        let mut sent = 0;
+        if self.gso {
+            // GSO needs a destination's datagrams adjacent; the sort is stable, keeping their order.
+            packets.sort_by_key(|p| p.0);
+            let (n, err) = conclave_udp::send_batch_gso(fd, &packets);
+            sent = n;
+            if let Some(e) = err.filter(|e| e.kind() != std::io::ErrorKind::WouldBlock) {
+                tracing::info!(error = %e, "UDP GSO unavailable, sending datagrams one by one");
+                self.gso = false;
+            }
+        }
+        if !self.gso {
+            let rest = &packets[sent..];
+            sent += conclave_udp::send_batch(fd, rest.iter().copied());
+        }
+        if sent < packets.len() {
+            tracing::debug!(dropped = packets.len() - sent, "udp send buffer full");
+        }
+        self.out.clear();
+    }
+
     /// Drive a room until quiet: poll dirty peers, act on their events, act on the core's outputs.
     pub(super) fn process(&mut self, room: &str, now: Instant) {
         let Some(host) = self.rooms.get_mut(room) else {
@@ -236,10 +278,13 @@ impl Worker {
             let Some(pid) = host.dirty.pop() else {
                 break;
             };
-            let events = poll_peer(&self.socket, host, pid);
+            let events = poll_peer(&mut self.out, host, pid);
             for ev in events {
                 handle_event(host, pid, ev, now);
             }
+        }
+        if self.out.len() >= FLUSH_AT {
+            self.flush();
         }
         if let (Some(tx), Some((lobby, password_hash))) = (&self.settings_tx, effects.save.take()) {
             let _ = tx.send(SettingsUpdate {
@@ -297,8 +342,8 @@ fn drain_core(host: &mut RoomHost, effects: &mut Effects) {
     }
 }
 
-/// Poll one peer until str0m wants time to pass; send what it transmits, return its events.
-fn poll_peer(socket: &UdpSocket, host: &mut RoomHost, pid: Pid) -> Vec<Event> {
+/// Poll one peer until str0m wants time to pass; queue what it transmits, return its events.
+fn poll_peer(out: &mut Vec<Transmit>, host: &mut RoomHost, pid: Pid) -> Vec<Event> {
     let mut events = Vec::new();
     let Some(peer) = host.peers.get_mut(&pid) else {
         return events;
@@ -315,9 +360,7 @@ fn poll_peer(socket: &UdpSocket, host: &mut RoomHost, pid: Pid) -> Vec<Event> {
             break;
         }
         match peer.rtc.poll_output() {
-            Ok(Output::Transmit(t)) => {
-                let _ = socket.send_to(&t.contents, t.destination);
-            }
+            Ok(Output::Transmit(t)) => out.push(t),
             Ok(Output::Timeout(t)) => {
                 peer.next_timeout = Some(t);
                 break;

@@ -64,6 +64,11 @@ impl Server {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// The server's process id (for its CPU time and memory in `/proc`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process is still running (it must never die from client input).
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()

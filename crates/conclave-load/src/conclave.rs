@@ -1,0 +1,101 @@
+//! Driving one simulated participant through Conclave's signaling (docs/protocol.md): join, offer
+//! what it publishes, and re-offer with more receive slots whenever the server asks for them.
+
+use std::net::SocketAddr;
+
+use conclave_proto::{ClientMessage, PROTOCOL_VERSION, ServerMessage, SlotCounts};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::{oneshot, watch};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::LoadError;
+use crate::media::{Cmd, MediaHandle};
+
+/// One participant's signaling; returns when `stop` turns true (after leaving) or on failure.
+pub async fn participant(
+    server: SocketAddr,
+    room: String,
+    name: String,
+    media: MediaHandle,
+    slot: usize,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), LoadError> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{server}/ws"))
+        .await
+        .map_err(|e| LoadError::Signaling(e.to_string()))?;
+    let join = ClientMessage::Join {
+        version: PROTOCOL_VERSION,
+        room,
+        name,
+        resume: None,
+        password: None,
+        token: None,
+    };
+    ws.send(text(&join)).await.map_err(ws_err)?;
+    let mut wanted = SlotCounts::default();
+    let mut have = SlotCounts::default();
+    let mut offered = false;
+    let mut pending = false;
+    let mut joined = false;
+    loop {
+        if joined
+            && !pending
+            && (!offered || have.audio < wanted.audio || have.video < wanted.video)
+        {
+            let (tx, rx) = oneshot::channel();
+            media.send(Cmd::Offer {
+                slot,
+                add_audio: wanted.audio.saturating_sub(have.audio),
+                add_video: wanted.video.saturating_sub(have.video),
+                reply: tx,
+            });
+            let offer = rx.await.map_err(|_| LoadError::MediaGone)??;
+            offered = true;
+            have.audio = have.audio.max(wanted.audio);
+            have.video = have.video.max(wanted.video);
+            if let Some(sdp) = offer {
+                ws.send(text(&ClientMessage::Offer { sdp }))
+                    .await
+                    .map_err(ws_err)?;
+                pending = true;
+            }
+        }
+        tokio::select! {
+            _ = stop.changed() => {
+                let _ = ws.send(text(&ClientMessage::Leave)).await;
+                let _ = ws.close(None).await;
+                return Ok(());
+            }
+            msg = ws.next() => {
+                let Some(msg) = msg else {
+                    return Err(LoadError::Signaling("server closed the connection".into()));
+                };
+                let Message::Text(t) = msg.map_err(ws_err)? else { continue };
+                let m: ServerMessage = serde_json::from_str(t.as_str())
+                    .map_err(|e| LoadError::Signaling(e.to_string()))?;
+                match m {
+                    ServerMessage::Welcome { .. } => joined = true,
+                    ServerMessage::Answer { sdp } => {
+                        let (tx, rx) = oneshot::channel();
+                        media.send(Cmd::Answer { slot, sdp, reply: tx });
+                        rx.await.map_err(|_| LoadError::MediaGone)??;
+                        pending = false;
+                    }
+                    ServerMessage::Subscriptions { slots, .. } => wanted = slots,
+                    ServerMessage::Error { code, message } => {
+                        return Err(LoadError::Refused(format!("{code:?}: {message}")));
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+}
+
+fn text(m: &ClientMessage) -> Message {
+    Message::text(serde_json::to_string(m).expect("protocol messages serialize"))
+}
+
+fn ws_err(e: tokio_tungstenite::tungstenite::Error) -> LoadError {
+    LoadError::Signaling(e.to_string())
+}

@@ -1,0 +1,248 @@
+//! What simulated participants count. Every participant counts RTP datagrams by SSRC and sequence
+//! number from the clear-text RTP header, which needs no decryption; sampled participants also
+//! decrypt and check each payload's counter and send time (see [`Verified`]).
+
+use serde::Serialize;
+
+/// Sequence-number accounting for one received RTP stream.
+#[derive(Debug, Clone, Copy)]
+struct SeqStream {
+    ssrc: u32,
+    first: u64,
+    max: u64,
+    packets: u64,
+}
+
+/// Cheap per-participant counters: packets, bytes, and loss from gaps in RTP sequence numbers.
+#[derive(Debug, Default, Clone)]
+pub struct SeqCounter {
+    streams: Vec<SeqStream>,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+impl SeqCounter {
+    /// Count one RTP datagram (still encrypted: only the header is read).
+    pub fn count(&mut self, datagram: &[u8]) {
+        let Some((ssrc, seq)) = rtp_ssrc_seq(datagram) else {
+            return;
+        };
+        self.packets += 1;
+        self.bytes += datagram.len() as u64;
+        // A participant receives few streams: a linear scan beats hashing.
+        match self.streams.iter_mut().find(|s| s.ssrc == ssrc) {
+            Some(s) => {
+                let ext = extend_seq(s.max, seq);
+                s.max = s.max.max(ext);
+                s.first = s.first.min(ext);
+                s.packets += 1;
+            }
+            None => {
+                // Start well above zero so a slightly reordered first packet cannot underflow.
+                let ext = (1 << 32) + seq as u64;
+                self.streams.push(SeqStream {
+                    ssrc,
+                    first: ext,
+                    max: ext,
+                    packets: 1,
+                });
+            }
+        }
+    }
+
+    /// Packets missing from the sequence-number ranges seen.
+    pub fn lost(&self) -> u64 {
+        self.streams
+            .iter()
+            .map(|s| (s.max - s.first + 1).saturating_sub(s.packets))
+            .sum()
+    }
+
+    pub fn streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Forget everything (start of the measurement window).
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// The extended sequence number of `seq` closest to `max`.
+fn extend_seq(max: u64, seq: u16) -> u64 {
+    let base = max & !0xffff;
+    let cand = base | seq as u64;
+    if cand + 0x8000 < max {
+        cand + 0x10000
+    } else if cand > max + 0x8000 && cand >= 0x10000 {
+        cand - 0x10000
+    } else {
+        cand
+    }
+}
+
+/// Is this datagram RTP (not RTCP, STUN or DTLS)? RFC 7983 demultiplexing plus RFC 5761.
+pub fn is_rtp(d: &[u8]) -> bool {
+    d.len() >= 12 && (128..=191).contains(&d[0]) && !(192..=223).contains(&d[1])
+}
+
+fn rtp_ssrc_seq(d: &[u8]) -> Option<(u32, u16)> {
+    if !is_rtp(d) {
+        return None;
+    }
+    let seq = u16::from_be_bytes([d[2], d[3]]);
+    let ssrc = u32::from_be_bytes([d[8], d[9], d[10], d[11]]);
+    Some((ssrc, seq))
+}
+
+/// End-to-end checks on decrypted payloads, by the sender's counter inside each payload.
+#[derive(Debug, Default, Clone)]
+pub struct Verified {
+    tracks: Vec<VerifiedTrack>,
+    /// One-way latency samples, microseconds.
+    pub latencies_us: Vec<u32>,
+}
+
+#[derive(Debug, Clone)]
+struct VerifiedTrack {
+    ssrc: u32,
+    first: u32,
+    seen: Vec<u64>,
+    unique: u64,
+}
+
+impl Verified {
+    /// Record one decrypted payload received on stream `ssrc` at `now_us` (Unix microseconds).
+    pub fn record(&mut self, ssrc: u32, payload: &[u8], now_us: u64) {
+        let Some((counter, sent_us)) = conclave_client::parse_payload(payload) else {
+            return;
+        };
+        let t = match self.tracks.iter().position(|t| t.ssrc == ssrc) {
+            Some(i) => &mut self.tracks[i],
+            None => {
+                self.tracks.push(VerifiedTrack {
+                    ssrc,
+                    first: counter,
+                    seen: Vec::new(),
+                    unique: 0,
+                });
+                self.tracks.last_mut().expect("pushed")
+            }
+        };
+        if counter < t.first {
+            // Older than the window start: ignore rather than rebase.
+            return;
+        }
+        let off = (counter - t.first) as usize;
+        let (word, bit) = (off / 64, off % 64);
+        if t.seen.len() <= word {
+            t.seen.resize(word + 1, 0);
+        }
+        if t.seen[word] & (1 << bit) == 0 {
+            t.seen[word] |= 1 << bit;
+            t.unique += 1;
+        }
+        let lat = now_us.saturating_sub(sent_us).min(u32::MAX as u64) as u32;
+        self.latencies_us.push(lat);
+    }
+
+    /// (unique payloads received, payloads expected from the counters' range).
+    pub fn totals(&self) -> (u64, u64) {
+        self.tracks.iter().fold((0, 0), |(u, e), t| {
+            let last = t
+                .seen
+                .iter()
+                .enumerate()
+                .rev()
+                .find(|(_, w)| **w != 0)
+                .map(|(i, w)| i as u64 * 64 + 63 - w.leading_zeros() as u64);
+            (u + t.unique, e + last.map_or(0, |l| l + 1))
+        })
+    }
+
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Percentiles {
+    pub samples: usize,
+    pub p50_us: u32,
+    pub p95_us: u32,
+    pub p99_us: u32,
+    pub max_us: u32,
+}
+
+impl Percentiles {
+    pub fn of(samples: &mut [u32]) -> Self {
+        if samples.is_empty() {
+            return Self::default();
+        }
+        samples.sort_unstable();
+        let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+        Self {
+            samples: samples.len(),
+            p50_us: at(0.50),
+            p95_us: at(0.95),
+            p99_us: at(0.99),
+            max_us: samples[samples.len() - 1],
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rtp(ssrc: u32, seq: u16) -> Vec<u8> {
+        let mut d = vec![0x80, 96];
+        d.extend_from_slice(&seq.to_be_bytes());
+        d.extend_from_slice(&[0; 4]);
+        d.extend_from_slice(&ssrc.to_be_bytes());
+        d.extend_from_slice(&[0; 20]);
+        d
+    }
+
+    #[test]
+    fn counts_gaps_across_rollover() {
+        let mut c = SeqCounter::default();
+        for seq in [65530u16, 65531, 65533, 65535, 0, 1, 3] {
+            c.count(&rtp(7, seq));
+        }
+        c.count(&rtp(8, 10));
+        // Missing: 65532, 65534, 2.
+        assert_eq!(c.lost(), 3);
+        assert_eq!(c.packets, 8);
+        assert_eq!(c.streams(), 2);
+    }
+
+    #[test]
+    fn ignores_rtcp_and_stun() {
+        let mut c = SeqCounter::default();
+        let mut sr = rtp(1, 1);
+        sr[1] = 200;
+        c.count(&sr);
+        c.count(&[0, 1, 0, 0]);
+        assert_eq!(c.packets, 0);
+    }
+
+    #[test]
+    fn verified_counts_unique_and_expected() {
+        let mut v = Verified::default();
+        for counter in [5u32, 6, 6, 8] {
+            let p = conclave_client::payload(100, None, counter);
+            v.record(1, &p, conclave_client::unix_micros());
+        }
+        assert_eq!(v.totals(), (3, 4));
+        assert_eq!(v.latencies_us.len(), 4);
+    }
+
+    #[test]
+    fn percentiles() {
+        let mut s: Vec<u32> = (1..=100).collect();
+        let p = Percentiles::of(&mut s);
+        assert_eq!((p.p50_us, p.p99_us, p.max_us), (51, 99, 100));
+    }
+}

@@ -1,0 +1,155 @@
+//! `conclave-load`: see the library documentation. Prints a live progress line, then a summary
+//! table, and writes the summary as JSON.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use conclave_load::{LoadConfig, Target};
+
+/// Simulated participants that load a Conclave server (or a Janus VideoRoom) and measure it.
+#[derive(Debug, Parser)]
+#[command(name = "conclave-load", version, about)]
+struct Cli {
+    /// Which server to load.
+    #[arg(long, value_enum, default_value = "conclave")]
+    target: Target,
+    /// Conclave: its HTTP address. Janus: its HTTP API address (the `/janus` path is implied).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
+    url: String,
+    #[arg(long, default_value_t = 1)]
+    rooms: usize,
+    /// Publishers per room (each also receives every other publisher).
+    #[arg(long, default_value_t = 1)]
+    publishers: usize,
+    /// Receive-only participants per room.
+    #[arg(long, default_value_t = 10)]
+    subscribers: usize,
+    /// Measurement window after everyone has connected, e.g. `30s`, `2m`, `500ms`.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Joins per second.
+    #[arg(long, default_value_t = 50.0)]
+    ramp: f64,
+    /// Pause between the last connection and the measurement.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    settle: Duration,
+    /// Local address for the participants' UDP sockets (defaults to the server's host).
+    #[arg(long)]
+    bind: Option<IpAddr>,
+    /// Video bit rate per publisher in kbit/s (Chrome's simulcast layers: 150, 500, 2500); 0 for
+    /// audio only.
+    #[arg(long, default_value_t = 500)]
+    video_kbps: u32,
+    /// Publish no audio.
+    #[arg(long)]
+    no_audio: bool,
+    #[arg(long, default_value = "3s", value_parser = parse_duration)]
+    keyframe_every: Duration,
+    /// Every n-th peer connection decrypts and checks payloads (latency, end-to-end loss); the
+    /// rest count packets from RTP headers only.
+    #[arg(long, default_value_t = 10)]
+    verify_every: usize,
+    /// Media threads in the generator.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// The server's process id, to measure its CPU time and memory.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Longest wait for everyone to connect.
+    #[arg(long, default_value = "120s", value_parser = parse_duration)]
+    connect_timeout: Duration,
+    /// Write the summary as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// A label stored in the JSON (e.g. the load's name in a benchmark).
+    #[arg(long)]
+    label: Option<String>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map_or((s, "s"), |i| s.split_at(i));
+    let v: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" => v,
+        "m" => v * 60.0,
+        _ => return Err(format!("bad duration unit in {s:?} (ms, s, m)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|e| e.to_string())
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("conclave-load: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let url = cli
+        .url
+        .trim_start_matches("http://")
+        .trim_start_matches("ws://")
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let server: SocketAddr = url
+        .to_socket_addrs()
+        .map_err(|e| format!("bad --url {}: {e}", cli.url))?
+        .next()
+        .ok_or_else(|| format!("bad --url {}", cli.url))?;
+    let mut cfg = LoadConfig::new(cli.target, server);
+    cfg.rooms = cli.rooms;
+    cfg.publishers = cli.publishers;
+    cfg.subscribers = cli.subscribers;
+    cfg.duration = cli.duration;
+    cfg.ramp = cli.ramp;
+    cfg.settle = cli.settle;
+    cfg.bind_ip = cli.bind.unwrap_or(server.ip());
+    cfg.audio = !cli.no_audio;
+    cfg.video_kbps = cli.video_kbps;
+    cfg.keyframe_every = cli.keyframe_every;
+    cfg.verify_every = cli.verify_every;
+    cfg.threads = cli.threads;
+    cfg.server_pid = cli.server_pid;
+    cfg.progress = true;
+    cfg.connect_timeout = cli.connect_timeout;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let summary = runtime
+        .block_on(conclave_load::run(cfg))
+        .map_err(|e| e.to_string())?;
+    println!("{}", summary.table());
+    if let Some(path) = cli.json {
+        let mut v = serde_json::to_value(&summary).map_err(|e| e.to_string())?;
+        if let Some(label) = cli.label {
+            v["label"] = serde_json::Value::String(label);
+        }
+        let text = serde_json::to_string_pretty(&v).map_err(|e| e.to_string())?;
+        std::fs::write(&path, text + "\n").map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    // Exit without waiting for leftover tasks (long polls, closing sockets).
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! Synthetic media shaped like a browser's: Opus-like audio at 50 packets/s with the audio-level
+//! header extension, and VP8-like video at 30 frames/s packetized to at most 1,200-byte payloads
+//! with a larger keyframe every few seconds. Payloads carry the format of
+//! [`conclave_client::payload`]: a VP8 payload descriptor, a counter and the send time.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+/// Largest RTP payload, as browsers packetize for a 1,200-byte MTU budget.
+pub const MAX_PAYLOAD: usize = 1200;
+pub const AUDIO_INTERVAL: Duration = Duration::from_millis(20);
+/// 32 kbit/s at 50 packets/s.
+pub const AUDIO_PAYLOAD: usize = 80;
+pub const FPS: u32 = 30;
+/// A keyframe is this many times a delta frame (camera video at these rates is typically 3–6x).
+const KEYFRAME_FACTOR: usize = 4;
+
+/// The shape of one video stream.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct VideoShape {
+    pub kbps: u32,
+    pub keyframe_every: Duration,
+}
+
+impl VideoShape {
+    /// Bytes of one delta frame.
+    fn frame_bytes(&self) -> usize {
+        (self.kbps as usize * 1000 / 8 / FPS as usize).max(100)
+    }
+
+    /// Payload sizes of one frame, split evenly as browsers do.
+    pub fn packets(&self, keyframe: bool) -> (usize, usize) {
+        let bytes = self.frame_bytes() * if keyframe { KEYFRAME_FACTOR } else { 1 };
+        let n = bytes.div_ceil(MAX_PAYLOAD);
+        (n, bytes.div_ceil(n))
+    }
+
+    /// Average packets per second including keyframes.
+    pub fn packets_per_second(&self) -> f64 {
+        let frames_per_key = (self.keyframe_every.as_secs_f64() * FPS as f64).max(1.0);
+        let (d, _) = self.packets(false);
+        let (k, _) = self.packets(true);
+        (d as f64 * (frames_per_key - 1.0) + k as f64) / frames_per_key * FPS as f64
+    }
+}
+
+/// One packet to write: which stream, RTP fields, payload.
+pub struct SynthPacket {
+    pub video: bool,
+    pub seq: u64,
+    pub ts: u32,
+    pub marker: bool,
+    pub audio_level: Option<i8>,
+    pub payload: Vec<u8>,
+}
+
+/// The sending state of one publisher.
+pub struct Source {
+    video: Option<VideoShape>,
+    audio: bool,
+    next_audio: Instant,
+    next_video: Instant,
+    audio_seq: u64,
+    video_seq: u64,
+    frame: u64,
+    keyframe_wanted: bool,
+}
+
+impl Source {
+    pub fn new(now: Instant, audio: bool, video: Option<VideoShape>, phase: Duration) -> Self {
+        // Publishers start at different phases so their frames do not all leave at once.
+        let frame = Duration::from_secs(1) / FPS;
+        let modulo = |d: Duration, m: Duration| {
+            Duration::from_nanos((d.as_nanos() % m.as_nanos().max(1)) as u64)
+        };
+        Self {
+            video,
+            audio,
+            next_audio: now + modulo(phase, AUDIO_INTERVAL),
+            next_video: now + modulo(phase, frame),
+            audio_seq: 0,
+            video_seq: 0,
+            frame: 0,
+            keyframe_wanted: true,
+        }
+    }
+
+    pub fn request_keyframe(&mut self) {
+        self.keyframe_wanted = true;
+    }
+
+    /// When the next packet is due.
+    pub fn next_due(&self) -> Instant {
+        match (self.audio, self.video.is_some()) {
+            (true, true) => self.next_audio.min(self.next_video),
+            (false, true) => self.next_video,
+            _ => self.next_audio,
+        }
+    }
+
+    /// Everything due by `now`, appended to `out`. After a long stall, sends at most one interval's
+    /// worth rather than a burst.
+    pub fn due(&mut self, now: Instant, out: &mut Vec<SynthPacket>) {
+        if self.audio && now >= self.next_audio {
+            self.next_audio = (self.next_audio + AUDIO_INTERVAL).max(now - AUDIO_INTERVAL / 2);
+            self.audio_seq += 1;
+            // A speaker's level wanders between -25 and -55 dBov.
+            let level = -25 - (self.audio_seq % 31) as i8;
+            out.push(SynthPacket {
+                video: false,
+                seq: self.audio_seq,
+                ts: (self.audio_seq as u32).wrapping_mul(960),
+                marker: false,
+                audio_level: Some(level),
+                payload: conclave_client::payload(AUDIO_PAYLOAD, None, self.audio_seq as u32),
+            });
+        }
+        let Some(shape) = self.video else {
+            return;
+        };
+        if now < self.next_video {
+            return;
+        }
+        let interval = Duration::from_secs(1) / FPS;
+        self.next_video = (self.next_video + interval).max(now - interval / 2);
+        self.frame += 1;
+        let every = (shape.keyframe_every.as_secs_f64() * FPS as f64).max(1.0) as u64;
+        let keyframe = self.keyframe_wanted || self.frame % every == 1;
+        self.keyframe_wanted = false;
+        let (n, size) = shape.packets(keyframe);
+        let ts = (self.frame as u32).wrapping_mul(90_000 / FPS);
+        for i in 0..n {
+            self.video_seq += 1;
+            out.push(SynthPacket {
+                video: true,
+                seq: self.video_seq,
+                ts,
+                marker: i + 1 == n,
+                audio_level: None,
+                payload: conclave_client::payload(
+                    size,
+                    Some((i == 0, keyframe)),
+                    self.video_seq as u32,
+                ),
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_shapes() {
+        let k = Duration::from_secs(3);
+        let top = VideoShape {
+            kbps: 2500,
+            keyframe_every: k,
+        };
+        let (n, size) = top.packets(false);
+        assert_eq!((n, size), (9, 1158));
+        assert!(top.packets(true).1 <= MAX_PAYLOAD);
+        let low = VideoShape {
+            kbps: 150,
+            keyframe_every: k,
+        };
+        assert_eq!(low.packets(false).0, 1);
+        assert!((top.packets_per_second() - 280.0).abs() < 10.0);
+    }
+
+    #[test]
+    fn paces_audio_and_video() {
+        let t0 = Instant::now();
+        let shape = VideoShape {
+            kbps: 500,
+            keyframe_every: Duration::from_secs(3),
+        };
+        let mut s = Source::new(t0, true, Some(shape), Duration::ZERO);
+        let mut out = Vec::new();
+        let mut t = t0;
+        while t < t0 + Duration::from_secs(1) {
+            s.due(t, &mut out);
+            t += Duration::from_millis(1);
+        }
+        let audio = out.iter().filter(|p| !p.video).count();
+        let frames = out.iter().filter(|p| p.video && p.marker).count();
+        assert!((49..=51).contains(&audio), "{audio}");
+        assert!((29..=31).contains(&frames), "{frames}");
+        assert!(out.iter().all(|p| p.payload.len() <= MAX_PAYLOAD));
+    }
+}

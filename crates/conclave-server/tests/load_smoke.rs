@@ -1,0 +1,47 @@
+//! A short run of the load generator against the real server on loopback: two publishers and two
+//! subscribers in one room, every connection verifying payloads. Checks that the summary is sane
+//! (everyone connected, packets flowed, nothing lost, server figures present); the benchmarks
+//! themselves (`bench/compare.sh`) are not part of the test suite.
+
+mod common;
+
+use std::time::Duration;
+
+use conclave_load::{LoadConfig, Target};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_generator_smoke() {
+    let server = common::Server::start(&[]);
+    let mut cfg = LoadConfig::new(Target::Conclave, server.http);
+    cfg.publishers = 2;
+    cfg.subscribers = 2;
+    cfg.duration = Duration::from_secs(3);
+    cfg.settle = Duration::from_secs(1);
+    cfg.ramp = 20.0;
+    cfg.verify_every = 1;
+    cfg.server_pid = Some(server.pid());
+    let s = conclave_load::run(cfg).await.expect("load run");
+    println!("{}", s.table());
+
+    assert!(s.errors.is_empty(), "errors: {:?}", s.errors);
+    assert_eq!(s.peer_connections, 4);
+    assert_eq!(s.connected, 4, "every participant connected");
+    assert_eq!(s.disconnected, 0);
+    // Each publisher's two tracks go to the other publisher and both subscribers.
+    assert_eq!(s.streams_forwarded, 12);
+    assert!(
+        s.forwarded.packets > 100,
+        "packets flowed: {}",
+        s.forwarded.packets
+    );
+    assert_eq!(s.forwarded.lost, 0, "no loss on loopback");
+    assert!(s.verified.payloads > 100);
+    assert_eq!(
+        s.verified.payloads, s.verified.expected,
+        "payloads complete"
+    );
+    assert!(s.latency.samples > 0);
+    let cpu = s.server.expect("server figures").cpu_s;
+    assert!(cpu > 0.0, "server used CPU");
+    assert!(s.generator.cpu_s.is_some());
+}
