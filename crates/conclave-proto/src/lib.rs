@@ -21,6 +21,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 /// Largest inbound WebSocket message the server accepts, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
+/// Largest `relay` payload, in bytes.
+pub const MAX_RELAY_BYTES: usize = 32 * 1024;
+
 /// Opaque participant identifier, unique within a server process. Never derived from a name or an
 /// address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -64,6 +67,15 @@ pub enum ClientMessage {
     MediaState { audio: bool, video: bool },
     /// Leave the room now (the connection then closes).
     Leave,
+    /// An opaque blob for another participant (`to`) or for everyone else in the room (`to`
+    /// absent). The server never parses `data`: clients use it for end-to-end encrypted key
+    /// exchange and application messages (`docs/e2ee.md`).
+    Relay {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<ParticipantId>,
+        /// At most [`MAX_RELAY_BYTES`].
+        data: String,
+    },
 }
 
 /// Messages the server sends.
@@ -99,6 +111,8 @@ pub enum ServerMessage {
     },
     /// Something the client sent was refused. The connection stays usable unless stated.
     Error { code: ErrorCode, message: String },
+    /// An opaque blob another participant sent with `relay`; `from` is set by the server.
+    Relay { from: ParticipantId, data: String },
 }
 
 /// A participant as others see them.

@@ -33,7 +33,7 @@ fn client_examples_parse_and_cover_every_message() {
             type_of(e)
         })
         .collect();
-    let all: BTreeSet<String> = ["join", "offer", "media_state", "leave"]
+    let all: BTreeSet<String> = ["join", "offer", "media_state", "leave", "relay"]
         .map(String::from)
         .into();
     assert_eq!(seen, all);
@@ -62,6 +62,7 @@ fn server_examples_parse_and_cover_every_message() {
         "participant_updated",
         "participant_left",
         "error",
+        "relay",
     ]
     .map(String::from)
     .into();

@@ -11,6 +11,8 @@ use thiserror::Error;
 use crate::mid::Mid;
 use crate::munger::{Munger, SeqTs};
 
+mod relay;
+
 /// A participant's handle inside one room. Small and `Copy` for the hot path; the opaque
 /// [`ParticipantId`] is what clients see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

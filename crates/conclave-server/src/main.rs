@@ -5,6 +5,7 @@ mod http;
 mod ids;
 mod media;
 mod signaling;
+mod tap;
 
 use std::net::UdpSocket;
 

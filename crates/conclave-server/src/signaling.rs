@@ -10,8 +10,8 @@ use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use conclave_proto::{
-    ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage, validate_display_name,
-    validate_room_name,
+    ClientMessage, ErrorCode, MAX_RELAY_BYTES, PROTOCOL_VERSION, ServerMessage,
+    validate_display_name, validate_room_name,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -66,6 +66,7 @@ async fn connection(mut socket: WebSocket, state: AppState) {
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => continue,
                 };
+                crate::tap::signaling_in(text.as_str());
                 match handle_text(&state, conn, &events_tx, &mut session, text.as_str()).await {
                     Ok(Flow::Continue) => errors = 0,
                     Ok(Flow::Left) => { left = true; let _ = close(&mut socket, CLOSE_NORMAL, "left").await; break }
@@ -220,6 +221,27 @@ async fn handle_text(
                     conn,
                     audio,
                     video,
+                },
+            )?;
+            Ok(Flow::Continue)
+        }
+        (ClientMessage::Relay { to, data }, Some(s)) => {
+            if data.is_empty() || data.len() > MAX_RELAY_BYTES {
+                return Err(refuse(
+                    ErrorCode::BadMessage,
+                    format!("relay data must be 1 to {MAX_RELAY_BYTES} bytes"),
+                    false,
+                ));
+            }
+            send_cmd(
+                state,
+                s,
+                Command::Relay {
+                    room: s.room.clone(),
+                    pid: s.pid,
+                    conn,
+                    to,
+                    data,
                 },
             )?;
             Ok(Flow::Continue)

@@ -58,6 +58,14 @@ pub enum Command {
         pid: Pid,
         conn: ConnId,
     },
+    /// An opaque blob for one participant (`to`) or everyone else in the room.
+    Relay {
+        room: String,
+        pid: Pid,
+        conn: ConnId,
+        to: Option<ParticipantId>,
+        data: String,
+    },
     /// The signaling connection closed without `leave`.
     ConnectionLost {
         room: String,

@@ -227,6 +227,19 @@ impl Worker {
                     self.process(&room, now);
                 }
             }
+            Command::Relay {
+                room,
+                pid,
+                conn,
+                to,
+                data,
+            } => {
+                if self.peer(&room, pid, conn).is_some() {
+                    let host = self.rooms.get_mut(&room).expect("peer found above");
+                    host.core.relay(pid, to.as_ref(), data);
+                    self.process(&room, now);
+                }
+            }
             Command::ConnectionLost { room, pid, conn } => {
                 if self.peer(&room, pid, conn).is_some() {
                     let host = self.rooms.get_mut(&room).expect("peer found above");
@@ -455,6 +468,7 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket) {
     let Some(room_mid) = RoomMid::new(&mid) else {
         return;
     };
+    crate::tap::media(codec.is_video(), &pkt.payload);
     let keyframe = codec == Codec::Vp8 && vp8_starts_keyframe(&pkt.payload);
     let meta = PacketIn {
         seq: *pkt.seq_no,
