@@ -10,6 +10,9 @@ import { Connection } from './protocol.js';
 import { getLocalMedia, getCameraTrack, getMicTrack, listDevices, MESSAGES } from './media.js';
 import { Grid, Tile } from './tiles.js';
 import { ICONS } from './icons.js';
+import { E2eeSession, NAME_PLACEHOLDER, transformSupport } from './e2ee/session.js';
+import { generateSecret, validSecret } from './e2ee/keys.js';
+import { MeetingExtras } from './meeting-extras.js';
 
 /** @typedef {import('./protocol.js').ParticipantInfo} ParticipantInfo */
 /** @typedef {import('./protocol.js').RemoteMedia} RemoteMedia */
@@ -64,6 +67,7 @@ const ui = {
   camSelect: $('cam-select', HTMLSelectElement),
   micSelect: $('mic-select', HTMLSelectElement),
   mediaMessage: $('media-message', HTMLElement),
+  e2eeNote: $('e2ee-note', HTMLElement),
   joinBtn: $('join-btn', HTMLButtonElement),
   meeting: $('meeting', HTMLElement),
   banner: $('banner', HTMLElement),
@@ -101,6 +105,9 @@ const me = {
   mediaMessage: null,
   audioDevice: '',
   videoDevice: '',
+  /** The meeting secret from the URL fragment (never sent to the server); null: knock. */
+  /** @type {string|null} */
+  secret: null,
 };
 
 /** @type {Connection|null} */
@@ -110,6 +117,10 @@ const grid = new Grid(ui.grid);
 const participants = new Map();
 /** @type {Tile|null} */
 let localTile = null;
+/** @type {E2eeSession|null} */
+let e2ee = null;
+/** @type {MeetingExtras|null} */
+let extras = null;
 
 // Exposed for tests and debugging (see the header comment).
 /** @type {any} */ (window).conclave = {
@@ -121,6 +132,9 @@ let localTile = null;
   },
   get participantId() {
     return conn?.participantId ?? null;
+  },
+  get e2ee() {
+    return e2ee;
   },
 };
 
@@ -184,7 +198,8 @@ function showLanding() {
     }
     location.assign(`/${encodeURIComponent(room)}`);
   });
-  ui.randomRoom.addEventListener('click', () => location.assign(`/${randomRoomName()}`));
+  // A new meeting gets a new secret in the fragment, which browsers never send to the server.
+  ui.randomRoom.addEventListener('click', () => location.assign(`/${randomRoomName()}#${generateSecret()}`));
   ui.roomInput.focus();
 }
 
@@ -403,8 +418,19 @@ function renderPeople() {
   );
 }
 
+/**
+ * A remote participant's name as this client knows it: end-to-end encrypted names only.
+ * @param {string} id
+ */
+function displayName(id) {
+  const n = e2ee?.nameOf(id);
+  if (n) return n;
+  return e2ee?.unverified.has(id) ? 'Unverified participant' : 'Joining…';
+}
+
 /** @param {ParticipantInfo} p */
 function upsertRemote(p) {
+  p = { ...p, name: displayName(p.id) };
   participants.set(p.id, p);
   let tile = grid.tiles.get(p.id);
   if (!tile) {
@@ -424,6 +450,7 @@ function upsertRemote(p) {
 /** @param {string} id */
 function removeRemote(id) {
   participants.delete(id);
+  extras?.removeParticipant(id);
   grid.remove(id);
   renderPeople();
 }
@@ -444,8 +471,33 @@ function startMeeting() {
   participants.clear();
   grid.clear();
   localTile = null;
-  const c = new Connection({ room: me.room, name: me.name });
+  // The server gets a placeholder, never the name: names travel end-to-end encrypted.
+  const c = new Connection({ room: me.room, name: NAME_PLACEHOLDER });
   conn = c;
+  const session = new E2eeSession({ room: me.room, secret: me.secret, name: me.name });
+  e2ee = session;
+  c.transforms = session.transforms();
+  session.attach(c);
+  extras = new MeetingExtras(session, {
+    selfId: () => c.participantId,
+    nameOf: (id) => (id === c.participantId ? me.name : displayName(id)),
+    layout: () => grid.layout(),
+    toast: (text, opts) => toast(text, opts),
+  });
+  const refresh = (/** @type {string} */ id) => {
+    const p = participants.get(id);
+    if (p && session === e2ee) upsertRemote(p);
+    extras?.refreshNames();
+  };
+  session.addEventListener('member', (ev) => refresh(/** @type {CustomEvent} */ (ev).detail.id));
+  session.addEventListener('status', () => {
+    for (const id of [...participants.keys()]) refresh(id);
+  });
+  session.addEventListener('secret', (ev) => {
+    // Now part of the invite link (and kept for a reload); still never sent to the server.
+    me.secret = /** @type {CustomEvent} */ (ev).detail.secret;
+    history.replaceState(null, '', `${location.pathname}${location.search}#${me.secret}`);
+  });
   c.publish = { audio: me.hasMic, video: me.hasCam };
   if (!me.camOn && me.video) {
     me.video.stop();
@@ -513,6 +565,10 @@ function endMeeting() {
   const c = conn;
   conn = null;
   c?.leave();
+  extras?.destroy();
+  extras = null;
+  e2ee?.close();
+  e2ee = null;
   grid.clear();
   participants.clear();
   localTile = null;
@@ -634,6 +690,8 @@ async function main() {
     return;
   }
   me.room = path;
+  const fragment = location.hash.replace(/^#/, '');
+  me.secret = validSecret(fragment) ? fragment : null;
   const params = new URLSearchParams(location.search);
   let stored = '';
   try {
@@ -650,6 +708,24 @@ async function main() {
     }
   }
   document.title = `${me.room} · Conclave`;
+  if (!transformSupport()) {
+    // Meetings are always end-to-end encrypted; a browser that cannot encrypt stays out.
+    ui.e2eeNote.textContent =
+      "This browser can't encrypt audio and video end to end (it lacks encoded transforms), so it " +
+      "can't join: Conclave meetings are always end-to-end encrypted. Use a current Chrome, Edge, " +
+      'Firefox or Safari.';
+    ui.e2eeNote.classList.add('error');
+    ui.e2eeNote.hidden = false;
+    ui.joinBtn.disabled = true;
+    await showPrejoin();
+    return;
+  }
+  if (!me.secret) {
+    ui.e2eeNote.textContent =
+      'This link has no meeting key. If the meeting has started, you will ask to be let in; if not, ' +
+      'you start it and your invite link will carry a new key.';
+    ui.e2eeNote.hidden = false;
+  }
   if (params.get('autojoin') === '1' && me.name) {
     setState('joining');
     await acquireMedia();

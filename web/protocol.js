@@ -34,7 +34,8 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{type: 'participant_updated', participant: ParticipantInfo}} UpdatedMsg
  * @typedef {{type: 'participant_left', participant_id: string}} LeftMsg
  * @typedef {{type: 'error', code: string, message: string}} ErrorMsg
- * @typedef {WelcomeMsg|AnswerMsg|SubscriptionsMsg|JoinedMsg|UpdatedMsg|LeftMsg|ErrorMsg} ServerMsg
+ * @typedef {{type: 'relay', from: string, data: string}} RelayMsg
+ * @typedef {WelcomeMsg|AnswerMsg|SubscriptionsMsg|JoinedMsg|UpdatedMsg|LeftMsg|ErrorMsg|RelayMsg} ServerMsg
  */
 
 /**
@@ -47,6 +48,15 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {object} RemoteMedia
  * @property {MediaStreamTrack|null} audio
  * @property {MediaStreamTrack|null} video
+ */
+
+/**
+ * Hooks to put an encoded transform (end-to-end encryption) on every sender and receiver, called
+ * as each transceiver is created, before it carries media.
+ * @typedef {object} Transforms
+ * @property {(sender: RTCRtpSender, kind: 'audio'|'video') => void} sender
+ * @property {(receiver: RTCRtpReceiver, kind: 'audio'|'video') => void} receiver
+ * @property {Record<string, unknown>} [pcConfig] extra RTCPeerConnection configuration
  */
 
 /** Error codes after which the server closes the connection and retrying cannot help. */
@@ -74,6 +84,7 @@ const DISCONNECTED_GRACE_MS = 5000;
  * - `media` {media: Map<string, RemoteMedia>} — remote tracks per participant id, in full
  * - `server_error` {code: string, message: string, fatal: boolean}
  * - `pc` {pc: RTCPeerConnection} — a new peer connection was created
+ * - `relay` {from: string, data: string} — an opaque blob from another participant
  */
 export class Connection extends EventTarget {
   /**
@@ -123,6 +134,20 @@ export class Connection extends EventTarget {
     this.gen = 0;
     /** @type {Promise<void>} */
     this.queue = Promise.resolve();
+    /** @type {Transforms|null} */
+    this.transforms = null;
+  }
+
+  /**
+   * Send an opaque blob to one participant, or to everyone else (`to` null).
+   * @param {string|null} to
+   * @param {string} data
+   * @returns {boolean} whether it could be sent now
+   */
+  sendRelay(to, data) {
+    if (this.state !== 'joined' || !this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.send(to ? { type: 'relay', to, data } : { type: 'relay', data });
+    return true;
   }
 
   /**
@@ -344,6 +369,9 @@ export class Connection extends EventTarget {
       case 'participant_left':
         this.emit('participant_left', { id: msg.participant_id });
         break;
+      case 'relay':
+        this.emit('relay', { from: msg.from, data: msg.data });
+        break;
       case 'error': {
         const fatal = FATAL_JOIN_ERRORS.has(msg.code) && this.state !== 'joined';
         this.emit('server_error', { code: msg.code, message: msg.message, fatal });
@@ -367,13 +395,15 @@ export class Connection extends EventTarget {
   /** @param {number} gen */
   createPc(gen) {
     if (this.pc) this.pc.close();
-    const pc = new RTCPeerConnection(PC_CONFIG);
+    const pc = new RTCPeerConnection({ ...PC_CONFIG, ...this.transforms?.pcConfig });
     this.pc = pc;
     if (this.publish.audio) {
       this.audioTx = pc.addTransceiver(this.audioTrack ?? 'audio', { direction: 'sendonly' });
+      this.transforms?.sender(this.audioTx.sender, 'audio');
     }
     if (this.publish.video) {
       this.videoTx = pc.addTransceiver(this.videoTrack ?? 'video', { direction: 'sendonly' });
+      this.transforms?.sender(this.videoTx.sender, 'video');
     }
     pc.onconnectionstatechange = () => {
       if (gen !== this.gen) return;
@@ -416,7 +446,8 @@ export class Connection extends EventTarget {
     for (const kind of /** @type {const} */ (['audio', 'video'])) {
       const want = slots[kind] ?? 0;
       for (let have = this.recvTransceivers(kind).length; have < want; have++) {
-        pc.addTransceiver(kind, { direction: 'recvonly' });
+        const t = pc.addTransceiver(kind, { direction: 'recvonly' });
+        this.transforms?.receiver(t.receiver, kind);
         added = true;
       }
     }

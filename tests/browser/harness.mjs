@@ -89,10 +89,12 @@ export async function poll(fn, { timeout = 30000, interval = 250, what = 'condit
 
 /**
  * Start the Conclave server on free loopback ports; resolves when /healthz answers 200.
- * Its output goes to a log file, not the console.
+ * Its output goes to a log file, not the console. `bin` and `env` override the binary and add
+ * environment variables (the end-to-end encryption proof runs a tap build).
+ * @param {{bin?: string, env?: Record<string, string>}} [opts]
  */
-export async function startServer() {
-  const bin = path.resolve(here, process.env.CONCLAVE_BIN ?? '../../target/debug/conclave');
+export async function startServer({ bin: binOpt, env: extraEnv = {} } = {}) {
+  const bin = path.resolve(here, binOpt ?? process.env.CONCLAVE_BIN ?? '../../target/debug/conclave');
   const port = await freeTcpPort();
   const udp = await freeUdpPort();
   const logDir = path.join(here, 'logs');
@@ -102,7 +104,7 @@ export async function startServer() {
   const args = ['--listen', `127.0.0.1:${port}`, '--udp', `127.0.0.1:${udp}`];
   const proc = spawn(bin, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { RUST_LOG: 'info', ...process.env },
+    env: { RUST_LOG: 'info', ...process.env, ...extraEnv },
   });
   proc.stdout.pipe(log);
   proc.stderr.pipe(log);

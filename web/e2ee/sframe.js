@@ -91,7 +91,7 @@ export function decodeHeader(buf, offset = 0) {
 /**
  * @param {bigint} v
  * @param {number} n
- * @returns {Uint8Array}
+ * @returns {Uint8Array<ArrayBuffer>}
  */
 function bigEndian(v, n) {
   const out = new Uint8Array(n);
@@ -102,7 +102,10 @@ function bigEndian(v, n) {
   return out;
 }
 
-/** @param {Uint8Array[]} parts */
+/**
+ * @param {Uint8Array[]} parts
+ * @returns {Uint8Array<ArrayBuffer>}
+ */
 export function concat(...parts) {
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let i = 0;
