@@ -490,6 +490,7 @@ function startMeeting() {
     extras?.refreshNames();
   };
   session.addEventListener('member', (ev) => refresh(/** @type {CustomEvent} */ (ev).detail.id));
+  session.addEventListener('unverified', (ev) => refresh(/** @type {CustomEvent} */ (ev).detail.id));
   session.addEventListener('status', () => {
     for (const id of [...participants.keys()]) refresh(id);
   });

@@ -60,6 +60,11 @@ export function randomRoom(prefix = 'e2e') {
   return `${prefix}-${randomBytes(5).toString('hex')}`;
 }
 
+/** A meeting secret for the URL fragment (`/<room>#<secret>`), as the landing page makes one. */
+export function randomSecret() {
+  return randomBytes(16).toString('base64url');
+}
+
 /**
  * Poll `fn` until it returns a truthy value (returned), or throw after `timeout` ms with the last
  * value / error in the message.

@@ -23,7 +23,9 @@ const KEY_BYTES = 16;
 /** App messages kept while waiting for their key (they may overtake it during a rotation). */
 const MAX_PENDING_APP = 64;
 /** A receiver derives at most this many ratchet steps at once. */
-const MAX_RATCHET_STEPS = 64;
+const MAX_RATCHET_STEPS = GENERATIONS;
+/** Older generations kept after a ratchet, for frames still in flight. */
+const KEEP_GENERATIONS = 4;
 
 /** @param {Uint8Array} b */
 export function b64(b) {
@@ -441,6 +443,10 @@ export class KeyManager {
       raw = await ratchet(raw);
       if (!this.keys.has(k)) this.keys.set(k, { owner, raw, app: null, maxCtr: -1n });
       this.members.get(owner)?.kids.add(k);
+    }
+    for (let k = base; k < kid - KEEP_GENERATIONS; k++) {
+      this.keys.delete(k);
+      this.members.get(owner)?.kids.delete(k);
     }
     return /** @type {RecvKey} */ (this.keys.get(kid));
   }

@@ -7,6 +7,7 @@
 // - `app` {from, msg}            a decrypted application message (chat, reaction, hand, ...)
 // - `safety` {code, members}     the safety code changed
 // - `status` {status}            see E2eeStatus
+// - `unverified` {id}            someone whose hello does not verify with our secret
 // - `secret` {secret}            we now hold the meeting secret (created it, or were admitted)
 // - `knock` {id, name}           someone without the secret asks to be let in
 // - `knock_done` {id, by, admitted}  a knock was answered (by us or another member)
@@ -193,6 +194,7 @@ export class E2eeSession extends EventTarget {
         break;
       case 'unverified':
         this.unverified.add(d.id);
+        this.emit('unverified', d);
         this.updateStatus();
         break;
       case 'other':

@@ -8,7 +8,9 @@ import { deriveKeySalt, encrypt, decrypt, decodeHeader, ratchet, clearBytes, con
 
 /** Incoming frames held while their key is on its way (a rotation or a join), per receiver. */
 const MAX_PENDING = 90;
-const MAX_RATCHET_STEPS = 64;
+const MAX_RATCHET_STEPS = GENERATIONS;
+/** Older generations kept after a ratchet, for frames still in flight. */
+const KEEP_GENERATIONS = 4;
 
 /** @typedef {import('./sframe.js').SFrameKey} SFrameKey */
 /** @typedef {{data: ArrayBuffer, type?: string}} EncodedFrame */
@@ -59,6 +61,7 @@ async function keyFor(kid) {
     raw = await ratchet(raw);
     if (!keys.has(k)) addKey(k, raw, from.owner);
   }
+  for (let k = base; k < kid - KEEP_GENERATIONS; k++) keys.delete(k);
   return /** @type {NonNullable<ReturnType<typeof keys.get>>} */ (keys.get(kid)).key;
 }
 
