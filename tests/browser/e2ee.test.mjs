@@ -34,6 +34,11 @@ const CHAT = 'the eagle lands at seventeen hundred';
 async function join(s, url, name) {
   await s.page.goto(url);
   await poll(() => s.page.evaluate(() => document.body.dataset.state === 'prejoin'), { what: 'pre-join page' });
+  // Wait for camera and microphone, as a person would see the preview before joining.
+  await poll(() => s.page.evaluate(() => {
+    const v = /** @type {HTMLVideoElement|null} */ (document.getElementById('preview'));
+    return !!v && v.videoWidth > 0 && !(/** @type {HTMLSelectElement} */ (document.getElementById('mic-select'))).disabled;
+  }), { what: 'camera preview' });
   await s.page.fill('#name-input', name);
   await s.page.click('#join-btn');
   await poll(() => s.page.evaluate(() => document.body.dataset.state === 'joined'), { what: `${name} joined` });
@@ -49,7 +54,10 @@ async function playingTiles(s, n, who) {
     const b = await remoteTiles(s.page);
     const ok = b.length === n && b.every((t) => t.frames > (a.find((x) => x.id === t.id)?.frames ?? Infinity));
     return ok ? b : false;
-  }, { timeout: 45000, interval: 500, what: `${who}: ${n} remote tiles playing` });
+  }, { timeout: 45000, interval: 500, what: `${who}: ${n} remote tiles playing` }).catch(async (e) => {
+    const detail = JSON.stringify({ tiles: await remoteTiles(s.page), e2ee: await e2eeStats(s) });
+    throw new Error(`${e.message}; state: ${detail}`);
+  });
 }
 
 /** @param {Session} s */
@@ -185,6 +193,7 @@ test('end-to-end encryption: meeting, rotation, wrong secret, and what the serve
       return a && b && b.frames > a.frames;
     }, { what: "Alice still plays Bob's video" });
     for (const [i, s] of [alice, bob].entries()) assert.deepEqual(s.foreign, [], `${NAMES[i]} made third-party requests`);
+    await collectKeys([alice, bob, mallory]); // Mallory's own (useless) key is forwarded too
   } finally {
     await Promise.all(sessions.map((s) => s.close()));
     await server.stop();
