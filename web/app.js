@@ -1,114 +1,37 @@
 // Conclave web client: pages (landing, pre-join, meeting, left) on top of the connection library.
 //
 // Test hooks:
-// - `document.body.dataset.state` is `landing | prejoin | joining | joined | reconnecting | left`;
-// - tiles carry `data-participant`, `data-local`, `data-video`, `data-audio` (see tiles.js);
+// - `document.body.dataset.state` is `landing | prejoin | joining | lobby | joined | reconnecting |
+//   left`; `document.body.dataset.reason` is the error code or `closed` reason that ended or
+//   refused the join (absent otherwise);
+// - tiles carry `data-participant`, `data-local`, `data-video`, `data-audio`, `data-moderator`
+//   (see tiles.js); moderator controls carry `data-action` (see moderation.js);
+// - `?name=` prefills the name, `&autojoin=1` skips the pre-join page, `?jwt=` is a join token
+//   (removed from the address bar at once; passwords are never taken from the URL), `#<secret>`
+//   is the meeting's end-to-end encryption secret (never sent to the server);
+// - end-to-end encryption hooks are listed in meeting-extras.js;
 // - `window.conclave` exposes `pc` (the current RTCPeerConnection, for `getStats()` in tests),
-//   `connection` (the Connection) and `participantId`.
+//   `connection` (the Connection), `participantId` and `e2ee` (the E2eeSession).
 
 import { Connection } from './protocol.js';
-import { getLocalMedia, getCameraTrack, getMicTrack, listDevices, MESSAGES } from './media.js';
+import { getCameraTrack, getMicTrack, MESSAGES } from './media.js';
 import { Grid, Tile } from './tiles.js';
 import { ICONS } from './icons.js';
-import { E2eeSession, NAME_PLACEHOLDER, transformSupport } from './e2ee/session.js';
+import { toast } from './dom.js';
+import { ui, me, setState, setReason, ROOM_RE, RESERVED, NAME_KEY } from './page.js';
+import { setToggle, acquireMedia, stopLocalMedia, showPrejoin, wirePrejoin } from './prejoin.js';
+import { errorText, CLOSED_TEXT, REFUSED_TITLE, PASSWORD_ERRORS } from './messages.js';
+import { Moderation } from './moderation.js';
+import { E2eeMeeting } from './e2ee-meeting.js';
+import { NAME_PLACEHOLDER, transformSupport } from './e2ee/session.js';
 import { generateSecret, validSecret } from './e2ee/keys.js';
-import { MeetingExtras } from './meeting-extras.js';
+import { sealName } from './e2ee/sealed-name.js';
 
 /** @typedef {import('./protocol.js').ParticipantInfo} ParticipantInfo */
 /** @typedef {import('./protocol.js').RemoteMedia} RemoteMedia */
 
-const ROOM_RE = /^[A-Za-z0-9_-]{1,64}$/;
-const RESERVED = new Set([
-  'api', 'assets', 'healthz', 'readyz', 'metrics', 'ws', 'privacy', 'static', 'whip', 'whep', 'admin',
-]);
-const NAME_KEY = 'conclave.name';
-
-/** Human text for server error codes. */
-const ERROR_TEXT = /** @type {Record<string, (m: string) => string>} */ ({
-  bad_message: (m) => `The server did not understand a message from this page (${m}). Try reloading.`,
-  too_large: () => 'A message was too large for the server.',
-  unsupported_version: () => 'This page is out of date for the server. Please reload the page.',
-  invalid_room: (m) => `That room name can't be used: ${m}.`,
-  invalid_name: (m) => `That name can't be used: ${m}.`,
-  not_joined: () => 'The connection got out of step with the server. Reconnecting may help.',
-  already_joined: () => 'This connection has already joined a room.',
-  invalid_sdp: (m) => `The server could not set up audio and video with this browser: ${m}.`,
-  room_full: () => 'This room is full. Try again later or use another room.',
-  unavailable: () => "The server can't take meetings right now. Trying again…",
-});
-
-/**
- * @template {HTMLElement} T
- * @param {string} id
- * @param {new () => T} type
- * @returns {T}
- */
-function $(id, type) {
-  const el = document.getElementById(id);
-  if (!(el instanceof type)) throw new Error(`#${id} missing`);
-  return el;
-}
-
-const ui = {
-  landing: $('landing', HTMLElement),
-  landingForm: $('landing-form', HTMLFormElement),
-  roomInput: $('room-input', HTMLInputElement),
-  landingError: $('landing-error', HTMLElement),
-  randomRoom: $('random-room', HTMLButtonElement),
-  prejoin: $('prejoin', HTMLElement),
-  prejoinRoom: $('prejoin-room', HTMLElement),
-  preview: $('preview', HTMLVideoElement),
-  previewOff: $('preview-off', HTMLElement),
-  preMic: $('pre-mic', HTMLButtonElement),
-  preCam: $('pre-cam', HTMLButtonElement),
-  prejoinForm: $('prejoin-form', HTMLFormElement),
-  nameInput: $('name-input', HTMLInputElement),
-  nameError: $('name-error', HTMLElement),
-  camSelect: $('cam-select', HTMLSelectElement),
-  micSelect: $('mic-select', HTMLSelectElement),
-  mediaMessage: $('media-message', HTMLElement),
-  e2eeNote: $('e2ee-note', HTMLElement),
-  joinBtn: $('join-btn', HTMLButtonElement),
-  meeting: $('meeting', HTMLElement),
-  banner: $('banner', HTMLElement),
-  grid: $('grid', HTMLElement),
-  people: $('people', HTMLElement),
-  peopleList: $('people-list', HTMLUListElement),
-  peopleCount: $('people-count', HTMLElement),
-  meetingRoom: $('meeting-room', HTMLElement),
-  micBtn: $('mic-btn', HTMLButtonElement),
-  camBtn: $('cam-btn', HTMLButtonElement),
-  peopleBtn: $('people-btn', HTMLButtonElement),
-  soundBtn: $('sound-btn', HTMLButtonElement),
-  leaveBtn: $('leave-btn', HTMLButtonElement),
-  left: $('left', HTMLElement),
-  leftTitle: $('left-title', HTMLElement),
-  leftDetail: $('left-detail', HTMLElement),
-  rejoinBtn: $('rejoin-btn', HTMLButtonElement),
-  toasts: $('toasts', HTMLElement),
-};
-
-/** Everything the client knows about itself. */
-const me = {
-  room: '',
-  name: '',
-  micOn: true,
-  camOn: true,
-  /** @type {MediaStreamTrack|null} */
-  audio: null,
-  /** @type {MediaStreamTrack|null} */
-  video: null,
-  /** A microphone / camera was available at some point (so we publish a sender of that kind). */
-  hasMic: false,
-  hasCam: false,
-  /** @type {string|null} */
-  mediaMessage: null,
-  audioDevice: '',
-  videoDevice: '',
-  /** The meeting secret from the URL fragment (never sent to the server); null: knock. */
-  /** @type {string|null} */
-  secret: null,
-};
+/** While the server says `host_required`, the page tries again this often. */
+const HOST_RETRY_MS = 5000;
 
 /** @type {Connection|null} */
 let conn = null;
@@ -117,10 +40,33 @@ const grid = new Grid(ui.grid);
 const participants = new Map();
 /** @type {Tile|null} */
 let localTile = null;
-/** @type {E2eeSession|null} */
-let e2ee = null;
-/** @type {MeetingExtras|null} */
-let extras = null;
+/** @type {ReturnType<typeof setTimeout>|null} */
+let hostRetry = null;
+/** Names the server gave remote participants (the placeholder for most, see e2ee-meeting.js). */
+/** @type {Map<string, string>} */
+const serverNames = new Map();
+const crypt = new E2eeMeeting({
+  onName: (id) => refreshName(id),
+  onStatus: () => {
+    for (const id of [...participants.keys()]) refreshName(id);
+  },
+  layout: () => grid.layout(),
+  onSecret: (secret) => {
+    // Now part of the invite link (and kept for a reload); still never sent to the server.
+    me.secret = secret;
+    history.replaceState(history.state, '', `${location.pathname}${location.search}#${secret}`);
+  },
+});
+const mod = new Moderation(
+  () => {
+    localTile?.setModerator(mod.moderator);
+    renderPeople();
+  },
+  {
+    knockName: (k) => crypt.knockName(k),
+    onAdmit: (k) => crypt.admittedFromLobby(k),
+  },
+);
 
 // Exposed for tests and debugging (see the header comment).
 /** @type {any} */ (window).conclave = {
@@ -134,44 +80,13 @@ let extras = null;
     return conn?.participantId ?? null;
   },
   get e2ee() {
-    return e2ee;
+    return crypt.session;
   },
 };
 
+
 // ---------------------------------------------------------------------------------------------
-// Screens
-
-/** @param {'landing'|'prejoin'|'joining'|'joined'|'reconnecting'|'left'} state */
-function setState(state) {
-  document.body.dataset.state = state;
-  ui.landing.hidden = state !== 'landing';
-  ui.prejoin.hidden = state !== 'prejoin';
-  ui.meeting.hidden = !(state === 'joining' || state === 'joined' || state === 'reconnecting');
-  ui.left.hidden = state !== 'left';
-  ui.banner.hidden = state !== 'reconnecting' && state !== 'joining';
-  ui.banner.textContent = state === 'reconnecting' ? 'Reconnecting…' : state === 'joining' ? 'Joining…' : '';
-}
-
-/**
- * @param {string} text
- * @param {{kind?: 'error'|'info'|'warning', sticky?: boolean}} [opts]
- */
-function toast(text, opts = {}) {
-  const el = document.createElement('div');
-  el.className = `toast ${opts.kind ?? 'info'}`;
-  el.setAttribute('role', opts.kind === 'error' ? 'alert' : 'status');
-  const msg = document.createElement('span');
-  msg.textContent = text;
-  const close = document.createElement('button');
-  close.type = 'button';
-  close.className = 'toast-close';
-  close.setAttribute('aria-label', 'Dismiss');
-  close.textContent = '×';
-  close.addEventListener('click', () => el.remove());
-  el.append(msg, close);
-  ui.toasts.append(el);
-  if (!opts.sticky) setTimeout(() => el.remove(), 8000);
-}
+// Landing
 
 function randomRoomName() {
   const words = ['amber', 'brisk', 'cedar', 'delta', 'ember', 'fjord', 'grove', 'harbor', 'iris', 'jade',
@@ -203,172 +118,6 @@ function showLanding() {
   ui.roomInput.focus();
 }
 
-// ---------------------------------------------------------------------------------------------
-// Pre-join
-
-/** @param {boolean} on */
-function setToggle(/** @type {HTMLButtonElement} */ btn, on, /** @type {'mic'|'cam'} */ kind, inMeeting = false) {
-  btn.setAttribute('aria-pressed', String(on));
-  btn.classList.toggle('off', !on);
-  btn.innerHTML = kind === 'mic' ? (on ? ICONS.mic : ICONS.micOff) : on ? ICONS.cam : ICONS.camOff;
-  const label =
-    kind === 'mic'
-      ? inMeeting ? (on ? 'Mute microphone' : 'Unmute microphone') : on ? 'Microphone on' : 'Microphone off'
-      : inMeeting ? (on ? 'Turn camera off' : 'Turn camera on') : on ? 'Camera on' : 'Camera off';
-  btn.setAttribute('aria-label', label);
-  btn.title = label;
-}
-
-function updatePreview() {
-  const v = me.camOn ? me.video : null;
-  ui.preview.srcObject = v ? new MediaStream([v]) : null;
-  ui.previewOff.hidden = !!v;
-  ui.previewOff.textContent = me.hasCam ? 'Camera is off' : 'No camera';
-  if (v) ui.preview.play().catch(() => {});
-  setToggle(ui.preMic, me.micOn && !!me.audio, 'mic');
-  setToggle(ui.preCam, me.camOn && !!me.video, 'cam');
-}
-
-function showMediaMessage() {
-  ui.mediaMessage.textContent = me.mediaMessage ?? '';
-  ui.mediaMessage.hidden = !me.mediaMessage;
-}
-
-/** Acquire local media according to me.micOn / me.camOn. */
-async function acquireMedia() {
-  const res = await getLocalMedia({
-    audio: true,
-    video: me.camOn,
-    audioDevice: me.audioDevice || undefined,
-    videoDevice: me.videoDevice || undefined,
-  });
-  me.audio = res.audio;
-  me.video = res.video;
-  me.hasMic = me.hasMic || !!res.audio;
-  me.hasCam = me.hasCam || !!res.video;
-  if (!me.camOn && res.failure === null) me.hasCam = me.hasCam || (await listDevices()).cameras.length > 0;
-  me.mediaMessage = res.message;
-  if (me.audio) me.audio.enabled = me.micOn;
-  if (!me.audio) me.micOn = false;
-  if (!me.video && me.camOn) me.camOn = false;
-}
-
-async function fillDeviceSelects() {
-  const { cameras, mics } = await listDevices();
-  /**
-   * @param {HTMLSelectElement} sel
-   * @param {MediaDeviceInfo[]} devs
-   * @param {MediaStreamTrack|null} track
-   * @param {string} fallback
-   */
-  const fill = (sel, devs, track, fallback) => {
-    sel.replaceChildren();
-    const current = track?.getSettings().deviceId;
-    devs.forEach((d, i) => {
-      const o = document.createElement('option');
-      o.value = d.deviceId;
-      o.textContent = d.label || `${fallback} ${i + 1}`;
-      if (d.deviceId === current) o.selected = true;
-      sel.append(o);
-    });
-    sel.disabled = devs.length === 0;
-    if (devs.length === 0) {
-      const o = document.createElement('option');
-      o.textContent = `No ${fallback.toLowerCase()} available`;
-      sel.append(o);
-    }
-  };
-  fill(ui.camSelect, cameras, me.video, 'Camera');
-  fill(ui.micSelect, mics, me.audio, 'Microphone');
-}
-
-function stopLocalMedia() {
-  me.audio?.stop();
-  me.video?.stop();
-  me.audio = null;
-  me.video = null;
-  ui.preview.srcObject = null;
-}
-
-async function showPrejoin() {
-  setState('prejoin');
-  ui.prejoinRoom.textContent = me.room;
-  ui.nameInput.value = me.name;
-  updatePreview();
-  await acquireMedia();
-  updatePreview();
-  showMediaMessage();
-  await fillDeviceSelects();
-  if (!ui.nameInput.value) ui.nameInput.focus();
-  else ui.joinBtn.focus();
-}
-
-function wirePrejoin() {
-  ui.preMic.addEventListener('click', () => {
-    if (!me.audio) {
-      toast(me.mediaMessage ?? 'No microphone available.', { kind: 'warning' });
-      return;
-    }
-    me.micOn = !me.micOn;
-    me.audio.enabled = me.micOn;
-    updatePreview();
-  });
-  ui.preCam.addEventListener('click', async () => {
-    if (me.camOn) {
-      me.camOn = false;
-      me.video?.stop();
-      me.video = null;
-    } else {
-      try {
-        me.video = await getCameraTrack(me.videoDevice || undefined);
-        me.camOn = true;
-        me.hasCam = true;
-      } catch {
-        toast(me.mediaMessage ?? MESSAGES.no_camera, { kind: 'warning' });
-      }
-    }
-    updatePreview();
-  });
-  ui.camSelect.addEventListener('change', async () => {
-    me.videoDevice = ui.camSelect.value;
-    if (!me.camOn) return;
-    try {
-      const t = await getCameraTrack(me.videoDevice);
-      me.video?.stop();
-      me.video = t;
-    } catch {
-      toast('That camera could not be started.', { kind: 'warning' });
-    }
-    updatePreview();
-  });
-  ui.micSelect.addEventListener('change', async () => {
-    me.audioDevice = ui.micSelect.value;
-    try {
-      const t = await getMicTrack(me.audioDevice);
-      me.audio?.stop();
-      me.audio = t;
-      t.enabled = me.micOn;
-    } catch {
-      toast('That microphone could not be started.', { kind: 'warning' });
-    }
-  });
-  ui.prejoinForm.addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    const name = ui.nameInput.value.trim();
-    if (!name) {
-      ui.nameInput.focus();
-      return;
-    }
-    ui.nameError.hidden = true;
-    me.name = name;
-    try {
-      localStorage.setItem(NAME_KEY, name);
-    } catch {
-      /* storage may be unavailable */
-    }
-    startMeeting();
-  });
-}
 
 // ---------------------------------------------------------------------------------------------
 // Meeting
@@ -389,19 +138,28 @@ function updateControls() {
 }
 
 function renderPeople() {
+  /** @type {(ParticipantInfo & {local?: boolean})[]} */
   const rows = [];
   if (conn?.participantId) {
-    rows.push({ id: conn.participantId, name: `${me.name} (you)`, ...mediaState() });
+    rows.push({ id: conn.participantId, name: `${me.name} (you)`, ...mediaState(), moderator: mod.moderator, local: true });
   }
   for (const p of participants.values()) rows.push(p);
   ui.peopleCount.textContent = `(${rows.length})`;
+  // Re-rendering replaces the buttons: keep keyboard focus on the same action.
+  const active = /** @type {HTMLElement|null} */ (document.activeElement);
+  const refocus = active && ui.peopleList.contains(active) ? active.dataset : null;
   ui.peopleList.replaceChildren(
     ...rows.map((p) => {
       const li = document.createElement('li');
       li.dataset.participantItem = p.id;
+      if (p.moderator) li.dataset.moderator = '';
       const name = document.createElement('span');
       name.className = 'person-name';
       name.textContent = p.name;
+      const badge = document.createElement('span');
+      badge.className = 'mod-badge';
+      badge.textContent = 'Moderator';
+      badge.hidden = !p.moderator;
       const mic = document.createElement('span');
       mic.className = `state ${p.audio ? 'on' : 'off'}`;
       mic.innerHTML = p.audio ? ICONS.mic : ICONS.micOff;
@@ -412,25 +170,31 @@ function renderPeople() {
       cam.innerHTML = p.video ? ICONS.cam : ICONS.camOff;
       cam.setAttribute('role', 'img');
       cam.setAttribute('aria-label', p.video ? 'Camera on' : 'Camera off');
-      li.append(name, mic, cam);
+      const head = document.createElement('div');
+      head.className = 'person-head';
+      head.append(name, badge, mic, cam);
+      li.append(head, ...(p.local ? [] : mod.rowActions(p)));
       return li;
     }),
   );
+  if (refocus?.action) {
+    const sel = `button[data-action="${CSS.escape(refocus.action)}"][data-target="${CSS.escape(refocus.target ?? '')}"]`;
+    /** @type {HTMLButtonElement|null} */ (ui.peopleList.querySelector(sel))?.focus();
+  }
 }
 
 /**
- * A remote participant's name as this client knows it: end-to-end encrypted names only.
- * @param {string} id
+ * @param {ParticipantInfo} info as the server sent it
  */
-function displayName(id) {
-  const n = e2ee?.nameOf(id);
-  if (n) return n;
-  return e2ee?.unverified.has(id) ? 'Unverified participant' : 'Joining…';
-}
-
-/** @param {ParticipantInfo} p */
-function upsertRemote(p) {
-  p = { ...p, name: displayName(p.id) };
+function upsertRemote(info) {
+  if (info.id === conn?.participantId) {
+    // The server may tell everyone, us included, about our own change (role, moderated media).
+    localTile?.setModerator(!!info.moderator);
+    return;
+  }
+  serverNames.set(info.id, info.name);
+  // Shown everywhere (tile, people list, moderator actions): the end-to-end encrypted name.
+  const p = { ...info, name: crypt.displayName(info.id, info.name) };
   participants.set(p.id, p);
   let tile = grid.tiles.get(p.id);
   if (!tile) {
@@ -444,13 +208,24 @@ function upsertRemote(p) {
   }
   tile.setName(p.name);
   tile.setState(p.audio, p.video);
+  tile.setModerator(!!p.moderator);
   renderPeople();
+}
+
+/**
+ * A participant's shown name may have changed (their encrypted name arrived, or could not).
+ * @param {string} id
+ */
+function refreshName(id) {
+  const p = participants.get(id);
+  if (p) upsertRemote({ ...p, name: serverNames.get(id) ?? NAME_PLACEHOLDER });
 }
 
 /** @param {string} id */
 function removeRemote(id) {
   participants.delete(id);
-  extras?.removeParticipant(id);
+  serverNames.delete(id);
+  crypt.extras?.removeParticipant(id);
   grid.remove(id);
   renderPeople();
 }
@@ -464,41 +239,36 @@ function applyRemoteMedia(media) {
   }
 }
 
-function startMeeting() {
+/**
+ * @param {{background?: boolean}} [opts] background: a retry while the "waiting for the host"
+ *   screen stays up (no "Joining…" flash, no repeated toasts) until the server lets us in
+ */
+function startMeeting(opts = {}) {
+  let background = !!opts.background;
+  if (hostRetry) clearTimeout(hostRetry);
+  hostRetry = null;
+  if (!background) {
+    setReason(null);
+    setState('joining');
+  }
   ui.preview.srcObject = null;
   ui.meetingRoom.textContent = me.room;
-  setState('joining');
   participants.clear();
+  serverNames.clear();
   grid.clear();
   localTile = null;
-  // The server gets a placeholder, never the name: names travel end-to-end encrypted.
-  const c = new Connection({ room: me.room, name: NAME_PLACEHOLDER });
+  // With the secret, the server gets a placeholder, never the name: names travel end-to-end
+  // encrypted (and, for a lobby knock, sealed with the secret). Without it, the name is typed for
+  // whoever admits us, and the server can read it (docs/e2ee.md).
+  const c = new Connection({
+    room: me.room,
+    name: me.secret ? NAME_PLACEHOLDER : me.name,
+    password: me.password,
+    token: me.token,
+  });
   conn = c;
-  const session = new E2eeSession({ room: me.room, secret: me.secret, name: me.name });
-  e2ee = session;
-  c.transforms = session.transforms();
-  session.attach(c);
-  extras = new MeetingExtras(session, {
-    selfId: () => c.participantId,
-    nameOf: (id) => (id === c.participantId ? me.name : displayName(id)),
-    layout: () => grid.layout(),
-    toast: (text, opts) => toast(text, opts),
-  });
-  const refresh = (/** @type {string} */ id) => {
-    const p = participants.get(id);
-    if (p && session === e2ee) upsertRemote(p);
-    extras?.refreshNames();
-  };
-  session.addEventListener('member', (ev) => refresh(/** @type {CustomEvent} */ (ev).detail.id));
-  session.addEventListener('unverified', (ev) => refresh(/** @type {CustomEvent} */ (ev).detail.id));
-  session.addEventListener('status', () => {
-    for (const id of [...participants.keys()]) refresh(id);
-  });
-  session.addEventListener('secret', (ev) => {
-    // Now part of the invite link (and kept for a reload); still never sent to the server.
-    me.secret = /** @type {CustomEvent} */ (ev).detail.secret;
-    history.replaceState(null, '', `${location.pathname}${location.search}#${me.secret}`);
-  });
+  mod.attach(c);
+  crypt.start(c, { room: me.room, secret: me.secret, name: me.name });
   c.publish = { audio: me.hasMic, video: me.hasCam };
   if (!me.camOn && me.video) {
     me.video.stop();
@@ -507,16 +277,30 @@ function startMeeting() {
   c.setLocalTracks(me.audio, me.camOn ? me.video : null);
   const s = mediaState();
   c.sendMediaState(s.audio, s.video);
-  if (me.mediaMessage) toast(me.mediaMessage, { kind: 'warning', sticky: true });
+  if (me.mediaMessage && !background) toast(me.mediaMessage, { kind: 'warning', sticky: true });
 
   c.addEventListener('state', (ev) => {
     if (c !== conn) return;
     const { state } = /** @type {CustomEvent} */ (ev).detail;
+    if (background && state === 'joining') return;
+    if (state === 'joined') {
+      background = false;
+      setReason(null);
+    }
     if (state === 'joining' || state === 'joined' || state === 'reconnecting') setState(state);
+  });
+  c.addEventListener('lobby', () => {
+    if (c !== conn) return;
+    background = false;
+    setReason(null);
+    ui.lobbyRoom.textContent = me.room;
+    setState('lobby');
+    ui.lobbyLeave.focus();
   });
   c.addEventListener('welcome', (ev) => {
     if (c !== conn) return;
     const { msg } = /** @type {CustomEvent<{msg: import('./protocol.js').WelcomeMsg}>} */ (ev).detail;
+    // The password worked (or was not needed): it stays in memory for reconnections only.
     if (localTile && localTile.id !== msg.participant_id) {
       grid.remove(localTile.id);
       localTile = null;
@@ -525,6 +309,7 @@ function startMeeting() {
       localTile = new Tile(msg.participant_id, me.name, true);
       grid.add(localTile);
     }
+    localTile.setModerator(!!msg.moderator);
     // Refresh the remote participants from the (possibly new) welcome.
     const present = new Set(msg.participants.map((p) => p.id));
     for (const id of [...participants.keys()]) if (!present.has(id)) removeRemote(id);
@@ -543,37 +328,118 @@ function startMeeting() {
   c.addEventListener('media', (ev) => {
     if (c === conn) applyRemoteMedia(/** @type {CustomEvent} */ (ev).detail.media);
   });
+  c.addEventListener('moderated', (ev) => {
+    if (c === conn) onModerated(/** @type {CustomEvent} */ (ev).detail.action).catch(console.error);
+  });
+  c.addEventListener('closed', (ev) => {
+    if (c !== conn) return;
+    const { reason } = /** @type {CustomEvent} */ (ev).detail;
+    endMeeting();
+    const t = CLOSED_TEXT[reason] ?? { title: 'You are out of the meeting', detail: `Reason: ${reason}.` };
+    showLeft(t.title, t.detail, reason);
+  });
   c.addEventListener('server_error', (ev) => {
     if (c !== conn) return;
     const { code, message, fatal } = /** @type {CustomEvent} */ (ev).detail;
-    const text = (ERROR_TEXT[code] ?? ((/** @type {string} */ m) => m))(message);
-    if (fatal) {
-      endMeeting();
-      if (code === 'invalid_name') {
-        ui.nameError.textContent = text;
-        ui.nameError.hidden = false;
-        showPrejoin().catch(console.error);
-      } else {
-        showLeft('Could not join the meeting', text);
-      }
+    const text = errorText(code, message);
+    if (!fatal) {
+      toast(text, { kind: 'error' });
+      return;
     }
-    toast(text, { kind: 'error' });
+    onJoinRefused(code, text);
   });
-  c.join();
+  if (me.secret) {
+    const secret = me.secret;
+    sealName(secret, me.room, me.name)
+      .catch((e) => {
+        console.error('conclave: sealing the name', e);
+        return '';
+      })
+      .then((sealed) => {
+        if (c !== conn) return;
+        c.sealedName = sealed || null;
+        c.join();
+      });
+  } else {
+    c.join();
+  }
 }
 
-function endMeeting() {
+/**
+ * The server refused the join (the connection is closed): say why, and what the user can do.
+ * @param {string} code
+ * @param {string} text
+ */
+function onJoinRefused(code, text) {
+  if (code === 'host_required') {
+    // Keep the local media: the page joins by itself once a host has opened the meeting.
+    endMeeting({ keepMedia: true });
+    showLeft(REFUSED_TITLE[code], text, code);
+    ui.rejoinBtn.textContent = 'Try now';
+    hostRetry = setTimeout(() => {
+      hostRetry = null;
+      if (document.body.dataset.reason === 'host_required') startMeeting({ background: true });
+    }, HOST_RETRY_MS);
+    return;
+  }
+  endMeeting();
+  if (code === 'invalid_name') {
+    ui.nameError.textContent = text;
+    ui.nameError.hidden = false;
+    setReason(code);
+    showPrejoin().catch(console.error);
+  } else if (PASSWORD_ERRORS.has(code)) {
+    setReason(code);
+    showPrejoin({ passwordError: text }).catch(console.error);
+  } else {
+    showLeft(REFUSED_TITLE[code] ?? 'Could not join the meeting', text, code);
+    if (code === 'removed') ui.rejoinBtn.hidden = true;
+    if (code === 'invalid_token') {
+      // The same token would be refused again: a new attempt joins without it (as a guest).
+      me.token = '';
+      ui.rejoinBtn.textContent = 'Join without the link';
+    }
+  }
+}
+
+/**
+ * A moderator turned our microphone or camera off: do the same locally (so the buttons tell the
+ * truth and nothing is captured), tell the server, and say so. The user may turn it on again.
+ * @param {'muted'|'video_stopped'} action
+ */
+async function onModerated(action) {
+  if (action === 'muted') {
+    me.micOn = false;
+    if (me.audio) me.audio.enabled = false;
+    toast('A moderator muted you. You can unmute yourself when you need to speak.', { kind: 'warning' });
+  } else if (action === 'video_stopped') {
+    if (me.video) {
+      const old = me.video;
+      me.video = null;
+      me.camOn = false;
+      await conn?.replaceVideoTrack(null);
+      old.stop();
+    }
+    me.camOn = false;
+    toast('A moderator turned your camera off. You can turn it on again.', { kind: 'warning' });
+  }
+  const s = mediaState();
+  conn?.sendMediaState(s.audio, s.video);
+  updateControls();
+}
+
+/** @param {{keepMedia?: boolean}} [opts] */
+function endMeeting(opts = {}) {
   const c = conn;
   conn = null;
   c?.leave();
-  extras?.destroy();
-  extras = null;
-  e2ee?.close();
-  e2ee = null;
+  mod.reset();
+  crypt.stop();
   grid.clear();
   participants.clear();
+  serverNames.clear();
   localTile = null;
-  stopLocalMedia();
+  if (!opts.keepMedia) stopLocalMedia();
   ui.soundBtn.hidden = true;
   for (const t of ui.toasts.querySelectorAll('.toast.warning')) t.remove();
 }
@@ -581,12 +447,17 @@ function endMeeting() {
 /**
  * @param {string} title
  * @param {string} detail
+ * @param {string|null} [reason] error code or `closed` reason (`data-reason`)
  */
-function showLeft(title, detail) {
+function showLeft(title, detail, reason = null) {
+  const again = document.body.dataset.state === 'left' && document.body.dataset.reason === (reason ?? undefined);
   ui.leftTitle.textContent = title;
   ui.leftDetail.textContent = detail;
+  ui.rejoinBtn.hidden = false;
+  ui.rejoinBtn.textContent = reason === 'denied' ? 'Ask again' : 'Rejoin';
+  setReason(reason);
   setState('left');
-  ui.rejoinBtn.focus();
+  if (!again) ui.rejoinBtn.focus(); // not on every background retry
 }
 
 function wireMeeting() {
@@ -664,10 +535,18 @@ function wireMeeting() {
     ui.soundBtn.hidden = true;
   });
   ui.rejoinBtn.addEventListener('click', async () => {
+    if (hostRetry) clearTimeout(hostRetry);
+    hostRetry = null;
+    setReason(null);
     setState('joining');
+    stopLocalMedia();
     me.camOn = true;
     await acquireMedia();
     startMeeting();
+  });
+  ui.lobbyLeave.addEventListener('click', () => {
+    endMeeting();
+    showLeft('You left the lobby', `You were waiting to join “${me.room}”.`);
   });
   window.addEventListener('pagehide', () => conn?.leave());
 }
@@ -675,9 +554,25 @@ function wireMeeting() {
 // ---------------------------------------------------------------------------------------------
 // Start
 
+/**
+ * A join token may come in the page URL (`?jwt=`). Keep it in memory only, and remove it from the
+ * address bar at once (history, bookmarks, screen shares, copy-pasted links), keeping the other
+ * parameters and the fragment (the E2EE secret).
+ */
+function takeTokenFromUrl() {
+  const params = new URLSearchParams(location.search);
+  const jwt = params.get('jwt');
+  if (jwt === null) return;
+  me.token = jwt.trim();
+  params.delete('jwt');
+  const query = params.toString();
+  history.replaceState(history.state, '', `${location.pathname}${query ? `?${query}` : ''}${location.hash}`);
+}
+
 async function main() {
+  takeTokenFromUrl();
   const path = decodeURIComponent(location.pathname.replace(/^\/+|\/+$/g, ''));
-  wirePrejoin();
+  wirePrejoin(startMeeting);
   wireMeeting();
   if (!path) {
     showLanding();
@@ -723,8 +618,8 @@ async function main() {
   }
   if (!me.secret) {
     ui.e2eeNote.textContent =
-      'This link has no meeting key. If the meeting has started, you will ask to be let in; if not, ' +
-      'you start it and your invite link will carry a new key.';
+      'This link has no meeting key, so the server will see the name you type. If the meeting has ' +
+      'started, you will ask to be let in; if not, you start it and your invite link will carry a new key.';
     ui.e2eeNote.hidden = false;
   }
   if (params.get('autojoin') === '1' && me.name) {

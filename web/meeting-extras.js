@@ -1,10 +1,12 @@
 // Meeting features that ride on end-to-end encrypted application messages: chat (with unread
 // count; only for those present, nothing stored), reactions on the sender's tile, raised hands
 // with a visible queue; plus the encryption indicator with the safety code, the "can't decrypt"
-// and knocking messages, and admit/deny prompts for knocks.
+// and knocking messages, and admit/deny prompts for key requests (someone in the meeting without
+// the secret asks for it; not the server's lobby, see moderation.js).
 //
 // Test hooks: `#safety-code` holds the safety code; `#e2ee-btn[data-status]` is the E2eeStatus;
-// tiles get `data-hand` while a hand is up; `#chat-log li` are chat messages.
+// tiles get `data-hand` while a hand is up; `#chat-log li` are chat messages; key requests are
+// `.key-request[data-key-request="<participant id>"]` in `#key-requests` (with `.knock-name`).
 
 /** @typedef {import('./e2ee/session.js').E2eeSession} E2eeSession */
 
@@ -45,6 +47,8 @@ export class MeetingExtras {
    * @param {(id: string) => string} ctx.nameOf
    * @param {() => void} ctx.layout  the grid must re-layout (a side panel opened or closed)
    * @param {(text: string, opts?: {kind?: 'error'|'info'|'warning'}) => void} ctx.toast
+   * @param {(k: {id: string, name: string}) => boolean} [ctx.autoAdmit] answers a key request
+   *   without a prompt (returns true) when it is already decided
    */
   constructor(session, ctx) {
     this.session = session;
@@ -60,7 +64,8 @@ export class MeetingExtras {
     this.setUnread(0);
     el('hands-list').replaceChildren();
     el('hands').hidden = true;
-    el('knocks').replaceChildren();
+    el('key-requests-list').replaceChildren();
+    el('key-requests').hidden = true;
     el('safety-code').textContent = '…';
     this.showStatus(session.status);
 
@@ -110,10 +115,13 @@ export class MeetingExtras {
       el('safety-code').textContent = /** @type {CustomEvent} */ (ev).detail.code;
     }, opts);
     session.addEventListener('status', (ev) => this.showStatus(/** @type {CustomEvent} */ (ev).detail.status), opts);
-    session.addEventListener('knock', (ev) => this.showKnock(/** @type {CustomEvent} */ (ev).detail), opts);
+    session.addEventListener('knock', (ev) => {
+      const k = /** @type {CustomEvent} */ (ev).detail;
+      if (!ctx.autoAdmit?.(k)) this.showKnock(k);
+    }, opts);
     session.addEventListener('knock_done', (ev) => {
       const { id, by, admitted } = /** @type {CustomEvent} */ (ev).detail;
-      document.querySelector(`.knock[data-knock="${CSS.escape(id)}"]`)?.remove();
+      this.removeKnock(id);
       if (by && by !== ctx.selfId()) ctx.toast(`${ctx.nameOf(by)} ${admitted ? 'let someone in' : 'declined a request to join'}.`);
     }, opts);
   }
@@ -122,6 +130,8 @@ export class MeetingExtras {
     this.abort.abort();
     el('e2ee-alert').hidden = true;
     el('e2ee-panel').hidden = true;
+    el('key-requests-list').replaceChildren();
+    el('key-requests').hidden = true;
   }
 
   /** @param {string} id */
@@ -259,28 +269,50 @@ export class MeetingExtras {
 
   /** @param {{id: string, name: string}} k */
   showKnock({ id, name }) {
-    const box = document.createElement('div');
-    box.className = 'knock';
-    box.dataset.knock = id;
-    const text = document.createElement('span');
-    text.textContent = `“${name}” (not verified) asks to join.`;
-    const admit = document.createElement('button');
-    admit.type = 'button';
-    admit.className = 'btn primary';
-    admit.textContent = 'Admit';
-    admit.addEventListener('click', () => {
-      box.remove();
-      this.session.admit(id);
-    });
-    const deny = document.createElement('button');
-    deny.type = 'button';
-    deny.className = 'btn';
-    deny.textContent = 'Deny';
-    deny.addEventListener('click', () => {
-      box.remove();
-      this.session.deny(id);
-    });
-    box.append(text, admit, deny);
-    el('knocks').append(box);
+    this.removeKnock(id);
+    const li = document.createElement('li');
+    li.className = 'key-request';
+    li.dataset.keyRequest = id;
+    const who = document.createElement('span');
+    who.className = 'knock-who';
+    const label = document.createElement('span');
+    label.className = 'knock-name';
+    label.textContent = name;
+    const note = document.createElement('span');
+    note.className = 'knock-note';
+    note.textContent = 'not verified: has no meeting key';
+    who.append(label, note);
+    /**
+     * @param {string} text
+     * @param {string} label accessible name
+     * @param {string} cls
+     * @param {() => void} act
+     */
+    const button = (text, label, cls, act) => {
+      const b = document.createElement('button');
+      b.type = 'button';
+      b.className = `btn small ${cls}`.trim();
+      b.textContent = text;
+      b.setAttribute('aria-label', label);
+      b.title = label;
+      b.addEventListener('click', () => {
+        this.removeKnock(id);
+        act();
+      });
+      return b;
+    };
+    li.append(
+      who,
+      button('Admit', `Admit ${name}: give them the meeting key`, 'primary', () => this.session.admit(id)),
+      button('Deny', `Deny ${name} the meeting key`, '', () => this.session.deny(id)),
+    );
+    el('key-requests-list').append(li);
+    el('key-requests').hidden = false;
+  }
+
+  /** @param {string} id */
+  removeKnock(id) {
+    el('key-requests-list').querySelector(`[data-key-request="${CSS.escape(id)}"]`)?.remove();
+    el('key-requests').hidden = el('key-requests-list').childElementCount === 0;
   }
 }

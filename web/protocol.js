@@ -17,6 +17,16 @@ export const PROTOCOL_VERSION = 1;
  * @property {string} name
  * @property {boolean} audio
  * @property {boolean} video
+ * @property {boolean} [moderator]
+ */
+
+/**
+ * Room settings every participant sees (`welcome.settings`, `settings`).
+ * @typedef {object} RoomSettings
+ * @property {boolean} locked
+ * @property {boolean} lobby
+ * @property {boolean} password  a password is needed to join
+ * @property {boolean} persistent
  */
 
 /**
@@ -27,20 +37,32 @@ export const PROTOCOL_VERSION = 1;
  */
 
 /**
- * @typedef {{type: 'welcome', version: number, participant_id: string, resume: string, room: string, participants: ParticipantInfo[]}} WelcomeMsg
+ * @typedef {{type: 'welcome', version: number, participant_id: string, resume: string, room: string, participants: ParticipantInfo[], moderator?: boolean, settings?: RoomSettings}} WelcomeMsg
  * @typedef {{type: 'answer', sdp: string}} AnswerMsg
  * @typedef {{type: 'subscriptions', slots: {audio: number, video: number}, subscriptions: Subscription[]}} SubscriptionsMsg
  * @typedef {{type: 'participant_joined', participant: ParticipantInfo}} JoinedMsg
  * @typedef {{type: 'participant_updated', participant: ParticipantInfo}} UpdatedMsg
  * @typedef {{type: 'participant_left', participant_id: string}} LeftMsg
  * @typedef {{type: 'error', code: string, message: string}} ErrorMsg
+ * @typedef {{type: 'lobby_waiting'}} LobbyWaitingMsg
+ * @typedef {{type: 'knock', knock_id: string, name: string, sealed_name?: string}} KnockMsg
+ * @typedef {{type: 'knock_resolved', knock_id: string}} KnockResolvedMsg
+ * @typedef {{type: 'settings', settings: RoomSettings}} SettingsMsg
+ * @typedef {{type: 'role', moderator: boolean}} RoleMsg
+ * @typedef {{type: 'moderated', action: 'muted'|'video_stopped'}} ModeratedMsg
  * @typedef {{type: 'relay', from: string, data: string}} RelayMsg
- * @typedef {WelcomeMsg|AnswerMsg|SubscriptionsMsg|JoinedMsg|UpdatedMsg|LeftMsg|ErrorMsg|RelayMsg} ServerMsg
+ * @typedef {{type: 'closed', reason: 'removed'|'meeting_ended'|'denied'}} ClosedMsg
+ * @typedef {WelcomeMsg|AnswerMsg|SubscriptionsMsg|JoinedMsg|UpdatedMsg|LeftMsg|ErrorMsg|LobbyWaitingMsg|KnockMsg|KnockResolvedMsg|SettingsMsg|RoleMsg|ModeratedMsg|ClosedMsg|RelayMsg} ServerMsg
  */
 
+/** @type {RoomSettings} */
+export const DEFAULT_SETTINGS = Object.freeze({ locked: false, lobby: false, password: false, persistent: false });
+
 /**
- * Connection state, mirrored by the UI in `document.body.dataset.state`.
- * @typedef {'idle'|'joining'|'joined'|'reconnecting'|'left'|'failed'} ConnState
+ * Connection state, mirrored by the UI in `document.body.dataset.state`. `lobby`: waiting for a
+ * moderator to admit us. `closed`: a moderator removed us, ended the meeting or denied the knock.
+ * `failed`: the server refused the join. None of `left`, `closed`, `failed` reconnects.
+ * @typedef {'idle'|'joining'|'lobby'|'joined'|'reconnecting'|'left'|'closed'|'failed'} ConnState
  */
 
 /**
@@ -59,8 +81,12 @@ export const PROTOCOL_VERSION = 1;
  * @property {Record<string, unknown>} [pcConfig] extra RTCPeerConnection configuration
  */
 
-/** Error codes after which the server closes the connection and retrying cannot help. */
-const FATAL_JOIN_ERRORS = new Set(['unsupported_version', 'invalid_room', 'invalid_name', 'room_full']);
+/**
+ * Every error in reply to `join` closes the connection (docs/protocol.md). Only these are worth
+ * retrying on their own (with backoff); all others are final for this Connection: the UI decides
+ * (ask for a password, wait for a host, show why).
+ */
+const RETRYABLE_JOIN_ERRORS = new Set(['unavailable', 'not_joined']);
 
 /** Peer connection configuration: never any external STUN/TURN server (privacy rule). */
 const PC_CONFIG = /** @type {RTCConfiguration} */ ({
@@ -82,9 +108,17 @@ const DISCONNECTED_GRACE_MS = 5000;
  * - `participant_joined` / `participant_updated` {participant: ParticipantInfo}
  * - `participant_left` {id: string}
  * - `media` {media: Map<string, RemoteMedia>} — remote tracks per participant id, in full
- * - `server_error` {code: string, message: string, fatal: boolean}
+ * - `server_error` {code: string, message: string, fatal: boolean} — fatal: the join was refused
+ *   and this Connection is over (state `failed`)
  * - `pc` {pc: RTCPeerConnection} — a new peer connection was created
  * - `relay` {from: string, data: string} — an opaque blob from another participant
+ * - `lobby` {} — the join waits in the lobby (state `lobby`)
+ * - `closed` {reason: string} — out of the room for good (state `closed`)
+ * - `knock` {id: string, name: string, sealedName: string|null} / `knock_resolved` {id: string}
+ *   — moderators only (`sealedName`: the knocker's end-to-end encrypted name, see e2ee/sealed-name.js)
+ * - `settings` {settings: RoomSettings}
+ * - `role` {moderator: boolean} — our own role changed (also after `welcome`)
+ * - `moderated` {action: 'muted'|'video_stopped'}
  */
 export class Connection extends EventTarget {
   /**
@@ -92,11 +126,23 @@ export class Connection extends EventTarget {
    * @param {string} opts.room
    * @param {string} opts.name
    * @param {string} [opts.url] WebSocket URL; default `/ws` on the page's origin
+   * @param {string} [opts.password] room password (sent in every `join`, kept in memory only)
+   * @param {string} [opts.token] signed join token (sent in every `join`, also on reconnection)
+   * @param {string} [opts.sealedName] the display name end-to-end encrypted for the room's members
+   *   (`join.sealed_name`): the server passes it unread to moderators with a lobby knock
    */
   constructor(opts) {
     super();
     this.room = opts.room;
     this.name = opts.name;
+    this.password = opts.password || null;
+    this.token = opts.token || null;
+    /** @type {string|null} */
+    this.sealedName = opts.sealedName || null;
+    /** Whether we are a moderator (from `welcome` / `role`). */
+    this.moderator = false;
+    /** @type {RoomSettings} */
+    this.settings = { ...DEFAULT_SETTINGS };
     this.url = opts.url ?? defaultWsUrl();
     /** @type {ConnState} */
     this.state = 'idle';
@@ -187,6 +233,69 @@ export class Connection extends EventTarget {
     if (this.state === 'joined') this.send({ type: 'media_state', audio, video });
   }
 
+  // ---- moderator commands (the server refuses them with `not_moderator` for anyone else) ----
+
+  /** @param {string} id */
+  mute(id) {
+    this.send({ type: 'mute', participant_id: id });
+  }
+
+  muteAll() {
+    this.send({ type: 'mute_all' });
+  }
+
+  /** @param {string} id */
+  stopVideo(id) {
+    this.send({ type: 'stop_video', participant_id: id });
+  }
+
+  /** @param {string} id */
+  remove(id) {
+    this.send({ type: 'remove', participant_id: id });
+  }
+
+  /**
+   * @param {string} id
+   * @param {boolean} moderator
+   */
+  setModerator(id, moderator) {
+    this.send({ type: 'set_moderator', participant_id: id, moderator });
+  }
+
+  /** @param {boolean} locked */
+  lock(locked) {
+    this.send({ type: 'lock', locked });
+  }
+
+  /** @param {boolean} enabled */
+  setLobby(enabled) {
+    this.send({ type: 'set_lobby', enabled });
+  }
+
+  /** @param {string|null} password null clears it */
+  setPassword(password) {
+    this.send({ type: 'set_password', password });
+  }
+
+  /** @param {string} knockId */
+  admit(knockId) {
+    this.send({ type: 'admit', knock_id: knockId });
+  }
+
+  /** @param {string} knockId */
+  deny(knockId) {
+    this.send({ type: 'deny', knock_id: knockId });
+  }
+
+  endMeeting() {
+    this.send({ type: 'end_meeting' });
+  }
+
+  /** The connection is over and never reconnects. */
+  get over() {
+    return this.state === 'left' || this.state === 'closed' || this.state === 'failed';
+  }
+
   /**
    * Replace the track on the camera sender (null: send nothing).
    * @param {MediaStreamTrack|null} track
@@ -242,6 +351,9 @@ export class Connection extends EventTarget {
       /** @type {Record<string, unknown>} */
       const join = { type: 'join', version: PROTOCOL_VERSION, room: this.room, name: this.name };
       if (this.resumeToken) join.resume = this.resumeToken;
+      if (this.password) join.password = this.password;
+      if (this.token) join.token = this.token;
+      if (this.sealedName) join.sealed_name = this.sealedName;
       this.send(join);
     };
     ws.onmessage = (ev) => {
@@ -254,6 +366,12 @@ export class Connection extends EventTarget {
         console.warn('conclave: non-JSON frame from server');
         return;
       }
+      // The end of the connection (`closed`, or an error in reply to `join`) is handled at once,
+      // not behind the queue: the WebSocket closes right after, and that must not reconnect.
+      if (msg.type === 'closed' || (msg.type === 'error' && this.state !== 'joined')) {
+        this.handleFinal(msg);
+        return;
+      }
       // Handle messages strictly in order (some handlers await the peer connection).
       this.queue = this.queue
         .then(() => (gen === this.gen ? this.handle(msg, gen) : undefined))
@@ -262,7 +380,7 @@ export class Connection extends EventTarget {
     ws.onclose = () => {
       if (gen !== this.gen) return;
       this.ws = null;
-      if (this.state === 'left' || this.state === 'failed') return;
+      if (this.over) return;
       this.scheduleReconnect();
     };
     ws.onerror = () => {
@@ -302,7 +420,7 @@ export class Connection extends EventTarget {
   }
 
   scheduleReconnect() {
-    if (this.state === 'left' || this.state === 'failed') return;
+    if (this.over) return;
     // Keep the resume token: the server keeps us for 30 s.
     const resume = this.resumeToken;
     this.teardown();
@@ -317,19 +435,49 @@ export class Connection extends EventTarget {
   }
 
   /**
+   * `closed`, or an error while not joined (in reply to `join`: the server closes next).
+   * @param {ClosedMsg|ErrorMsg} msg
+   */
+  handleFinal(msg) {
+    if (msg.type === 'closed') {
+      this.teardown();
+      this.resumeToken = null;
+      this.setState('closed');
+      this.emit('closed', { reason: msg.reason });
+      return;
+    }
+    const fatal = !RETRYABLE_JOIN_ERRORS.has(msg.code);
+    if (fatal) {
+      this.teardown();
+      this.resumeToken = null;
+      this.setState('failed');
+    }
+    // Not fatal: the close that follows schedules a retry with backoff.
+    this.emit('server_error', { code: msg.code, message: msg.message, fatal });
+  }
+
+  /**
    * @param {ServerMsg} msg
    * @param {number} gen
    */
   async handle(msg, gen) {
     switch (msg.type) {
+      case 'lobby_waiting':
+        this.setState('lobby');
+        this.emit('lobby', {});
+        break;
       case 'welcome': {
         const resumed = this.participantId !== null && this.participantId === msg.participant_id;
         this.participantId = msg.participant_id;
         this.resumeToken = msg.resume;
         this.attempt = 0;
+        this.moderator = !!msg.moderator;
+        this.settings = { ...DEFAULT_SETTINGS, ...msg.settings };
         this.createPc(gen);
         this.setState('joined');
         this.emit('welcome', { msg, resumed });
+        this.emit('settings', { settings: this.settings });
+        this.emit('role', { moderator: this.moderator });
         this.send({ type: 'media_state', audio: this.mediaState.audio, video: this.mediaState.video });
         // Offer once `subscriptions` arrives (it follows welcome); if it does not, offer anyway.
         setTimeout(() => {
@@ -372,13 +520,33 @@ export class Connection extends EventTarget {
       case 'relay':
         this.emit('relay', { from: msg.from, data: msg.data });
         break;
+      case 'knock':
+        this.emit('knock', { id: msg.knock_id, name: msg.name, sealedName: msg.sealed_name ?? null });
+        break;
+      case 'knock_resolved':
+        this.emit('knock_resolved', { id: msg.knock_id });
+        break;
+      case 'settings':
+        this.settings = { ...DEFAULT_SETTINGS, ...msg.settings };
+        this.emit('settings', { settings: this.settings });
+        break;
+      case 'role':
+        this.moderator = !!msg.moderator;
+        this.emit('role', { moderator: this.moderator });
+        break;
+      case 'moderated':
+        this.emit('moderated', { action: msg.action });
+        break;
+      case 'closed':
+        this.handleFinal(msg);
+        break;
       case 'error': {
-        const fatal = FATAL_JOIN_ERRORS.has(msg.code) && this.state !== 'joined';
-        this.emit('server_error', { code: msg.code, message: msg.message, fatal });
-        if (fatal) {
-          this.teardown();
-          this.setState('failed');
-        } else if (msg.code === 'invalid_sdp') {
+        if (this.state !== 'joined') {
+          this.handleFinal(msg);
+          break;
+        }
+        this.emit('server_error', { code: msg.code, message: msg.message, fatal: false });
+        if (msg.code === 'invalid_sdp') {
           // Our offer was refused; let the next change trigger a new one.
           this.offerInFlight = false;
           if (this.pc && this.pc.signalingState === 'have-local-offer') {

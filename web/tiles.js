@@ -4,7 +4,7 @@
 // `data-participant="<participant id>"` containing a `<video>` that carries the participant's
 // video and audio tracks in one MediaStream; the local tile also has `data-local`.
 // `data-video` / `data-audio` = "on" | "off" mirror the participant's media_state, and the name is
-// in an element with class `name`.
+// in an element with class `name`. Moderators' tiles have `data-moderator` and a visible badge.
 
 import { ICONS } from './icons.js';
 
@@ -64,7 +64,11 @@ export class Tile {
     this.micIcon.setAttribute('aria-label', 'Microphone muted');
     this.nameEl = document.createElement('span');
     this.nameEl.className = 'name';
-    label.append(this.micIcon, this.nameEl);
+    this.modBadge = document.createElement('span');
+    this.modBadge.className = 'mod-badge';
+    this.modBadge.textContent = 'Moderator';
+    this.modBadge.hidden = true;
+    label.append(this.micIcon, this.nameEl, this.modBadge);
     this.el.append(this.video, this.placeholder, label);
     /** @type {MediaStreamTrack|null} */
     this.audioTrack = null;
@@ -83,6 +87,13 @@ export class Tile {
     this.nameEl.textContent = this.local ? `${name} (you)` : name;
     this.avatar.textContent = initials(name);
     this.el.setAttribute('aria-label', this.local ? `${name} (you)` : name);
+  }
+
+  /** @param {boolean} on */
+  setModerator(on) {
+    this.modBadge.hidden = !on;
+    if (on) this.el.dataset.moderator = '';
+    else delete this.el.dataset.moderator;
   }
 
   /**

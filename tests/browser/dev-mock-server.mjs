@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // Development stand-in for the Conclave server: serves web/ like the real server (`/`, `/<room>`
-// → index.html, `/assets/<file>`, `/healthz`) with a strict CSP, and speaks the signaling
-// protocol's membership part (join/welcome/subscriptions/participant_*/media_state/leave) without
-// any media (offers get no answer). Useful to work on the UI before / without the real server:
+// → index.html, `/assets/<path>`, `/healthz`) with a strict CSP, and speaks the signaling
+// protocol's membership and access-control part (join/welcome/subscriptions/participant_*/
+// media_state/leave; first joiner is moderator; password, lock, lobby with knocks (passing
+// `sealed_name` through), moderator commands; `relay` for end-to-end encryption) without any media
+// (offers get no answer). Useful to work on the UI before / without the real server:
 //   CONCLAVE_BIN=./dev-mock-server.mjs node --test prejoin.test.mjs
 // Accepts the real server's `--listen ADDR:PORT` (and ignores `--udp`).
 
@@ -26,22 +28,45 @@ const server = http.createServer(async (req, res) => {
   const url = new URL(req.url ?? '/', 'http://x');
   if (url.pathname === '/healthz') return void res.end('ok');
   let file = 'index.html';
-  if (url.pathname.startsWith('/assets/')) file = path.basename(url.pathname);
+  if (url.pathname.startsWith('/assets/')) {
+    // web/ files, one folder deep at most (e2ee/), nothing outside it.
+    const rel = url.pathname.slice('/assets/'.length);
+    if (!/^([A-Za-z0-9_-]+\/)?[A-Za-z0-9_-]+\.[a-z]+$/.test(rel)) {
+      res.writeHead(404).end('not found');
+      return;
+    }
+    file = rel;
+  }
   else if (!/^\/([A-Za-z0-9_-]{1,64})?\/?$/.test(url.pathname)) {
     res.writeHead(404).end('not found');
     return;
   }
   try {
     const body = await readFile(path.join(webDir, file));
-    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream', 'content-security-policy': CSP });
+    res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream', 'content-security-policy': CSP,
+      'referrer-policy': 'no-referrer', 'x-content-type-options': 'nosniff', 'permissions-policy': 'camera=(self), microphone=(self)' });
     res.end(body);
   } catch {
     res.writeHead(404).end('not found');
   }
 });
 
-/** @type {Map<string, Map<string, {id: string, name: string, audio: boolean, video: boolean, send: (m: object) => void}>>} */
+/**
+ * @typedef {{id: string, name: string, audio: boolean, video: boolean, moderator: boolean, send: (m: object) => void, end: () => void}} Member
+ * @typedef {{members: Map<string, Member>, locked: boolean, lobby: boolean, password: string|null, knocks: Map<string, {name: string, admit: () => void, deny: () => void}>}} Room
+ */
+/** @type {Map<string, Room>} */
 const rooms = new Map();
+let knockSeq = 0;
+
+/** @param {Member} m */
+const info = (m) => ({ id: m.id, name: m.name, audio: m.audio, video: m.video, moderator: m.moderator });
+/** @param {Room} r */
+const settings = (r) => ({ locked: r.locked, lobby: r.lobby, password: r.password !== null, persistent: false });
+/** @param {Room} r @param {object} m @param {string} [except] */
+const broadcast = (r, m, except) => { for (const p of r.members.values()) if (p.id !== except) p.send(m); };
+/** @param {Room} r @param {object} m */
+const toModerators = (r, m) => { for (const p of r.members.values()) if (p.moderator) p.send(m); };
 
 server.on('upgrade', (req, socket) => {
   if (!req.url?.startsWith('/ws')) return socket.destroy();
@@ -54,15 +79,139 @@ server.on('upgrade', (req, socket) => {
       : (() => { const b = Buffer.alloc(10); b[0] = 0x81; b[1] = 127; b.writeBigUInt64BE(BigInt(data.length), 2); return b; })();
     if (!socket.destroyed) socket.write(Buffer.concat([head, data]));
   };
+  const end = () => { if (!socket.destroyed) socket.end(Buffer.from([0x88, 0])); };
   let buf = Buffer.alloc(0);
   /** @type {null | {room: string, id: string}} */
   let me = null;
+  /** @type {null | {room: Room, id: string}} */
+  let knocking = null;
   const leave = () => {
+    if (knocking) {
+      knocking.room.knocks.delete(knocking.id);
+      toModerators(knocking.room, { type: 'knock_resolved', knock_id: knocking.id });
+      knocking = null;
+    }
     if (!me) return;
     const r = rooms.get(me.room);
-    r?.delete(me.id);
-    for (const p of r?.values() ?? []) p.send({ type: 'participant_left', participant_id: me.id });
+    r?.members.delete(me.id);
+    if (r) broadcast(r, { type: 'participant_left', participant_id: me.id });
     me = null;
+  };
+  /** @param {string} code @param {string} message */
+  const refuse = (code, message) => { send({ type: 'error', code, message }); end(); };
+  /** @param {string} roomName @param {Room} r @param {any} msg @param {boolean} moderator */
+  const enter = (roomName, r, msg, moderator) => {
+    const id = `p${randomBytes(4).toString('hex')}`;
+    /** @type {Member} */
+    const m = { id, name: msg.name, audio: true, video: true, moderator, send, end };
+    send({ type: 'welcome', version: 1, participant_id: id, resume: randomBytes(10).toString('hex'), room: roomName,
+      participants: [...r.members.values()].map(info), moderator, settings: settings(r) });
+    send({ type: 'subscriptions', slots: { audio: 0, video: 0 }, subscriptions: [] });
+    broadcast(r, { type: 'participant_joined', participant: info(m) });
+    r.members.set(id, m);
+    me = { room: roomName, id };
+  };
+  /** @param {any} msg */
+  const handle = (msg) => {
+    if (msg.type === 'join') {
+      if (!/^[A-Za-z0-9_-]{1,64}$/.test(msg.room)) return refuse('invalid_room', 'bad room');
+      if (!msg.name || msg.name.length > 64) return refuse('invalid_name', 'display name must be 1 to 64 characters');
+      // The mock has no keys: every token is one it cannot verify.
+      if (msg.token) return refuse('invalid_token', 'the join token could not be verified');
+      let r = rooms.get(msg.room);
+      const first = !r || r.members.size === 0;
+      if (!r) {
+        r = { members: new Map(), locked: false, lobby: false, password: null, knocks: new Map() };
+        rooms.set(msg.room, r);
+      }
+      // Mock convention: rooms named `hostonly-*` need a host (display name "Host") to open them.
+      if (first && msg.room.startsWith('hostonly-') && msg.name !== 'Host') return refuse('host_required', 'a host must open this room');
+      if (first) return enter(msg.room, r, msg, true);
+      if (r.locked) return refuse('room_locked', 'the room is locked');
+      if (r.password !== null) {
+        if (!msg.password) return refuse('password_required', 'this room needs a password');
+        if (msg.password !== r.password) return refuse('wrong_password', 'wrong password');
+      }
+      if (r.lobby) {
+        const kid = `k${++knockSeq}`;
+        const room = r;
+        knocking = { room, id: kid };
+        const resolve = () => { room.knocks.delete(kid); knocking = null; toModerators(room, { type: 'knock_resolved', knock_id: kid }); };
+        room.knocks.set(kid, {
+          name: msg.name,
+          admit: () => { resolve(); enter(msg.room, room, msg, false); },
+          deny: () => { resolve(); send({ type: 'closed', reason: 'denied' }); end(); },
+        });
+        send({ type: 'lobby_waiting' });
+        toModerators(room, { type: 'knock', knock_id: kid, name: msg.name, ...(msg.sealed_name ? { sealed_name: msg.sealed_name } : {}) });
+        return;
+      }
+      return enter(msg.room, r, msg, false);
+    }
+    if (!me) return send({ type: 'error', code: 'not_joined', message: 'join first' });
+    const r = /** @type {Room} */ (rooms.get(me.room));
+    const self = /** @type {Member} */ (r.members.get(me.id));
+    if (msg.type === 'media_state') {
+      self.audio = msg.audio;
+      self.video = msg.video;
+      broadcast(r, { type: 'participant_updated', participant: info(self) }, self.id);
+      return;
+    }
+    if (msg.type === 'leave') return leave();
+    if (msg.type === 'offer') return; // no media in the mock: offers get no answer
+    if (msg.type === 'relay') {
+      // Opaque end-to-end encrypted blobs, to one participant or to everyone else.
+      if (typeof msg.data !== 'string') return send({ type: 'error', code: 'bad_message', message: 'relay without data' });
+      const out = { type: 'relay', from: self.id, data: msg.data };
+      if (msg.to) {
+        const to = r.members.get(msg.to);
+        if (!to) return send({ type: 'error', code: 'unknown_participant', message: 'no such participant' });
+        to.send(out);
+      } else {
+        broadcast(r, out, self.id);
+      }
+      return;
+    }
+    const commands = ['mute', 'mute_all', 'stop_video', 'remove', 'set_moderator', 'lock', 'set_lobby', 'set_password', 'admit', 'deny', 'end_meeting'];
+    if (!commands.includes(msg.type)) return send({ type: 'error', code: 'bad_message', message: `unknown type ${msg.type}` });
+    if (!self.moderator) return send({ type: 'error', code: 'not_moderator', message: 'only moderators can do that' });
+    const target = msg.participant_id ? r.members.get(msg.participant_id) : undefined;
+    if (msg.participant_id && !target) return send({ type: 'error', code: 'unknown_participant', message: 'no such participant' });
+    const knock = msg.knock_id ? r.knocks.get(msg.knock_id) : undefined;
+    if (msg.knock_id && !knock) return send({ type: 'error', code: 'unknown_participant', message: 'no such knock' });
+    const update = (/** @type {Member} */ m) => broadcast(r, { type: 'participant_updated', participant: info(m) });
+    const changed = () => broadcast(r, { type: 'settings', settings: settings(r) });
+    switch (msg.type) {
+      case 'mute':
+        if (target) { target.audio = false; target.send({ type: 'moderated', action: 'muted' }); update(target); }
+        break;
+      case 'mute_all':
+        for (const m of r.members.values()) if (!m.moderator) { m.audio = false; m.send({ type: 'moderated', action: 'muted' }); update(m); }
+        break;
+      case 'stop_video':
+        if (target) { target.video = false; target.send({ type: 'moderated', action: 'video_stopped' }); update(target); }
+        break;
+      case 'remove':
+        if (target) {
+          r.members.delete(target.id);
+          target.send({ type: 'closed', reason: 'removed' });
+          target.end();
+          broadcast(r, { type: 'participant_left', participant_id: target.id });
+        }
+        break;
+      case 'set_moderator':
+        if (target) { target.moderator = !!msg.moderator; target.send({ type: 'role', moderator: target.moderator }); update(target); }
+        break;
+      case 'lock': r.locked = !!msg.locked; changed(); break;
+      case 'set_lobby': r.lobby = !!msg.enabled; changed(); break;
+      case 'set_password': r.password = msg.password || null; changed(); break;
+      case 'admit': knock?.admit(); break;
+      case 'deny': knock?.deny(); break;
+      case 'end_meeting':
+        for (const m of [...r.members.values()]) { m.send({ type: 'closed', reason: 'meeting_ended' }); m.end(); }
+        r.members.clear();
+        break;
+    }
   };
   socket.on('data', (chunk) => {
     buf = Buffer.concat([buf, chunk]);
@@ -82,28 +231,7 @@ server.on('upgrade', (req, socket) => {
       if (op !== 1) continue;
       let msg;
       try { msg = JSON.parse(payload.toString()); } catch { send({ type: 'error', code: 'bad_message', message: 'not JSON' }); continue; }
-      if (msg.type === 'join') {
-        if (!/^[A-Za-z0-9_-]{1,64}$/.test(msg.room)) { send({ type: 'error', code: 'invalid_room', message: 'bad room' }); socket.end(); return; }
-        if (!msg.name || msg.name.length > 64) { send({ type: 'error', code: 'invalid_name', message: 'display name must be 1 to 64 characters' }); socket.end(); return; }
-        const id = `p${randomBytes(4).toString('hex')}`;
-        const r = rooms.get(msg.room) ?? new Map();
-        rooms.set(msg.room, r);
-        const info = { id, name: msg.name, audio: true, video: true };
-        send({ type: 'welcome', version: 1, participant_id: id, resume: randomBytes(10).toString('hex'), room: msg.room,
-          participants: [...r.values()].map(({ send: _s, ...p }) => p) });
-        send({ type: 'subscriptions', slots: { audio: 0, video: 0 }, subscriptions: [] });
-        for (const p of r.values()) p.send({ type: 'participant_joined', participant: info });
-        r.set(id, { ...info, send });
-        me = { room: msg.room, id };
-      } else if (msg.type === 'media_state' && me) {
-        const self = rooms.get(me.room)?.get(me.id);
-        if (self) { self.audio = msg.audio; self.video = msg.video; }
-        for (const p of rooms.get(me.room)?.values() ?? []) {
-          if (p.id !== me.id) p.send({ type: 'participant_updated', participant: { id: me.id, name: self?.name, audio: msg.audio, video: msg.video } });
-        }
-      } else if (msg.type === 'leave') {
-        leave();
-      }
+      handle(msg);
     }
   });
   socket.on('close', leave);

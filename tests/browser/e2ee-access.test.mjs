@@ -27,7 +27,7 @@ test('a bare link knocks; a member admits; the knocker gets the key and the medi
     await poll(() => kim.page.evaluate(() => document.getElementById('e2ee-btn')?.dataset.status === 'knocking'), { what: 'Kim knocks' });
     assert.match(await kim.page.textContent('#e2ee-alert') ?? '', /no meeting key/);
 
-    const prompt = alice.page.locator('.knock');
+    const prompt = alice.page.locator('.key-request');
     await poll(() => prompt.isVisible(), { what: 'Alice sees the knock' });
     assert.match(await prompt.innerText(), /Kim/);
     await prompt.getByRole('button', { name: 'Admit' }).click();

@@ -2,7 +2,8 @@
 // Chromium through playwright-core (never a downloaded browser), poll for conditions.
 
 import { spawn } from 'node:child_process';
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { createWriteStream, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import net from 'node:net';
 import dgram from 'node:dgram';
 import path from 'node:path';
@@ -31,6 +32,12 @@ export const BASE_ARGS = [
 export const FAKE_UI = '--use-fake-ui-for-media-stream';
 
 export { sleep };
+
+/**
+ * `CONCLAVE_NO_MEDIA=1`: the server carries no media (dev-mock-server.mjs); tests skip their
+ * audio/video assertions and check only what the pages show.
+ */
+export const NO_MEDIA = process.env.CONCLAVE_NO_MEDIA === '1';
 
 /** @returns {Promise<number>} a free TCP port on 127.0.0.1 */
 export function freeTcpPort() {
@@ -94,11 +101,12 @@ export async function poll(fn, { timeout = 30000, interval = 250, what = 'condit
 
 /**
  * Start the Conclave server on free loopback ports; resolves when /healthz answers 200.
- * Its output goes to a log file, not the console. `bin` and `env` override the binary and add
- * environment variables (the end-to-end encryption proof runs a tap build).
- * @param {{bin?: string, env?: Record<string, string>}} [opts]
+ * Its output goes to a log file, not the console.
+ * @param {{bin?: string, args?: string[], env?: Record<string, string>}} [opts] another server binary
+ *   (the end-to-end encryption proof runs a tap build), extra command-line arguments and
+ *   environment (e.g. `--adhoc-rooms hosts`, `CONCLAVE_JWT_SECRET`)
  */
-export async function startServer({ bin: binOpt, env: extraEnv = {} } = {}) {
+export async function startServer({ bin: binOpt, args: extraArgs = /** @type {string[]} */ ([]), env = {} } = {}) {
   const bin = path.resolve(here, binOpt ?? process.env.CONCLAVE_BIN ?? '../../target/debug/conclave');
   const port = await freeTcpPort();
   const udp = await freeUdpPort();
@@ -106,10 +114,12 @@ export async function startServer({ bin: binOpt, env: extraEnv = {} } = {}) {
   mkdirSync(logDir, { recursive: true });
   const logFile = path.join(logDir, `server-${Date.now()}-${port}.log`);
   const log = createWriteStream(logFile);
-  const args = ['--listen', `127.0.0.1:${port}`, '--udp', `127.0.0.1:${udp}`];
+  const args = ['--listen', `127.0.0.1:${port}`, '--udp', `127.0.0.1:${udp}`, ...extraArgs];
+  // Stored data (persistent rooms) in a fresh temporary directory, never in the working tree.
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'conclave-e2e-'));
   const proc = spawn(bin, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { RUST_LOG: 'info', ...process.env, ...extraEnv },
+    env: { RUST_LOG: 'info', CONCLAVE_DATA_DIR: dataDir, ...process.env, ...env },
   });
   proc.stdout.pipe(log);
   proc.stderr.pipe(log);
@@ -137,13 +147,17 @@ export async function startServer({ bin: binOpt, env: extraEnv = {} } = {}) {
     udp,
     logFile,
     async stop() {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      if (proc.exitCode !== null || proc.signalCode !== null) {
+        rmSync(dataDir, { recursive: true, force: true });
+        return;
+      }
       const gone = new Promise((r) => proc.once('exit', r));
       proc.kill('SIGTERM');
       const t = setTimeout(() => proc.kill('SIGKILL'), 3000);
       await gone;
       clearTimeout(t);
       log.end();
+      rmSync(dataDir, { recursive: true, force: true });
     },
   };
 }
@@ -244,4 +258,68 @@ export function inboundAudio(page) {
     });
     return out;
   });
+}
+
+/**
+ * Wait until `document.body.dataset.state` is `state`.
+ * @param {import('playwright-core').Page} page
+ * @param {string} state
+ * @param {string} who
+ * @param {number} [timeout]
+ */
+export function waitState(page, state, who, timeout = 30000) {
+  return poll(() => page.evaluate((s) => document.body.dataset.state === s, state), {
+    timeout,
+    what: `${who}: state ${state}`,
+  });
+}
+
+/**
+ * The participant id of the page's own connection, once known.
+ * @param {import('playwright-core').Page} page
+ * @param {string} who
+ * @returns {Promise<string>}
+ */
+export function participantId(page, who) {
+  return poll(() => page.evaluate(() => /** @type {any} */ (window).conclave.participantId), {
+    what: `${who}: participant id`,
+  });
+}
+
+/**
+ * Video of participant `id` on `page` is playing (frames rising over ~1 s).
+ * @param {import('playwright-core').Page} page
+ * @param {string} id
+ */
+export async function playing(page, id) {
+  const a = (await remoteTiles(page)).find((t) => t.id === id);
+  await sleep(1000);
+  const b = (await remoteTiles(page)).find((t) => t.id === id);
+  return !!a && !!b && b.width > 0 && b.frames > a.frames && b.video === 'on';
+}
+
+/**
+ * Record the `type` of every signaling message the page receives (and the frames it sends).
+ * @param {import('playwright-core').Page} page
+ */
+export function recordSignaling(page) {
+  /** @type {{received: string[], sent: any[]}} */
+  const log = { received: [], sent: [] };
+  page.on('websocket', (ws) => {
+    ws.on('framereceived', (f) => {
+      try {
+        log.received.push(JSON.parse(String(f.payload)).type);
+      } catch {
+        log.received.push('<non-json>');
+      }
+    });
+    ws.on('framesent', (f) => {
+      try {
+        log.sent.push(JSON.parse(String(f.payload)));
+      } catch {
+        /* ignore */
+      }
+    });
+  });
+  return log;
 }

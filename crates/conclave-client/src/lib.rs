@@ -69,6 +69,9 @@ pub struct ParticipantConfig {
     /// downlink; the seed makes the pattern repeatable.
     pub drop_incoming: f64,
     pub seed: u64,
+    /// Room or moderator password, and join token, sent in `join`.
+    pub password: Option<String>,
+    pub token: Option<String>,
 }
 
 impl ParticipantConfig {
@@ -85,6 +88,8 @@ impl ParticipantConfig {
             duration: Duration::from_secs(3),
             drop_incoming: 0.0,
             seed: 1,
+            password: None,
+            token: None,
         }
     }
 }
@@ -143,6 +148,9 @@ pub async fn run_participant(cfg: ParticipantConfig) -> Result<Report, ClientErr
         room: cfg.room.clone(),
         name: cfg.name.clone(),
         resume: None,
+        password: cfg.password.clone(),
+        token: cfg.token.clone(),
+        sealed_name: None,
     };
     ws.send(Message::text(
         serde_json::to_string(&join).expect("serializes"),
@@ -316,6 +324,9 @@ impl State {
                     .take()
                     .ok_or_else(|| ClientError::Protocol("answer without offer".into()))?;
                 rtc.sdp_api().accept_answer(pending, answer)?;
+            }
+            ServerMessage::Closed { reason } => {
+                return Err(ClientError::Refused(format!("closed: {reason:?}")));
             }
             ServerMessage::Error { code, message } => {
                 return Err(ClientError::Refused(format!("{code:?}: {message}")));

@@ -18,6 +18,9 @@ pub use validate::{NameError, RoomNameError, validate_display_name, validate_roo
 /// Version of this protocol. The client sends it in `join`; a mismatch is refused.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// Longest `join.sealed_name`.
+pub const MAX_SEALED_NAME_CHARS: usize = 1024;
+
 /// Largest inbound WebSocket message the server accepts, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
@@ -60,6 +63,17 @@ pub enum ClientMessage {
         /// dropped connection.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume: Option<String>,
+        /// Room password, or a persistent room's moderator password.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password: Option<String>,
+        /// Signed join token (JWT) from an identity provider or learning platform.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        /// The display name encrypted with a key from the room secret (end-to-end encryption),
+        /// at most [`MAX_SEALED_NAME_CHARS`]. The server passes it to moderators in `knock`
+        /// without reading it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sealed_name: Option<String>,
     },
     /// An SDP offer: the client's sending tracks plus its `recvonly` receive slots.
     Offer { sdp: String },
@@ -76,6 +90,33 @@ pub enum ClientMessage {
         /// At most [`MAX_RELAY_BYTES`].
         data: String,
     },
+
+    // Moderator commands. A participant who is not a moderator gets `error` `not_moderator`.
+    /// Stop forwarding this participant's microphone until they unmute themselves.
+    Mute { participant_id: ParticipantId },
+    /// Mute everyone except moderators.
+    MuteAll,
+    /// Stop forwarding this participant's camera until they turn it on again themselves.
+    StopVideo { participant_id: ParticipantId },
+    /// Remove this participant; their session cannot rejoin.
+    Remove { participant_id: ParticipantId },
+    /// Grant or revoke the moderator role.
+    SetModerator {
+        participant_id: ParticipantId,
+        moderator: bool,
+    },
+    /// Lock the room: nobody new may join (moderators with a password or token still can).
+    Lock { locked: bool },
+    /// Turn the lobby on or off.
+    SetLobby { enabled: bool },
+    /// Set (`Some`) or clear (`null`) the room password.
+    SetPassword { password: Option<String> },
+    /// Let a waiting knocker in.
+    Admit { knock_id: String },
+    /// Turn a waiting knocker away.
+    Deny { knock_id: String },
+    /// End the meeting for everyone.
+    EndMeeting,
 }
 
 /// Messages the server sends.
@@ -91,7 +132,32 @@ pub enum ServerMessage {
         room: String,
         /// Everyone else already in the room.
         participants: Vec<ParticipantInfo>,
+        /// Whether this participant is a moderator.
+        moderator: bool,
+        settings: RoomSettings,
     },
+    /// The lobby is on: the join is waiting for a moderator. Nothing about the meeting is sent
+    /// until `welcome` (admitted) or `closed` with reason `denied`.
+    LobbyWaiting,
+    /// To moderators: someone is waiting in the lobby.
+    Knock {
+        knock_id: String,
+        name: String,
+        /// The knocker's encrypted name, when it has the room secret.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sealed_name: Option<String>,
+    },
+    /// To moderators: a knock was answered (by anyone) or withdrawn.
+    KnockResolved { knock_id: String },
+    /// The room's settings changed.
+    Settings { settings: RoomSettings },
+    /// This participant's own role changed.
+    Role { moderator: bool },
+    /// A moderator muted this participant's microphone or stopped their camera; the server no
+    /// longer forwards it until the participant turns it on again.
+    Moderated { action: ModeratedAction },
+    /// This participant is out of the room; the connection closes next.
+    Closed { reason: ClosedReason },
     /// SDP answer to the client's last offer.
     Answer { sdp: String },
     /// Someone entered the room (or came back after a reconnection with a new identity).
@@ -124,6 +190,39 @@ pub struct ParticipantInfo {
     pub audio: bool,
     /// Camera on.
     pub video: bool,
+    #[serde(default)]
+    pub moderator: bool,
+}
+
+/// Room settings every participant may see.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSettings {
+    pub locked: bool,
+    pub lobby: bool,
+    /// A password is needed to join.
+    pub password: bool,
+    /// Kept in storage between meetings.
+    pub persistent: bool,
+}
+
+/// What a moderator did to this participant's media.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModeratedAction {
+    Muted,
+    VideoStopped,
+}
+
+/// Why a participant is out of the room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClosedReason {
+    /// A moderator removed them.
+    Removed,
+    /// A moderator ended the meeting for everyone.
+    MeetingEnded,
+    /// A moderator turned their knock away.
+    Denied,
 }
 
 /// Number of receive slots per kind.
@@ -164,6 +263,26 @@ pub enum ErrorCode {
     RoomFull,
     /// The server is shutting down or overloaded.
     Unavailable,
+    /// The room is locked.
+    RoomLocked,
+    /// The room needs a password and none was given.
+    PasswordRequired,
+    /// The password is wrong.
+    WrongPassword,
+    /// Too many wrong passwords or knocks: wait before trying again.
+    TooManyAttempts,
+    /// The join token is invalid, expired, or for another room.
+    InvalidToken,
+    /// Only an authenticated host may open this room, and none is here yet.
+    HostRequired,
+    /// A moderator command from a participant who is not a moderator.
+    NotModerator,
+    /// No such participant or knock in this room.
+    UnknownParticipant,
+    /// This session was removed from the room and cannot come back.
+    Removed,
+    /// Too many people are waiting in the lobby.
+    LobbyFull,
 }
 
 impl ClientMessage {
@@ -193,6 +312,9 @@ mod tests {
             room: "standup".into(),
             name: "Alice".into(),
             resume: None,
+            password: None,
+            token: None,
+            sealed_name: None,
         };
         let s = serde_json::to_string(&m).unwrap();
         assert_eq!(

@@ -33,9 +33,26 @@ fn client_examples_parse_and_cover_every_message() {
             type_of(e)
         })
         .collect();
-    let all: BTreeSet<String> = ["join", "offer", "media_state", "leave", "relay"]
-        .map(String::from)
-        .into();
+    let all: BTreeSet<String> = [
+        "join",
+        "offer",
+        "media_state",
+        "leave",
+        "mute",
+        "mute_all",
+        "stop_video",
+        "remove",
+        "set_moderator",
+        "lock",
+        "set_lobby",
+        "set_password",
+        "admit",
+        "deny",
+        "end_meeting",
+        "relay",
+    ]
+    .map(String::from)
+    .into();
     assert_eq!(seen, all);
 }
 
@@ -63,6 +80,13 @@ fn server_examples_parse_and_cover_every_message() {
         "participant_left",
         "error",
         "relay",
+        "lobby_waiting",
+        "knock",
+        "knock_resolved",
+        "settings",
+        "role",
+        "moderated",
+        "closed",
     ]
     .map(String::from)
     .into();

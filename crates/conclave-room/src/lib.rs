@@ -18,9 +18,14 @@
 
 pub mod codec;
 mod mid;
+mod moderation;
 pub mod munger;
 mod room;
 
 pub use mid::Mid;
+pub use moderation::{ModerationError, ModeratorCommand};
 pub use munger::SeqTs;
-pub use room::{Forward, JoinError, JoinRequest, Joined, Output, PacketIn, Pid, Room, RoomConfig};
+pub use room::{
+    Access, Forward, JoinError, JoinRequest, Joined, Output, PacketIn, Pid, Room, RoomConfig,
+    StoredSettings,
+};

@@ -1,10 +1,11 @@
 //! Room membership, track-to-slot assignment, keyframe requests and RTP renumbering.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use conclave_proto::{
-    Kind, PROTOCOL_VERSION, ParticipantId, ParticipantInfo, ServerMessage, SlotCounts, Subscription,
+    Kind, PROTOCOL_VERSION, ParticipantId, ParticipantInfo, RoomSettings, ServerMessage,
+    SlotCounts, Subscription,
 };
 use thiserror::Error;
 
@@ -29,6 +30,10 @@ pub struct RoomConfig {
     pub keyframe_interval: Duration,
     /// Most participants in one room.
     pub max_participants: usize,
+    /// Most joiners waiting in the lobby at once; more are refused (`lobby_full`).
+    pub max_knocks: usize,
+    /// Only a participant with a valid join token may open a room that is not persistent.
+    pub adhoc_requires_host: bool,
 }
 
 impl Default for RoomConfig {
@@ -37,6 +42,8 @@ impl Default for RoomConfig {
             reconnect_grace: Duration::from_secs(30),
             keyframe_interval: Duration::from_millis(500),
             max_participants: 500,
+            max_knocks: 50,
+            adhoc_requires_host: false,
         }
     }
 }
@@ -48,8 +55,17 @@ pub enum Output {
     Signal { to: Pid, msg: ServerMessage },
     /// Ask the publisher of this track for a keyframe (PLI).
     RequestKeyframe { publisher: Pid, mid: Mid },
-    /// The participant is gone from the room: drop its transport and connection.
+    /// The participant is in the meeting (joined, or admitted from the lobby): create its
+    /// media transport.
+    Admitted { pid: Pid },
+    /// The participant is gone from the room (or its knock ended): drop its transport and
+    /// connection.
     Removed { pid: Pid },
+    /// A persistent room's settings changed: save them.
+    SaveSettings {
+        lobby: bool,
+        password_hash: Option<String>,
+    },
 }
 
 /// An incoming RTP packet, reduced to what forwarding decisions need.
@@ -80,6 +96,28 @@ pub struct JoinRequest {
     /// Token from an earlier `welcome`, to come back as the same participant.
     pub resume: Option<String>,
     pub name: String,
+    /// Encrypted display name, shown only to moderators' clients in a knock.
+    pub sealed_name: Option<String>,
+    /// What the joiner proved before reaching the room.
+    pub access: Access,
+}
+
+/// What a joiner proved; checked by the caller (passwords, tokens), judged by the room.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    /// A moderator token, or a persistent room's moderator password.
+    pub moderator: bool,
+    /// Holds a valid join token.
+    pub host: bool,
+    /// The room password hash the joiner's password was verified against, if it was.
+    pub password_hash: Option<String>,
+}
+
+/// A room's stored settings, used when the room is created.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoredSettings {
+    pub lobby: bool,
+    pub password_hash: Option<String>,
 }
 
 /// A successful join.
@@ -89,36 +127,59 @@ pub struct Joined {
     pub id: ParticipantId,
     /// An existing participant came back; its old transport must be replaced.
     pub resumed: bool,
+    /// Waiting in the lobby: not in the meeting until admitted.
+    pub waiting: bool,
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum JoinError {
     #[error("the room is full")]
     Full,
+    #[error("this meeting is locked")]
+    Locked,
+    #[error("this meeting needs a password")]
+    PasswordRequired,
+    #[error("the password is wrong")]
+    WrongPassword,
+    #[error("only an authenticated host can open this meeting")]
+    HostRequired,
+    #[error("you were removed from this meeting")]
+    Removed,
+    #[error("too many people are waiting in the lobby")]
+    LobbyFull,
 }
 
 #[derive(Debug)]
-struct Participant {
-    id: ParticipantId,
-    name: String,
-    audio: bool,
-    video: bool,
-    resume_token: String,
+pub(crate) struct Participant {
+    pub(crate) id: ParticipantId,
+    pub(crate) name: String,
+    pub(crate) audio: bool,
+    pub(crate) video: bool,
+    pub(crate) resume_token: String,
     /// When the signaling connection dropped, if it has.
     lost_at: Option<Instant>,
     /// Receive slots in the order the client offered them; only appended or cleared.
     slots: Vec<Slot>,
     /// The last `subscriptions` message sent, to send only changes.
     last_subscriptions: Option<ServerMessage>,
+    pub(crate) moderator: bool,
+    /// False while knocking in the lobby: such a participant is told nothing about the meeting.
+    pub(crate) admitted: bool,
+    /// A moderator muted the microphone / stopped the camera: not forwarded until the
+    /// participant turns it on again.
+    pub(crate) audio_blocked: bool,
+    pub(crate) video_blocked: bool,
+    pub(crate) sealed_name: Option<String>,
 }
 
 impl Participant {
-    fn info(&self) -> ParticipantInfo {
+    pub(crate) fn info(&self) -> ParticipantInfo {
         ParticipantInfo {
             id: self.id.clone(),
             name: self.name.clone(),
             audio: self.audio,
             video: self.video,
+            moderator: self.moderator,
         }
     }
 }
@@ -133,11 +194,13 @@ struct Slot {
     waiting_keyframe: bool,
 }
 
-type TrackKey = (Pid, Mid);
+pub(crate) type TrackKey = (Pid, Mid);
 
 #[derive(Debug)]
-struct Track {
-    kind: Kind,
+pub(crate) struct Track {
+    pub(crate) kind: Kind,
+    /// A moderator stopped this track; nothing is forwarded.
+    pub(crate) blocked: bool,
     /// Subscriber and index of its slot.
     subscribers: Vec<(Pid, usize)>,
     last_keyframe_request: Option<Instant>,
@@ -148,17 +211,33 @@ struct Track {
 pub struct Room {
     name: String,
     config: RoomConfig,
+    pub(crate) settings: Settings,
+    /// Resume tokens of removed participants: that session cannot come back.
+    pub(crate) banned: HashSet<String>,
     next_pid: u32,
-    participants: BTreeMap<Pid, Participant>,
-    tracks: HashMap<TrackKey, Track>,
-    outputs: VecDeque<Output>,
+    pub(crate) participants: BTreeMap<Pid, Participant>,
+    pub(crate) tracks: HashMap<TrackKey, Track>,
+    pub(crate) outputs: VecDeque<Output>,
 }
 
 impl Room {
-    pub fn new(name: impl Into<String>, config: RoomConfig) -> Self {
+    /// `stored`: the settings of a persistent room, `None` for an ad-hoc one.
+    pub fn new(
+        name: impl Into<String>,
+        config: RoomConfig,
+        stored: Option<StoredSettings>,
+    ) -> Self {
+        let settings = Settings {
+            locked: false,
+            lobby: stored.as_ref().is_some_and(|s| s.lobby),
+            password_hash: stored.as_ref().and_then(|s| s.password_hash.clone()),
+            persistent: stored.is_some(),
+        };
         Self {
             name: name.into(),
             config,
+            settings,
+            banned: HashSet::new(),
             next_pid: 1,
             participants: BTreeMap::new(),
             tracks: HashMap::new(),
@@ -169,6 +248,11 @@ impl Room {
     /// No participants left: the room can be dropped.
     pub fn is_empty(&self) -> bool {
         self.participants.is_empty()
+    }
+
+    /// The room password's hash, if it has one.
+    pub fn password_hash(&self) -> Option<&str> {
+        self.settings.password_hash.as_deref()
     }
 
     pub fn participant_count(&self) -> usize {
@@ -188,35 +272,56 @@ impl Room {
     /// `participant_joined` to the others.
     pub fn join(&mut self, now: Instant, req: JoinRequest) -> Result<Joined, JoinError> {
         if let Some(token) = &req.resume {
+            if self
+                .banned
+                .iter()
+                .any(|b| constant_time_eq(b.as_bytes(), token.as_bytes()))
+            {
+                return Err(JoinError::Removed);
+            }
             let found = self
                 .participants
                 .iter()
                 .find(|(_, p)| constant_time_eq(p.resume_token.as_bytes(), token.as_bytes()))
                 .map(|(pid, _)| *pid);
             if let Some(pid) = found {
-                // The client comes back with a new peer connection: its old tracks and slots end.
-                self.clear_media(pid);
-                let p = self.participants.get_mut(&pid).expect("found above");
-                p.lost_at = None;
-                p.name = req.name;
-                p.last_subscriptions = None;
-                let id = p.id.clone();
-                let info = p.info();
-                self.welcome(pid);
-                self.broadcast_except(pid, ServerMessage::ParticipantUpdated { participant: info });
-                self.rebalance(now);
-                return Ok(Joined {
-                    pid,
-                    id,
-                    resumed: true,
-                });
+                return Ok(self.resume(now, pid, req.name));
             }
+        }
+        let moderator = req.access.moderator;
+        if self.participants.is_empty()
+            && !self.settings.persistent
+            && self.config.adhoc_requires_host
+            && !req.access.host
+        {
+            return Err(JoinError::HostRequired);
+        }
+        if !moderator {
+            if self.settings.locked {
+                return Err(JoinError::Locked);
+            }
+            if let Some(hash) = &self.settings.password_hash {
+                match &req.access.password_hash {
+                    None => return Err(JoinError::PasswordRequired),
+                    Some(h) if h != hash => return Err(JoinError::WrongPassword),
+                    Some(_) => {}
+                }
+            }
+        }
+        let waiting = self.settings.lobby && !moderator;
+        if waiting
+            && self.participants.values().filter(|p| !p.admitted).count() >= self.config.max_knocks
+        {
+            return Err(JoinError::LobbyFull);
         }
         if self.participants.len() >= self.config.max_participants {
             return Err(JoinError::Full);
         }
         let pid = Pid(self.next_pid);
         self.next_pid += 1;
+        // In an ad-hoc room the first participant leads; in a persistent one only those who
+        // proved it.
+        let first = !self.settings.persistent && !self.participants.values().any(|p| p.admitted);
         let participant = Participant {
             id: req.id.clone(),
             name: req.name,
@@ -226,17 +331,81 @@ impl Room {
             lost_at: None,
             slots: Vec::new(),
             last_subscriptions: None,
+            moderator: moderator || (first && !waiting),
+            admitted: false,
+            audio_blocked: false,
+            video_blocked: false,
+            sealed_name: req.sealed_name,
         };
-        let info = participant.info();
         self.participants.insert(pid, participant);
-        self.welcome(pid);
-        self.broadcast_except(pid, ServerMessage::ParticipantJoined { participant: info });
-        self.rebalance(now);
+        if waiting {
+            self.outputs.push_back(Output::Signal {
+                to: pid,
+                msg: ServerMessage::LobbyWaiting,
+            });
+            let knock = ServerMessage::Knock {
+                knock_id: knock_id(pid),
+                name: self.participants[&pid].name.clone(),
+                sealed_name: self.participants[&pid].sealed_name.clone(),
+            };
+            self.tell_moderators(knock);
+        } else {
+            self.admit(now, pid);
+        }
         Ok(Joined {
             pid,
             id: req.id,
             resumed: false,
+            waiting,
         })
+    }
+
+    fn resume(&mut self, now: Instant, pid: Pid, name: String) -> Joined {
+        // The client comes back with a new peer connection: its old tracks and slots end.
+        self.clear_media(pid);
+        let p = self.participants.get_mut(&pid).expect("caller found it");
+        p.lost_at = None;
+        p.name = name;
+        p.last_subscriptions = None;
+        let id = p.id.clone();
+        let waiting = !p.admitted;
+        if waiting {
+            self.outputs.push_back(Output::Signal {
+                to: pid,
+                msg: ServerMessage::LobbyWaiting,
+            });
+        } else {
+            let info = p.info();
+            self.outputs.push_back(Output::Admitted { pid });
+            self.welcome(pid);
+            self.broadcast_except(pid, ServerMessage::ParticipantUpdated { participant: info });
+            self.rebalance(now);
+        }
+        Joined {
+            pid,
+            id,
+            resumed: true,
+            waiting,
+        }
+    }
+
+    /// Bring a participant into the meeting: welcome it, tell the others.
+    pub(crate) fn admit(&mut self, now: Instant, pid: Pid) {
+        let Some(p) = self.participants.get_mut(&pid) else {
+            return;
+        };
+        if p.admitted {
+            return;
+        }
+        p.admitted = true;
+        let info = p.info();
+        self.outputs.push_back(Output::Admitted { pid });
+        self.welcome(pid);
+        if info.moderator {
+            self.send_knocks(pid);
+        }
+        self.broadcast_except(pid, ServerMessage::ParticipantJoined { participant: info });
+        self.rebalance(now);
     }
 
     fn welcome(&mut self, pid: Pid) {
@@ -249,9 +418,11 @@ impl Room {
             participants: self
                 .participants
                 .iter()
-                .filter(|(other, _)| **other != pid)
+                .filter(|(other, o)| **other != pid && o.admitted)
                 .map(|(_, o)| o.info())
                 .collect(),
+            moderator: p.moderator,
+            settings: self.settings.public(),
         };
         self.outputs.push_back(Output::Signal { to: pid, msg });
     }
@@ -263,8 +434,13 @@ impl Room {
 
     /// The participant's signaling connection dropped: keep it for the reconnect grace period.
     pub fn connection_lost(&mut self, now: Instant, pid: Pid) {
-        if let Some(p) = self.participants.get_mut(&pid) {
-            p.lost_at.get_or_insert(now);
+        match self.participants.get_mut(&pid) {
+            // A knock ends with its connection.
+            Some(p) if !p.admitted => self.remove(now, pid),
+            Some(p) => {
+                p.lost_at.get_or_insert(now);
+            }
+            None => {}
         }
     }
 
@@ -280,13 +456,38 @@ impl Room {
         let Some(p) = self.participants.get_mut(&pid) else {
             return;
         };
-        if (p.audio, p.video) == (audio, video) {
+        if !p.admitted || (p.audio, p.video) == (audio, video) {
             return;
         }
         p.audio = audio;
         p.video = video;
+        // Turning it on again is how a participant lifts a moderator's mute.
+        let unblock = [
+            (Kind::Audio, audio && p.audio_blocked),
+            (Kind::Video, video && p.video_blocked),
+        ];
+        if audio {
+            p.audio_blocked = false;
+        }
+        if video {
+            p.video_blocked = false;
+        }
         let info = p.info();
+        for (kind, lift) in unblock {
+            if lift {
+                self.set_blocked(pid, kind, false);
+            }
+        }
         self.broadcast_except(pid, ServerMessage::ParticipantUpdated { participant: info });
+    }
+
+    /// Block or unblock forwarding of a participant's tracks of one kind.
+    pub(crate) fn set_blocked(&mut self, pid: Pid, kind: Kind, blocked: bool) {
+        for ((owner, _), t) in self.tracks.iter_mut() {
+            if *owner == pid && t.kind == kind {
+                t.blocked = blocked;
+            }
+        }
     }
 
     /// After an offer was accepted: the participant's published tracks and receive slots, all of
@@ -301,6 +502,10 @@ impl Room {
         let Some(p) = self.participants.get_mut(&pid) else {
             return;
         };
+        if !p.admitted {
+            return;
+        }
+        let (audio_blocked, video_blocked) = (p.audio_blocked, p.video_blocked);
         for &(mid, kind) in slots {
             if !p.slots.iter().any(|s| s.mid == mid) {
                 p.slots.push(Slot::new(mid, kind));
@@ -318,6 +523,10 @@ impl Room {
         for &(mid, kind) in published {
             self.tracks.entry((pid, mid)).or_insert(Track {
                 kind,
+                blocked: match kind {
+                    Kind::Audio => audio_blocked,
+                    Kind::Video => video_blocked,
+                },
                 subscribers: Vec::new(),
                 last_keyframe_request: None,
             });
@@ -332,6 +541,9 @@ impl Room {
         let Some(track) = self.tracks.get(&(publisher, mid)) else {
             return;
         };
+        if track.blocked {
+            return;
+        }
         let input = SeqTs {
             seq: pkt.seq,
             ts: pkt.ts,
@@ -451,20 +663,92 @@ impl Room {
         });
     }
 
-    fn remove(&mut self, now: Instant, pid: Pid) {
+    pub(crate) fn remove(&mut self, now: Instant, pid: Pid) {
         if !self.participants.contains_key(&pid) {
             return;
         }
         self.clear_media(pid);
         let p = self.participants.remove(&pid).expect("checked above");
         self.outputs.push_back(Output::Removed { pid });
+        if !p.admitted {
+            self.tell_moderators(ServerMessage::KnockResolved {
+                knock_id: knock_id(pid),
+            });
+            return;
+        }
         self.broadcast_except(
             pid,
             ServerMessage::ParticipantLeft {
                 participant_id: p.id,
             },
         );
+        self.ensure_moderator(now);
         self.rebalance(now);
+    }
+
+    /// An ad-hoc room whose last moderator left passes the role to whoever has been there
+    /// longest, so lobby knocks and moderation never go unanswered.
+    fn ensure_moderator(&mut self, _now: Instant) {
+        if self.settings.persistent
+            || self
+                .participants
+                .values()
+                .any(|p| p.admitted && p.moderator)
+        {
+            return;
+        }
+        let Some((&pid, _)) = self.participants.iter().find(|(_, p)| p.admitted) else {
+            return;
+        };
+        self.set_moderator_role(pid, true);
+    }
+
+    pub(crate) fn set_moderator_role(&mut self, pid: Pid, moderator: bool) {
+        let Some(p) = self.participants.get_mut(&pid) else {
+            return;
+        };
+        if p.moderator == moderator {
+            return;
+        }
+        p.moderator = moderator;
+        let info = p.info();
+        self.outputs.push_back(Output::Signal {
+            to: pid,
+            msg: ServerMessage::Role { moderator },
+        });
+        self.broadcast_except(pid, ServerMessage::ParticipantUpdated { participant: info });
+        if moderator {
+            self.send_knocks(pid);
+        }
+    }
+
+    /// A new moderator sees who is waiting.
+    fn send_knocks(&mut self, to: Pid) {
+        let knocks: Vec<ServerMessage> = self
+            .participants
+            .iter()
+            .filter(|(_, k)| !k.admitted)
+            .map(|(kp, k)| ServerMessage::Knock {
+                knock_id: knock_id(*kp),
+                name: k.name.clone(),
+                sealed_name: k.sealed_name.clone(),
+            })
+            .collect();
+        for msg in knocks {
+            self.outputs.push_back(Output::Signal { to, msg });
+        }
+    }
+
+    /// Send to every admitted moderator.
+    pub(crate) fn tell_moderators(&mut self, msg: ServerMessage) {
+        for (pid, p) in &self.participants {
+            if p.admitted && p.moderator {
+                self.outputs.push_back(Output::Signal {
+                    to: *pid,
+                    msg: msg.clone(),
+                });
+            }
+        }
     }
 
     /// End all tracks the participant publishes and all its receive slots.
@@ -513,7 +797,7 @@ impl Room {
         for key in keys {
             let kind = self.tracks[&key].kind;
             for (pid, p) in self.participants.iter_mut() {
-                if *pid == key.0 || p.slots.iter().any(|s| s.track == Some(key)) {
+                if *pid == key.0 || !p.admitted || p.slots.iter().any(|s| s.track == Some(key)) {
                     continue;
                 }
                 let Some(idx) = p
@@ -537,7 +821,12 @@ impl Room {
                 }
             }
         }
-        let pids: Vec<Pid> = self.participants.keys().copied().collect();
+        let pids: Vec<Pid> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| p.admitted)
+            .map(|(pid, _)| *pid)
+            .collect();
         for pid in pids {
             self.send_subscriptions(pid);
         }
@@ -582,9 +871,10 @@ impl Room {
         }
     }
 
-    fn broadcast_except(&mut self, except: Pid, msg: ServerMessage) {
-        for pid in self.participants.keys() {
-            if *pid != except {
+    /// Send to every admitted participant but one (knockers learn nothing about the meeting).
+    pub(crate) fn broadcast_except(&mut self, except: Pid, msg: ServerMessage) {
+        for (pid, p) in &self.participants {
+            if *pid != except && p.admitted {
                 self.outputs.push_back(Output::Signal {
                     to: *pid,
                     msg: msg.clone(),
@@ -608,6 +898,31 @@ impl Slot {
             waiting_keyframe: false,
         }
     }
+}
+
+/// A room's live settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) locked: bool,
+    pub(crate) lobby: bool,
+    /// Opaque to the room: compared, never interpreted.
+    pub(crate) password_hash: Option<String>,
+    pub(crate) persistent: bool,
+}
+
+impl Settings {
+    pub(crate) fn public(&self) -> RoomSettings {
+        RoomSettings {
+            locked: self.locked,
+            lobby: self.lobby,
+            password: self.password_hash.is_some(),
+            persistent: self.persistent,
+        }
+    }
+}
+
+pub(crate) fn knock_id(pid: Pid) -> String {
+    format!("k{}", pid.0)
 }
 
 /// Compare secrets without leaking where they differ through timing.

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use conclave_proto::{ParticipantId, ServerMessage};
-use conclave_room::{JoinRequest, Output, Pid, Room, RoomConfig};
+use conclave_room::{Access, JoinRequest, Output, Pid, Room, RoomConfig};
 
 fn join(room: &mut Room, name: &str) -> Pid {
     let req = JoinRequest {
@@ -11,6 +11,8 @@ fn join(room: &mut Room, name: &str) -> Pid {
         resume_token: format!("token-{name}"),
         resume: None,
         name: "-".into(),
+        sealed_name: None,
+        access: Access::default(),
     };
     room.join(Instant::now(), req).unwrap().pid
 }
@@ -29,7 +31,7 @@ fn relays(room: &mut Room) -> Vec<(Pid, String, String)> {
 
 #[test]
 fn relay_targets_one_or_everyone_else() {
-    let mut room = Room::new("r", RoomConfig::default());
+    let mut room = Room::new("r", RoomConfig::default(), None);
     let a = join(&mut room, "a");
     let b = join(&mut room, "b");
     let c = join(&mut room, "c");
@@ -60,4 +62,26 @@ fn relay_targets_one_or_everyone_else() {
     room.relay(a, Some(&ParticipantId("id-c".into())), "x5".into());
     room.relay(c, None, "x6".into());
     assert!(relays(&mut room).is_empty());
+}
+
+#[test]
+fn knockers_neither_send_nor_receive_relays() {
+    let mut room = Room::new("r", RoomConfig::default(), None);
+    let a = join(&mut room, "a");
+    room.moderate(
+        Instant::now(),
+        a,
+        conclave_room::ModeratorCommand::SetLobby(true),
+    )
+    .unwrap();
+    let k = join(&mut room, "k");
+    relays(&mut room);
+    room.relay(a, None, "secret".into());
+    room.relay(a, Some(&ParticipantId("id-k".into())), "secret".into());
+    assert!(relays(&mut room).is_empty(), "nothing reaches the lobby");
+    room.relay(k, None, "spam".into());
+    assert!(
+        relays(&mut room).is_empty(),
+        "the lobby cannot speak to the meeting"
+    );
 }

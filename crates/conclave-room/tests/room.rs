@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use conclave_proto::{Kind, ParticipantId, ServerMessage, SlotCounts};
-use conclave_room::{Forward, JoinRequest, Mid, Output, PacketIn, Pid, Room, RoomConfig, SeqTs};
+use conclave_room::{
+    Access, Forward, JoinRequest, Mid, Output, PacketIn, Pid, Room, RoomConfig, SeqTs,
+};
 
 struct Harness {
     room: Room,
@@ -18,7 +20,7 @@ fn mid(s: &str) -> Mid {
 impl Harness {
     fn new() -> Self {
         Self {
-            room: Room::new("standup", RoomConfig::default()),
+            room: Room::new("standup", RoomConfig::default(), None),
             start: Instant::now(),
         }
     }
@@ -33,6 +35,8 @@ impl Harness {
             resume_token: format!("token-{name}"),
             resume: None,
             name: name.into(),
+            sealed_name: None,
+            access: Access::default(),
         };
         self.room.join(self.at(t), req).unwrap().pid
     }
@@ -261,6 +265,8 @@ fn dropped_connection_resumes_within_grace_or_expires() {
         resume_token: "fresh-token".into(),
         resume: Some("token-bob".into()),
         name: "bob".into(),
+        sealed_name: None,
+        access: Access::default(),
     };
     let joined = h.room.join(h.at(20_000), req).unwrap();
     assert!(joined.resumed);
@@ -283,6 +289,8 @@ fn dropped_connection_resumes_within_grace_or_expires() {
         resume_token: "t".into(),
         resume: Some("token-bobx".into()),
         name: "mallory".into(),
+        sealed_name: None,
+        access: Access::default(),
     };
     assert!(!h.room.join(h.at(20_200), req).unwrap().resumed);
 
@@ -321,12 +329,15 @@ fn full_room_refuses() {
             max_participants: 1,
             ..RoomConfig::default()
         },
+        None,
     );
     let req = |n: &str| JoinRequest {
         id: ParticipantId(n.into()),
         resume_token: n.into(),
         resume: None,
         name: n.into(),
+        sealed_name: None,
+        access: Access::default(),
     };
     room.join(Instant::now(), req("a")).unwrap();
     assert!(room.join(Instant::now(), req("b")).is_err());

@@ -1,13 +1,33 @@
 //! Command line: everything has a working default, so `conclave` alone starts a server.
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
 
 /// Conclave: self-hosted video meetings. Serves the web client, signaling and the media server.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "conclave", version, about)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Cmd>,
+
+    #[command(flatten)]
+    pub serve: ServeArgs,
+
+    /// Directory for stored data (persistent rooms). Created if missing.
+    #[arg(
+        long,
+        global = true,
+        default_value = "./conclave-data",
+        env = "CONCLAVE_DATA_DIR",
+        value_name = "DIR"
+    )]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
     /// Address for HTTP and WebSocket (the web client and signaling).
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
     pub listen: SocketAddr,
@@ -29,12 +49,103 @@ pub struct Cli {
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub reconnect_grace: u64,
 
+    /// Who may open a room that is not stored: `anyone`, or only `hosts` holding a valid join
+    /// token (others wait until a host is there).
+    #[arg(long, value_enum, default_value_t = AdhocRooms::Anyone, env = "CONCLAVE_ADHOC_ROOMS")]
+    pub adhoc_rooms: AdhocRooms,
+
+    /// Shared secret for HS256 join tokens (JWT). Prefer the environment variable: command lines
+    /// are visible to other users of the machine.
+    #[arg(
+        long,
+        env = "CONCLAVE_JWT_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub jwt_secret: Option<String>,
+
+    /// PEM public key for RS256 or ES256 join tokens.
+    #[arg(
+        long,
+        env = "CONCLAVE_JWT_PUBLIC_KEY",
+        value_name = "FILE",
+        conflicts_with = "jwt_secret"
+    )]
+    pub jwt_public_key: Option<PathBuf>,
+
+    /// Required `aud` claim of join tokens.
+    #[arg(long, env = "CONCLAVE_JWT_AUDIENCE", value_name = "AUD")]
+    pub jwt_audience: Option<String>,
+
+    /// Required `iss` claim of join tokens.
+    #[arg(long, env = "CONCLAVE_JWT_ISSUER", value_name = "ISS")]
+    pub jwt_issuer: Option<String>,
+
+    /// Origins allowed to embed Conclave in a frame (e.g. a learning platform), space-separated.
+    /// Default: no embedding.
+    #[arg(long, env = "CONCLAVE_FRAME_ANCESTORS", value_name = "ORIGINS")]
+    pub frame_ancestors: Option<String>,
+
     /// Log filter, e.g. `info` or `conclave=debug,str0m=warn`. Overrides RUST_LOG.
     #[arg(long, value_name = "FILTER")]
     pub log: Option<String>,
 }
 
-impl Cli {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AdhocRooms {
+    Anyone,
+    Hosts,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Cmd {
+    /// Manage persistent rooms (kept in the data directory between meetings).
+    #[command(subcommand)]
+    Rooms(RoomsCmd),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RoomsCmd {
+    /// Create a persistent room. Its moderator password is taken from CONCLAVE_MODERATOR_PASSWORD
+    /// or generated and printed once; only its hash is stored.
+    Add {
+        name: String,
+        /// Joiners knock and wait for a moderator.
+        #[arg(long)]
+        lobby: bool,
+        /// Also require a room password from everyone: taken from CONCLAVE_ROOM_PASSWORD or
+        /// generated and printed once.
+        #[arg(long)]
+        with_password: bool,
+        /// Delete the room after this long, e.g. `90d`, `12h`, `30m`.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration_secs)]
+        expires_in: Option<i64>,
+    },
+    /// List persistent rooms (never shows a password).
+    List,
+    /// Delete a persistent room.
+    Remove { name: String },
+}
+
+/// `90d`, `12h`, `30m`, `45s` → seconds.
+fn parse_duration_secs(s: &str) -> Result<i64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration like 90d, 12h, 30m or 45s"))?;
+    let mult = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" | "" => 1,
+        _ => return Err(format!("unknown unit in '{s}': use d, h, m or s")),
+    };
+    n.checked_mul(mult)
+        .filter(|v| *v > 0)
+        .ok_or_else(|| format!("'{s}' is out of range"))
+}
+
+impl ServeArgs {
     /// The address put into ICE candidates.
     pub fn candidate_addr(&self) -> Result<SocketAddr, String> {
         let ip = match self.public_ip {
@@ -54,5 +165,26 @@ impl Cli {
         self.workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_secs("90d"), Ok(90 * 86_400));
+        assert_eq!(parse_duration_secs("30m"), Ok(1800));
+        assert_eq!(parse_duration_secs("45"), Ok(45));
+        assert!(parse_duration_secs("0d").is_err());
+        assert!(parse_duration_secs("3w").is_err());
+        assert!(parse_duration_secs("d").is_err());
+    }
+
+    #[test]
+    fn cli_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 }

@@ -1,11 +1,13 @@
 //! HTTP: the embedded web client, health check, and the security headers every response carries.
 
 use axum::body::Body;
-use axum::extract::{Path, Request};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
+
+use crate::AppState;
 
 /// The web client, embedded at build time (read from disk in debug builds).
 #[derive(RustEmbed)]
@@ -50,18 +52,52 @@ fn asset_response(path: &str) -> Response {
     }
 }
 
-/// Same-origin only: no script, style, font, image or connection from anywhere else.
-const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
-media-src 'self' blob:; connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; \
-form-action 'self'; frame-ancestors 'none'";
+/// Per-server HTTP settings, fixed at start.
+pub struct HttpConfig {
+    csp: HeaderValue,
+    pub privacy: crate::privacy::Facts,
+}
 
-pub async fn security_headers(req: Request, next: Next) -> Response {
+impl HttpConfig {
+    /// `frame_ancestors`: origins allowed to embed the client (space-separated), or none.
+    pub fn new(frame_ancestors: Option<&str>, privacy: crate::privacy::Facts) -> Self {
+        // Same-origin only: no script, style, font, image or connection from anywhere else.
+        let ancestors = frame_ancestors
+            .map(|a| {
+                a.split_whitespace()
+                    .filter(|o| is_origin(o))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .filter(|a| !a.is_empty())
+            .unwrap_or_else(|| "'none'".to_owned());
+        let csp = format!(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; \
+             media-src 'self' blob:; connect-src 'self'; font-src 'self'; worker-src 'self'; object-src 'none'; \
+             base-uri 'none'; form-action 'self'; frame-ancestors {ancestors}"
+        );
+        Self {
+            csp: HeaderValue::from_str(&csp).expect("origins are checked above"),
+            privacy,
+        }
+    }
+}
+
+/// A plain origin like `https://lms.example.org` (no path, quotes or separators that could
+/// break out of the policy).
+fn is_origin(s: &str) -> bool {
+    (s.starts_with("https://") || s.starts_with("http://"))
+        && s.split("//").nth(1).is_some_and(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+        })
+}
+
+pub async fn security_headers(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(CSP),
-    );
+    h.insert(header::CONTENT_SECURITY_POLICY, state.http.csp.clone());
     h.insert(
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
@@ -72,9 +108,11 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     );
     h.insert(
         "permissions-policy",
-        HeaderValue::from_static(
-            "camera=(self), microphone=(self), display-capture=(self), geolocation=()",
-        ),
+        HeaderValue::from_static("camera=(self), microphone=(self), display-capture=(self), geolocation=(), interest-cohort=()"),
+    );
+    h.insert(
+        "cross-origin-opener-policy",
+        HeaderValue::from_static("same-origin"),
     );
     res
 }

@@ -3,20 +3,23 @@
 //!
 //! Nothing here logs names, rooms, addresses or message contents.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use axum::extract::State;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use conclave_proto::{
-    ClientMessage, ErrorCode, MAX_RELAY_BYTES, PROTOCOL_VERSION, ServerMessage,
-    validate_display_name, validate_room_name,
+    ClientMessage, ErrorCode, MAX_RELAY_BYTES, MAX_SEALED_NAME_CHARS, PROTOCOL_VERSION,
+    ServerMessage, validate_display_name, validate_room_name,
 };
+use conclave_room::ModeratorCommand;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::AppState;
-use crate::media::{Command, ConnId};
+use crate::access;
+use crate::media::{Command, ConnId, JoinSpec};
 
 /// A client that sends this many bad messages in a row is disconnected.
 const MAX_CONSECUTIVE_ERRORS: u32 = 20;
@@ -28,23 +31,33 @@ const HARD_LIMIT_BYTES: usize = 1024 * 1024;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_NORMAL: u16 = 1000;
 
-pub async fn ws_handler(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
+pub async fn ws_handler(
+    ws: WebSocketUpgrade,
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
     // Frames up to 1 MiB are read so that a 64 KiB+ message gets a clear `too_large` reply;
     // beyond that the connection is closed as hostile.
     ws.max_message_size(HARD_LIMIT_BYTES)
         .max_frame_size(HARD_LIMIT_BYTES)
-        .on_upgrade(move |socket| connection(socket, state))
+        .on_upgrade(move |socket| connection(socket, state, peer.ip()))
 }
 
 struct Session {
     room: String,
     pid: conclave_room::Pid,
+    /// Mirrors the role the room told this participant (`welcome`, `role`); the room enforces
+    /// it, this only spares hashing work for commands that will be refused.
+    moderator: bool,
 }
 
-async fn connection(mut socket: WebSocket, state: AppState) {
+async fn connection(mut socket: WebSocket, state: AppState, peer_ip: IpAddr) {
     static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
     let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
+    // The only sender goes to the room with `join`: when the room drops it (removed, meeting
+    // ended, resumed on another connection), this connection ends.
     let (events_tx, mut events_rx) = mpsc::unbounded_channel::<ServerMessage>();
+    let mut events_tx = Some(events_tx);
     let mut session: Option<Session> = None;
     let mut errors = 0u32;
     let mut ping = tokio::time::interval(PING_INTERVAL);
@@ -67,7 +80,7 @@ async fn connection(mut socket: WebSocket, state: AppState) {
                     Message::Ping(_) | Message::Pong(_) => continue,
                 };
                 crate::tap::signaling_in(text.as_str());
-                match handle_text(&state, conn, &events_tx, &mut session, text.as_str()).await {
+                match handle_text(&state, conn, peer_ip, &mut events_tx, &mut session, text.as_str()).await {
                     Ok(Flow::Continue) => errors = 0,
                     Ok(Flow::Left) => { left = true; let _ = close(&mut socket, CLOSE_NORMAL, "left").await; break }
                     Err(Refusal { reply, fatal }) => {
@@ -83,9 +96,12 @@ async fn connection(mut socket: WebSocket, state: AppState) {
             event = events_rx.recv() => {
                 // The worker dropped our sender: this participant was removed or resumed elsewhere.
                 let Some(event) = event else {
-                    let _ = close(&mut socket, CLOSE_NORMAL, "replaced").await;
+                    let _ = close(&mut socket, CLOSE_NORMAL, "ended").await;
                     break;
                 };
+                if let (Some(s), ServerMessage::Welcome { moderator, .. } | ServerMessage::Role { moderator }) = (session.as_mut(), &event) {
+                    s.moderator = *moderator;
+                }
                 if send(&mut socket, &event).await.is_err() { break }
             }
             _ = ping.tick() => {
@@ -115,7 +131,7 @@ enum Flow {
     Left,
 }
 
-struct Refusal {
+pub(crate) struct Refusal {
     reply: ServerMessage,
     /// Close the connection after replying.
     fatal: bool,
@@ -128,7 +144,7 @@ fn error(code: ErrorCode, message: impl Into<String>) -> ServerMessage {
     }
 }
 
-fn refuse(code: ErrorCode, message: impl Into<String>, fatal: bool) -> Refusal {
+pub(crate) fn refuse(code: ErrorCode, message: impl Into<String>, fatal: bool) -> Refusal {
     Refusal {
         reply: error(code, message),
         fatal,
@@ -138,18 +154,22 @@ fn refuse(code: ErrorCode, message: impl Into<String>, fatal: bool) -> Refusal {
 async fn handle_text(
     state: &AppState,
     conn: ConnId,
-    events_tx: &mpsc::UnboundedSender<ServerMessage>,
+    peer_ip: IpAddr,
+    events_tx: &mut Option<mpsc::UnboundedSender<ServerMessage>>,
     session: &mut Option<Session>,
     text: &str,
 ) -> Result<Flow, Refusal> {
     let msg = ClientMessage::parse(text).map_err(|(code, m)| refuse(code, m, false))?;
-    match (msg, session.as_ref()) {
+    let s = match (msg, session.as_ref()) {
         (
             ClientMessage::Join {
                 version,
                 room,
                 name,
                 resume,
+                password,
+                token,
+                sealed_name,
             },
             None,
         ) => {
@@ -166,66 +186,93 @@ async fn handle_text(
                 .map_err(|e| refuse(ErrorCode::InvalidRoom, e.to_string(), true))?;
             validate_display_name(&name)
                 .map_err(|e| refuse(ErrorCode::InvalidName, e.to_string(), true))?;
+            if sealed_name.as_ref().is_some_and(|n| {
+                n.is_empty()
+                    || n.chars().count() > MAX_SEALED_NAME_CHARS
+                    || n.chars().any(char::is_control)
+            }) {
+                return Err(refuse(
+                    ErrorCode::InvalidName,
+                    format!(
+                        "sealed_name must be 1 to {MAX_SEALED_NAME_CHARS} characters without control characters"
+                    ),
+                    true,
+                ));
+            }
             if resume.as_ref().is_some_and(|r| r.len() > 64) {
                 return Err(refuse(ErrorCode::BadMessage, "resume token too long", true));
             }
+            let prepared = access::prepare(state, &room, peer_ip, password, token).await?;
+            // A token's name is the identity provider's word; fall back to the typed one.
+            let name = prepared
+                .token_name
+                .filter(|n| validate_display_name(n).is_ok())
+                .unwrap_or(name);
             let (reply, rx) = oneshot::channel();
-            let cmd = Command::Join {
-                room: room.clone(),
+            let spec = JoinSpec {
                 name,
+                sealed_name,
                 resume,
+                access: prepared.access,
+                stored: prepared.stored,
                 conn,
-                events: events_tx.clone(),
-                reply,
+                events: events_tx
+                    .take()
+                    .expect("no session yet, so the sender is still here"),
             };
             state
                 .media
-                .send(&room, cmd)
+                .send(
+                    &room,
+                    Command::Join {
+                        room: room.clone(),
+                        spec,
+                        reply,
+                    },
+                )
                 .map_err(|_| refuse(ErrorCode::Unavailable, "media server unavailable", true))?;
             let joined = rx
                 .await
                 .map_err(|_| refuse(ErrorCode::Unavailable, "media server unavailable", true))?
                 .map_err(|(code, m)| refuse(code, m, true))?;
+            if joined.waiting {
+                access::knocked(state, peer_ip);
+            }
             *session = Some(Session {
                 room,
                 pid: joined.pid,
+                moderator: false,
             });
-            Ok(Flow::Continue)
+            return Ok(Flow::Continue);
         }
-        (ClientMessage::Join { .. }, Some(_)) => Err(refuse(
-            ErrorCode::AlreadyJoined,
-            "already joined on this connection",
-            false,
-        )),
-        (_, None) => Err(refuse(ErrorCode::NotJoined, "send join first", false)),
-        (ClientMessage::Offer { sdp }, Some(s)) => {
-            send_cmd(
-                state,
-                s,
-                Command::Offer {
-                    room: s.room.clone(),
-                    pid: s.pid,
-                    conn,
-                    sdp,
-                },
-            )?;
-            Ok(Flow::Continue)
+        (ClientMessage::Join { .. }, Some(_)) => {
+            return Err(refuse(
+                ErrorCode::AlreadyJoined,
+                "already joined on this connection",
+                false,
+            ));
         }
-        (ClientMessage::MediaState { audio, video }, Some(s)) => {
-            send_cmd(
-                state,
-                s,
-                Command::MediaState {
-                    room: s.room.clone(),
-                    pid: s.pid,
-                    conn,
-                    audio,
-                    video,
-                },
-            )?;
-            Ok(Flow::Continue)
-        }
-        (ClientMessage::Relay { to, data }, Some(s)) => {
+        (_, None) => return Err(refuse(ErrorCode::NotJoined, "send join first", false)),
+        (msg, Some(s)) => (msg, s),
+    };
+    let (msg, s) = s;
+    let (room, pid) = (s.room.clone(), s.pid);
+    let cmd = match msg {
+        ClientMessage::Join { .. } => unreachable!("handled above"),
+        ClientMessage::Offer { sdp } => Command::Offer {
+            room,
+            pid,
+            conn,
+            sdp,
+        },
+        ClientMessage::MediaState { audio, video } => Command::MediaState {
+            room,
+            pid,
+            conn,
+            audio,
+            video,
+        },
+        ClientMessage::Relay { to, data } => {
             if data.is_empty() || data.len() > MAX_RELAY_BYTES {
                 return Err(refuse(
                     ErrorCode::BadMessage,
@@ -233,33 +280,70 @@ async fn handle_text(
                     false,
                 ));
             }
-            send_cmd(
-                state,
-                s,
-                Command::Relay {
-                    room: s.room.clone(),
-                    pid: s.pid,
-                    conn,
-                    to,
-                    data,
-                },
-            )?;
-            Ok(Flow::Continue)
+            Command::Relay {
+                room,
+                pid,
+                conn,
+                to,
+                data,
+            }
         }
-        (ClientMessage::Leave, Some(s)) => {
-            send_cmd(
-                state,
-                s,
-                Command::Leave {
-                    room: s.room.clone(),
-                    pid: s.pid,
-                    conn,
-                },
-            )?;
+        ClientMessage::Leave => {
+            send_cmd(state, s, Command::Leave { room, pid, conn })?;
             *session = None;
-            Ok(Flow::Left)
+            return Ok(Flow::Left);
         }
-    }
+        ClientMessage::SetPassword { password } => {
+            // Hashing costs real CPU: only for moderators, and off the async threads.
+            if !s.moderator {
+                return Err(refuse(
+                    ErrorCode::NotModerator,
+                    "only moderators can do that",
+                    false,
+                ));
+            }
+            let hash = match password {
+                None => None,
+                Some(p) => Some(access::hash_new_password(p).await?),
+            };
+            Command::Moderate {
+                room,
+                pid,
+                conn,
+                cmd: ModeratorCommand::SetPasswordHash(hash),
+            }
+        }
+        other => {
+            let cmd = match other {
+                ClientMessage::Mute { participant_id } => ModeratorCommand::Mute(participant_id),
+                ClientMessage::MuteAll => ModeratorCommand::MuteAll,
+                ClientMessage::StopVideo { participant_id } => {
+                    ModeratorCommand::StopVideo(participant_id)
+                }
+                ClientMessage::Remove { participant_id } => {
+                    ModeratorCommand::Remove(participant_id)
+                }
+                ClientMessage::SetModerator {
+                    participant_id,
+                    moderator,
+                } => ModeratorCommand::SetModerator(participant_id, moderator),
+                ClientMessage::Lock { locked } => ModeratorCommand::Lock(locked),
+                ClientMessage::SetLobby { enabled } => ModeratorCommand::SetLobby(enabled),
+                ClientMessage::Admit { knock_id } => ModeratorCommand::Admit(knock_id),
+                ClientMessage::Deny { knock_id } => ModeratorCommand::Deny(knock_id),
+                ClientMessage::EndMeeting => ModeratorCommand::EndMeeting,
+                _ => unreachable!("every other message is matched above"),
+            };
+            Command::Moderate {
+                room,
+                pid,
+                conn,
+                cmd,
+            }
+        }
+    };
+    send_cmd(state, s, cmd)?;
+    Ok(Flow::Continue)
 }
 
 fn send_cmd(state: &AppState, s: &Session, cmd: Command) -> Result<(), Refusal> {

@@ -2,65 +2,11 @@
 
 mod common;
 
-use std::time::Duration;
-
+use common::ws::{connect, expect_error, join, recv, recv_type, send};
 use conclave_client::{ParticipantConfig, run_participant};
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{Value, json};
-use tokio::net::TcpStream;
+use futures_util::SinkExt;
+use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-async fn connect(server: &common::Server) -> Ws {
-    tokio_tungstenite::connect_async(format!("ws://{}/ws", server.http))
-        .await
-        .unwrap()
-        .0
-}
-
-async fn send(ws: &mut Ws, text: impl Into<String>) {
-    ws.send(Message::text(text.into())).await.unwrap();
-}
-
-/// Next JSON message, or None when the server closed the connection.
-async fn recv(ws: &mut Ws) -> Option<Value> {
-    loop {
-        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
-            .await
-            .expect("server answers")?;
-        match msg {
-            Ok(Message::Text(t)) => return Some(serde_json::from_str(t.as_str()).unwrap()),
-            Ok(Message::Close(_)) | Err(_) => return None,
-            Ok(_) => continue,
-        }
-    }
-}
-
-/// Skip messages until one of the given type arrives.
-async fn recv_type(ws: &mut Ws, ty: &str) -> Value {
-    loop {
-        let m = recv(ws)
-            .await
-            .unwrap_or_else(|| panic!("closed while waiting for {ty}"));
-        if m["type"] == ty {
-            return m;
-        }
-    }
-}
-
-async fn expect_error(ws: &mut Ws, code: &str) -> Value {
-    let m = recv(ws).await.expect("an error reply");
-    assert_eq!(m["type"], "error", "{m}");
-    assert_eq!(m["code"], code, "{m}");
-    assert!(!m["message"].as_str().unwrap().is_empty());
-    m
-}
-
-fn join(room: &str, name: &str) -> String {
-    json!({"type": "join", "version": 1, "room": room, "name": name}).to_string()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_get_errors_and_connection_stays_usable() {

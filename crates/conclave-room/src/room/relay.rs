@@ -10,7 +10,8 @@ impl Room {
     /// `None`. A `to` that is not in the room (it may just have left) is dropped silently; a
     /// participant never receives its own relay.
     pub fn relay(&mut self, from: Pid, to: Option<&ParticipantId>, data: String) {
-        let Some(sender) = self.participants.get(&from) else {
+        // Knockers in the lobby are not part of the meeting: they neither send nor receive.
+        let Some(sender) = self.participants.get(&from).filter(|p| p.admitted) else {
             return;
         };
         let msg = ServerMessage::Relay {
@@ -22,7 +23,7 @@ impl Room {
                 let target = self
                     .participants
                     .iter()
-                    .find(|(pid, p)| **pid != from && p.id == *id)
+                    .find(|(pid, p)| **pid != from && p.admitted && p.id == *id)
                     .map(|(pid, _)| *pid);
                 if let Some(pid) = target {
                     self.outputs.push_back(Output::Signal { to: pid, msg });

@@ -9,6 +9,7 @@
 //! ```
 //! A room lives on exactly one worker (chosen by hashing its name), so forwarding takes no locks.
 
+mod commands;
 mod peer;
 mod stun;
 mod udp;
@@ -20,7 +21,7 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use conclave_proto::{ErrorCode, ParticipantId, ServerMessage};
-use conclave_room::{Pid, RoomConfig};
+use conclave_room::{Access, ModeratorCommand, Pid, RoomConfig, StoredSettings};
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
 pub use udp::Routes;
@@ -34,11 +35,14 @@ pub struct ConnId(pub u64);
 pub enum Command {
     Join {
         room: String,
-        name: String,
-        resume: Option<String>,
-        conn: ConnId,
-        events: UnboundedSender<ServerMessage>,
+        spec: JoinSpec,
         reply: oneshot::Sender<Result<Joined, (ErrorCode, String)>>,
+    },
+    /// The live room's password hash: `None` if the room is not live, `Some(None)` if it has no
+    /// password. Signaling verifies passwords itself, off the media thread.
+    Peek {
+        room: String,
+        reply: oneshot::Sender<Option<Option<String>>>,
     },
     Offer {
         room: String,
@@ -72,6 +76,25 @@ pub enum Command {
         pid: Pid,
         conn: ConnId,
     },
+    Moderate {
+        room: String,
+        pid: Pid,
+        conn: ConnId,
+        cmd: ModeratorCommand,
+    },
+}
+
+/// Everything about one join that signaling established.
+#[derive(Debug)]
+pub struct JoinSpec {
+    pub name: String,
+    pub sealed_name: Option<String>,
+    pub resume: Option<String>,
+    pub access: Access,
+    /// The room's stored settings, if it is persistent.
+    pub stored: Option<StoredSettings>,
+    pub conn: ConnId,
+    pub events: UnboundedSender<ServerMessage>,
 }
 
 /// A successful join, as signaling needs it.
@@ -79,6 +102,16 @@ pub enum Command {
 pub struct Joined {
     pub pid: Pid,
     pub id: ParticipantId,
+    /// Waiting in the lobby.
+    pub waiting: bool,
+}
+
+/// A persistent room's settings changed during a meeting and must be saved.
+#[derive(Debug, Clone)]
+pub struct SettingsUpdate {
+    pub room: String,
+    pub lobby: bool,
+    pub password_hash: Option<String>,
 }
 
 /// Everything a worker's event loop can be woken by.
@@ -105,6 +138,7 @@ impl MediaPlane {
         candidate: SocketAddr,
         workers: usize,
         room_config: RoomConfig,
+        settings_tx: Option<UnboundedSender<SettingsUpdate>>,
     ) -> std::io::Result<Self> {
         let routes = Arc::new(Routes::default());
         let local = socket.local_addr()?;
@@ -118,6 +152,7 @@ impl MediaPlane {
                 candidate,
                 routes.clone(),
                 room_config.clone(),
+                settings_tx.clone(),
             );
             std::thread::Builder::new()
                 .name(format!("media-worker-{index}"))

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use conclave_proto::{Kind, ServerMessage};
+use conclave_proto::Kind;
 use conclave_room::{Forward, Mid as RoomMid};
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
@@ -12,9 +12,6 @@ use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt};
 use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Candidate, Rtc, RtcError};
 use thiserror::Error;
-use tokio::sync::mpsc::UnboundedSender;
-
-use super::ConnId;
 
 #[derive(Debug, Error)]
 pub enum OfferError {
@@ -29,8 +26,6 @@ pub type MediaList = Vec<(RoomMid, Kind)>;
 
 pub struct Peer {
     pub rtc: Rtc,
-    pub conn: ConnId,
-    pub events: UnboundedSender<ServerMessage>,
     /// Our ICE ufrag, registered in the routes.
     pub ufrag: String,
     /// Remote addresses seen for this peer, registered in the routes.
@@ -43,12 +38,7 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn new(
-        now: Instant,
-        candidate: SocketAddr,
-        conn: ConnId,
-        events: UnboundedSender<ServerMessage>,
-    ) -> Result<Self, RtcError> {
+    pub fn new(now: Instant, candidate: SocketAddr) -> Result<Self, RtcError> {
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
             // Opus and VP8 are what every browser sends and receives; one codec per kind means
@@ -62,8 +52,6 @@ impl Peer {
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         Ok(Self {
             rtc,
-            conn,
-            events,
             ufrag,
             addrs: Vec::new(),
             mids: Vec::new(),

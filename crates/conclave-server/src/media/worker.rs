@@ -10,18 +10,18 @@ use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use conclave_proto::{ErrorCode, ServerMessage};
+use conclave_proto::ServerMessage;
 use conclave_room::codec::vp8_starts_keyframe;
 use conclave_room::{
-    Forward, JoinRequest, Mid as RoomMid, Output as RoomOutput, PacketIn, Pid, Room, RoomConfig,
+    Forward, Mid as RoomMid, Output as RoomOutput, PacketIn, Pid, Room, RoomConfig,
 };
 use str0m::format::Codec;
 use str0m::net::{Protocol, Receive};
 use str0m::{Event, IceConnectionState, Input, Output};
+use tokio::sync::mpsc::UnboundedSender;
 
 use super::peer::{ForwardedPacket, Peer};
-use super::{Command, Joined, Routes, WorkerInput, stun};
-use crate::ids;
+use super::{ConnId, Routes, SettingsUpdate, WorkerInput, stun};
 
 /// Longest the loop sleeps when nothing is due, so a quiet worker still notices shutdown.
 const IDLE_WAKE: Duration = Duration::from_millis(500);
@@ -29,22 +29,50 @@ const IDLE_WAKE: Duration = Duration::from_millis(500);
 const BATCH: usize = 64;
 
 pub struct Worker {
-    index: usize,
+    pub(super) index: usize,
     socket: UdpSocket,
     local: SocketAddr,
-    candidate: SocketAddr,
-    routes: Arc<Routes>,
-    room_config: RoomConfig,
-    rooms: HashMap<String, RoomHost>,
+    pub(super) candidate: SocketAddr,
+    pub(super) routes: Arc<Routes>,
+    pub(super) room_config: RoomConfig,
+    pub(super) rooms: HashMap<String, RoomHost>,
     by_addr: HashMap<SocketAddr, (String, Pid)>,
-    by_ufrag: HashMap<String, (String, Pid)>,
+    pub(super) by_ufrag: HashMap<String, (String, Pid)>,
+    pub(super) settings_tx: Option<UnboundedSender<SettingsUpdate>>,
 }
 
-struct RoomHost {
-    core: Room,
-    peers: HashMap<Pid, Peer>,
-    dirty: Vec<Pid>,
+pub(super) struct RoomHost {
+    pub(super) core: Room,
+    /// Each participant's signaling connection (knockers too).
+    pub(super) conns: HashMap<Pid, Conn>,
+    /// Media transports of admitted participants.
+    pub(super) peers: HashMap<Pid, Peer>,
+    pub(super) dirty: Vec<Pid>,
     forwards: Vec<Forward>,
+}
+
+/// A participant's signaling connection as the worker sees it.
+pub(super) struct Conn {
+    pub(super) id: ConnId,
+    pub(super) events: UnboundedSender<ServerMessage>,
+}
+
+impl RoomHost {
+    pub(super) fn new(core: Room) -> Self {
+        Self {
+            core,
+            conns: HashMap::new(),
+            peers: HashMap::new(),
+            dirty: Vec::new(),
+            forwards: Vec::new(),
+        }
+    }
+
+    pub(super) fn send(&self, pid: Pid, msg: ServerMessage) {
+        if let Some(c) = self.conns.get(&pid) {
+            let _ = c.events.send(msg);
+        }
+    }
 }
 
 impl Worker {
@@ -55,6 +83,7 @@ impl Worker {
         candidate: SocketAddr,
         routes: Arc<Routes>,
         room_config: RoomConfig,
+        settings_tx: Option<UnboundedSender<SettingsUpdate>>,
     ) -> Self {
         Self {
             index,
@@ -66,6 +95,7 @@ impl Worker {
             rooms: HashMap::new(),
             by_addr: HashMap::new(),
             by_ufrag: HashMap::new(),
+            settings_tx,
         }
     }
 
@@ -171,155 +201,7 @@ impl Worker {
         self.process(&room, Instant::now());
     }
 
-    fn command(&mut self, cmd: Command) {
-        let now = Instant::now();
-        match cmd {
-            Command::Join {
-                room,
-                name,
-                resume,
-                conn,
-                events,
-                reply,
-            } => {
-                let result = self.join(now, &room, name, resume, conn, events);
-                let _ = reply.send(result);
-                self.process(&room, now);
-            }
-            Command::Offer {
-                room,
-                pid,
-                conn,
-                sdp,
-            } => {
-                let Some(peer) = self.peer(&room, pid, conn) else {
-                    return;
-                };
-                let msg = match peer.accept_offer(&sdp) {
-                    Ok(sdp) => ServerMessage::Answer { sdp },
-                    Err(e) => ServerMessage::Error {
-                        code: ErrorCode::InvalidSdp,
-                        message: e.to_string(),
-                    },
-                };
-                let _ = peer.events.send(msg);
-                let host = self.rooms.get_mut(&room).expect("peer found above");
-                host.dirty.push(pid);
-                self.process(&room, now);
-            }
-            Command::MediaState {
-                room,
-                pid,
-                conn,
-                audio,
-                video,
-            } => {
-                if self.peer(&room, pid, conn).is_some() {
-                    let host = self.rooms.get_mut(&room).expect("peer found above");
-                    host.core.media_state(pid, audio, video);
-                    self.process(&room, now);
-                }
-            }
-            Command::Leave { room, pid, conn } => {
-                if self.peer(&room, pid, conn).is_some() {
-                    let host = self.rooms.get_mut(&room).expect("peer found above");
-                    host.core.leave(now, pid);
-                    self.process(&room, now);
-                }
-            }
-            Command::Relay {
-                room,
-                pid,
-                conn,
-                to,
-                data,
-            } => {
-                if self.peer(&room, pid, conn).is_some() {
-                    let host = self.rooms.get_mut(&room).expect("peer found above");
-                    host.core.relay(pid, to.as_ref(), data);
-                    self.process(&room, now);
-                }
-            }
-            Command::ConnectionLost { room, pid, conn } => {
-                if self.peer(&room, pid, conn).is_some() {
-                    let host = self.rooms.get_mut(&room).expect("peer found above");
-                    host.core.connection_lost(now, pid);
-                    self.process(&room, now);
-                }
-            }
-        }
-    }
-
-    /// The peer, if `conn` is still the connection that owns it.
-    fn peer(&mut self, room: &str, pid: Pid, conn: super::ConnId) -> Option<&mut Peer> {
-        self.rooms
-            .get_mut(room)?
-            .peers
-            .get_mut(&pid)
-            .filter(|p| p.conn == conn)
-    }
-
-    fn join(
-        &mut self,
-        now: Instant,
-        room: &str,
-        name: String,
-        resume: Option<String>,
-        conn: super::ConnId,
-        events: tokio::sync::mpsc::UnboundedSender<ServerMessage>,
-    ) -> Result<Joined, (ErrorCode, String)> {
-        let host = self
-            .rooms
-            .entry(room.to_owned())
-            .or_insert_with(|| RoomHost {
-                core: Room::new(room, self.room_config.clone()),
-                peers: HashMap::new(),
-                dirty: Vec::new(),
-                forwards: Vec::new(),
-            });
-        let peer = Peer::new(now, self.candidate, conn, events).map_err(|e| {
-            (
-                ErrorCode::Unavailable,
-                format!("could not create transport: {e}"),
-            )
-        })?;
-        let req = JoinRequest {
-            id: conclave_proto::ParticipantId(ids::participant_id()),
-            resume_token: ids::resume_token(),
-            resume,
-            name,
-        };
-        let joined = match host.core.join(now, req) {
-            Ok(j) => j,
-            Err(e) => {
-                if host.core.is_empty() {
-                    self.rooms.remove(room);
-                }
-                return Err((ErrorCode::RoomFull, e.to_string()));
-            }
-        };
-        // A resumed participant's old transport (and its old signaling connection) ends here.
-        if let Some(old) = host.peers.remove(&joined.pid) {
-            self.forget_peer(&old);
-        }
-        self.by_ufrag
-            .insert(peer.ufrag.clone(), (room.to_owned(), joined.pid));
-        self.routes.add_ufrag(&peer.ufrag, self.index);
-        let host = self.rooms.get_mut(room).expect("inserted above");
-        host.peers.insert(joined.pid, peer);
-        tracing::info!(
-            worker = self.index,
-            participants = host.core.participant_count(),
-            resumed = joined.resumed,
-            "participant joined"
-        );
-        Ok(Joined {
-            pid: joined.pid,
-            id: joined.id,
-        })
-    }
-
-    fn forget_peer(&mut self, peer: &Peer) {
+    pub(super) fn forget_peer(&mut self, peer: &Peer) {
         self.by_ufrag.remove(&peer.ufrag);
         self.routes.remove_ufrag(&peer.ufrag);
         for a in &peer.addrs {
@@ -329,13 +211,28 @@ impl Worker {
     }
 
     /// Drive a room until quiet: poll dirty peers, act on their events, act on the core's outputs.
-    fn process(&mut self, room: &str, now: Instant) {
+    pub(super) fn process(&mut self, room: &str, now: Instant) {
         let Some(host) = self.rooms.get_mut(room) else {
             return;
         };
-        let mut removed = Vec::new();
+        let mut effects = Effects::default();
         loop {
-            drain_core(host, &mut removed);
+            drain_core(host, &mut effects);
+            // New transports first: the welcome just queued leads to an offer for them.
+            for pid in effects.admitted.drain(..) {
+                if host.peers.contains_key(&pid) {
+                    continue;
+                }
+                match Peer::new(now, self.candidate) {
+                    Ok(peer) => {
+                        self.by_ufrag
+                            .insert(peer.ufrag.clone(), (room.to_owned(), pid));
+                        self.routes.add_ufrag(&peer.ufrag, self.index);
+                        host.peers.insert(pid, peer);
+                    }
+                    Err(e) => tracing::error!(error = %e, "could not create a media transport"),
+                }
+            }
             let Some(pid) = host.dirty.pop() else {
                 break;
             };
@@ -344,7 +241,14 @@ impl Worker {
                 handle_event(host, pid, ev, now);
             }
         }
-        for peer in removed {
+        if let (Some(tx), Some((lobby, password_hash))) = (&self.settings_tx, effects.save.take()) {
+            let _ = tx.send(SettingsUpdate {
+                room: room.to_owned(),
+                lobby,
+                password_hash,
+            });
+        }
+        for peer in effects.removed {
             self.forget_peer(&peer);
         }
         let host = self.rooms.get(room).expect("checked above");
@@ -355,28 +259,40 @@ impl Worker {
     }
 }
 
+/// What draining the room core asks of the worker beyond the room itself.
+#[derive(Default)]
+struct Effects {
+    admitted: Vec<Pid>,
+    removed: Vec<Peer>,
+    save: Option<(bool, Option<String>)>,
+}
+
 /// Act on the room core's outputs.
-fn drain_core(host: &mut RoomHost, removed: &mut Vec<Peer>) {
+fn drain_core(host: &mut RoomHost, effects: &mut Effects) {
     while let Some(out) = host.core.poll_output() {
         match out {
-            RoomOutput::Signal { to, msg } => {
-                if let Some(p) = host.peers.get(&to) {
-                    let _ = p.events.send(msg);
-                }
-            }
+            RoomOutput::Signal { to, msg } => host.send(to, msg),
             RoomOutput::RequestKeyframe { publisher, mid } => {
                 if let Some(p) = host.peers.get_mut(&publisher) {
                     p.request_keyframe(mid);
                     host.dirty.push(publisher);
                 }
             }
+            RoomOutput::Admitted { pid } => effects.admitted.push(pid),
             RoomOutput::Removed { pid } => {
+                // Dropping the connection's sender ends its WebSocket after what was queued.
+                host.conns.remove(&pid);
                 if let Some(mut p) = host.peers.remove(&pid) {
                     p.rtc.disconnect();
-                    removed.push(p);
+                    effects.removed.push(p);
                 }
                 host.dirty.retain(|d| *d != pid);
+                effects.admitted.retain(|a| *a != pid);
             }
+            RoomOutput::SaveSettings {
+                lobby,
+                password_hash,
+            } => effects.save = Some((lobby, password_hash)),
         }
     }
 }

@@ -14,6 +14,16 @@ pub struct Server {
 
 impl Server {
     pub fn start(extra: &[&str]) -> Self {
+        let data_dir = std::env::temp_dir().join(format!(
+            "conclave-test-data-{}-{}",
+            std::process::id(),
+            next_id()
+        ));
+        Self::start_with_data(&data_dir, extra)
+    }
+
+    /// Start with a given data directory (to keep stored rooms across restarts).
+    pub fn start_with_data(data_dir: &std::path::Path, extra: &[&str]) -> Self {
         let http = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -30,6 +40,8 @@ impl Server {
         let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_conclave"))
             .args(["--listen", &http.to_string(), "--udp", &udp.to_string()])
+            .arg("--data-dir")
+            .arg(data_dir)
             .args(extra)
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
@@ -58,9 +70,104 @@ impl Server {
     }
 }
 
+fn next_id() -> u64 {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Run `conclave <args>` (e.g. `rooms add`) to completion; returns (success, stdout+stderr).
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+/// A raw HTTP/1.1 GET; returns the whole response (headers and body).
+pub fn http_get(addr: SocketAddr, path_and_query: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path_and_query} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    buf
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A raw WebSocket signaling client for tests that speak the protocol by hand.
+pub mod ws {
+    use std::time::Duration;
+
+    use futures_util::{SinkExt, StreamExt};
+    use serde_json::{Value, json};
+    use tokio::net::TcpStream;
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+    use super::Server;
+
+    pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+    pub async fn connect(server: &Server) -> Ws {
+        tokio_tungstenite::connect_async(format!("ws://{}/ws", server.http))
+            .await
+            .unwrap()
+            .0
+    }
+
+    pub async fn send(ws: &mut Ws, text: impl Into<String>) {
+        ws.send(Message::text(text.into())).await.unwrap();
+    }
+
+    /// Next JSON message, or None when the server closed the connection.
+    pub async fn recv(ws: &mut Ws) -> Option<Value> {
+        loop {
+            let msg = tokio::time::timeout(Duration::from_secs(30), ws.next())
+                .await
+                .expect("server answers")?;
+            match msg {
+                Ok(Message::Text(t)) => return Some(serde_json::from_str(t.as_str()).unwrap()),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// Skip messages until one of the given type arrives.
+    pub async fn recv_type(ws: &mut Ws, ty: &str) -> Value {
+        loop {
+            let m = recv(ws)
+                .await
+                .unwrap_or_else(|| panic!("closed while waiting for {ty}"));
+            if m["type"] == ty {
+                return m;
+            }
+        }
+    }
+
+    pub async fn expect_error(ws: &mut Ws, code: &str) -> Value {
+        let m = recv(ws).await.expect("an error reply");
+        assert_eq!(m["type"], "error", "{m}");
+        assert_eq!(m["code"], code, "{m}");
+        assert!(!m["message"].as_str().unwrap().is_empty());
+        m
+    }
+
+    pub fn join(room: &str, name: &str) -> String {
+        json!({"type": "join", "version": 1, "room": room, "name": name}).to_string()
     }
 }
