@@ -14,13 +14,21 @@ cargo fmt --all --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy -p conclave-server --features tap --all-targets --locked -- -D warnings
 
 step "cargo test (unit, protocol doc, integration)"
 cargo test --workspace --locked
 
-step "build the server binary the browser tests run"
+step "end-to-end encryption unit tests (node): SFrame RFC vectors, key manager, rotation cost"
+# The rotation benchmark runs at 10 and 50 members here; CONCLAVE_BENCH_SIZES=10,50,100,200 for all.
+CONCLAVE_BENCH_SIZES="${CONCLAVE_BENCH_SIZES:-10,50}" node --test tests/unit/
+
+step "build the server binaries the browser tests run (and a tap build for the encryption proof)"
+cargo build -p conclave-server --features tap --locked
+cp target/debug/conclave target/debug/conclave-tap
 cargo build -p conclave-server --locked
 export CONCLAVE_BIN="$PWD/target/debug/conclave"
+export CONCLAVE_TAP_BIN="$PWD/target/debug/conclave-tap"
 
 cd tests/browser
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules ]; then

@@ -7,9 +7,11 @@
 // - tiles carry `data-participant`, `data-local`, `data-video`, `data-audio`, `data-moderator`
 //   (see tiles.js); moderator controls carry `data-action` (see moderation.js);
 // - `?name=` prefills the name, `&autojoin=1` skips the pre-join page, `?jwt=` is a join token
-//   (removed from the address bar at once; passwords are never taken from the URL);
+//   (removed from the address bar at once; passwords are never taken from the URL), `#<secret>`
+//   is the meeting's end-to-end encryption secret (never sent to the server);
+// - end-to-end encryption hooks are listed in meeting-extras.js;
 // - `window.conclave` exposes `pc` (the current RTCPeerConnection, for `getStats()` in tests),
-//   `connection` (the Connection) and `participantId`.
+//   `connection` (the Connection), `participantId` and `e2ee` (the E2eeSession).
 
 import { Connection } from './protocol.js';
 import { getCameraTrack, getMicTrack, MESSAGES } from './media.js';
@@ -20,6 +22,10 @@ import { ui, me, setState, setReason, ROOM_RE, RESERVED, NAME_KEY } from './page
 import { setToggle, acquireMedia, stopLocalMedia, showPrejoin, wirePrejoin } from './prejoin.js';
 import { errorText, CLOSED_TEXT, REFUSED_TITLE, PASSWORD_ERRORS } from './messages.js';
 import { Moderation } from './moderation.js';
+import { E2eeMeeting } from './e2ee-meeting.js';
+import { NAME_PLACEHOLDER, transformSupport } from './e2ee/session.js';
+import { generateSecret, validSecret } from './e2ee/keys.js';
+import { sealName } from './e2ee/sealed-name.js';
 
 /** @typedef {import('./protocol.js').ParticipantInfo} ParticipantInfo */
 /** @typedef {import('./protocol.js').RemoteMedia} RemoteMedia */
@@ -36,10 +42,31 @@ const participants = new Map();
 let localTile = null;
 /** @type {ReturnType<typeof setTimeout>|null} */
 let hostRetry = null;
-const mod = new Moderation(() => {
-  localTile?.setModerator(mod.moderator);
-  renderPeople();
+/** Names the server gave remote participants (the placeholder for most, see e2ee-meeting.js). */
+/** @type {Map<string, string>} */
+const serverNames = new Map();
+const crypt = new E2eeMeeting({
+  onName: (id) => refreshName(id),
+  onStatus: () => {
+    for (const id of [...participants.keys()]) refreshName(id);
+  },
+  layout: () => grid.layout(),
+  onSecret: (secret) => {
+    // Now part of the invite link (and kept for a reload); still never sent to the server.
+    me.secret = secret;
+    history.replaceState(history.state, '', `${location.pathname}${location.search}#${secret}`);
+  },
 });
+const mod = new Moderation(
+  () => {
+    localTile?.setModerator(mod.moderator);
+    renderPeople();
+  },
+  {
+    knockName: (k) => crypt.knockName(k),
+    onAdmit: (k) => crypt.admittedFromLobby(k),
+  },
+);
 
 // Exposed for tests and debugging (see the header comment).
 /** @type {any} */ (window).conclave = {
@@ -51,6 +78,9 @@ const mod = new Moderation(() => {
   },
   get participantId() {
     return conn?.participantId ?? null;
+  },
+  get e2ee() {
+    return crypt.session;
   },
 };
 
@@ -83,7 +113,8 @@ function showLanding() {
     }
     location.assign(`/${encodeURIComponent(room)}`);
   });
-  ui.randomRoom.addEventListener('click', () => location.assign(`/${randomRoomName()}`));
+  // A new meeting gets a new secret in the fragment, which browsers never send to the server.
+  ui.randomRoom.addEventListener('click', () => location.assign(`/${randomRoomName()}#${generateSecret()}`));
   ui.roomInput.focus();
 }
 
@@ -152,13 +183,18 @@ function renderPeople() {
   }
 }
 
-/** @param {ParticipantInfo} p */
-function upsertRemote(p) {
-  if (p.id === conn?.participantId) {
+/**
+ * @param {ParticipantInfo} info as the server sent it
+ */
+function upsertRemote(info) {
+  if (info.id === conn?.participantId) {
     // The server may tell everyone, us included, about our own change (role, moderated media).
-    localTile?.setModerator(!!p.moderator);
+    localTile?.setModerator(!!info.moderator);
     return;
   }
+  serverNames.set(info.id, info.name);
+  // Shown everywhere (tile, people list, moderator actions): the end-to-end encrypted name.
+  const p = { ...info, name: crypt.displayName(info.id, info.name) };
   participants.set(p.id, p);
   let tile = grid.tiles.get(p.id);
   if (!tile) {
@@ -176,9 +212,20 @@ function upsertRemote(p) {
   renderPeople();
 }
 
+/**
+ * A participant's shown name may have changed (their encrypted name arrived, or could not).
+ * @param {string} id
+ */
+function refreshName(id) {
+  const p = participants.get(id);
+  if (p) upsertRemote({ ...p, name: serverNames.get(id) ?? NAME_PLACEHOLDER });
+}
+
 /** @param {string} id */
 function removeRemote(id) {
   participants.delete(id);
+  serverNames.delete(id);
+  crypt.extras?.removeParticipant(id);
   grid.remove(id);
   renderPeople();
 }
@@ -207,11 +254,21 @@ function startMeeting(opts = {}) {
   ui.preview.srcObject = null;
   ui.meetingRoom.textContent = me.room;
   participants.clear();
+  serverNames.clear();
   grid.clear();
   localTile = null;
-  const c = new Connection({ room: me.room, name: me.name, password: me.password, token: me.token });
+  // With the secret, the server gets a placeholder, never the name: names travel end-to-end
+  // encrypted (and, for a lobby knock, sealed with the secret). Without it, the name is typed for
+  // whoever admits us, and the server can read it (docs/e2ee.md).
+  const c = new Connection({
+    room: me.room,
+    name: me.secret ? NAME_PLACEHOLDER : me.name,
+    password: me.password,
+    token: me.token,
+  });
   conn = c;
   mod.attach(c);
+  crypt.start(c, { room: me.room, secret: me.secret, name: me.name });
   c.publish = { audio: me.hasMic, video: me.hasCam };
   if (!me.camOn && me.video) {
     me.video.stop();
@@ -291,7 +348,21 @@ function startMeeting(opts = {}) {
     }
     onJoinRefused(code, text);
   });
-  c.join();
+  if (me.secret) {
+    const secret = me.secret;
+    sealName(secret, me.room, me.name)
+      .catch((e) => {
+        console.error('conclave: sealing the name', e);
+        return '';
+      })
+      .then((sealed) => {
+        if (c !== conn) return;
+        c.sealedName = sealed || null;
+        c.join();
+      });
+  } else {
+    c.join();
+  }
 }
 
 /**
@@ -363,8 +434,10 @@ function endMeeting(opts = {}) {
   conn = null;
   c?.leave();
   mod.reset();
+  crypt.stop();
   grid.clear();
   participants.clear();
+  serverNames.clear();
   localTile = null;
   if (!opts.keepMedia) stopLocalMedia();
   ui.soundBtn.hidden = true;
@@ -513,6 +586,8 @@ async function main() {
     return;
   }
   me.room = path;
+  const fragment = location.hash.replace(/^#/, '');
+  me.secret = validSecret(fragment) ? fragment : null;
   const params = new URLSearchParams(location.search);
   let stored = '';
   try {
@@ -529,6 +604,24 @@ async function main() {
     }
   }
   document.title = `${me.room} · Conclave`;
+  if (!transformSupport()) {
+    // Meetings are always end-to-end encrypted; a browser that cannot encrypt stays out.
+    ui.e2eeNote.textContent =
+      "This browser can't encrypt audio and video end to end (it lacks encoded transforms), so it " +
+      "can't join: Conclave meetings are always end-to-end encrypted. Use a current Chrome, Edge, " +
+      'Firefox or Safari.';
+    ui.e2eeNote.classList.add('error');
+    ui.e2eeNote.hidden = false;
+    ui.joinBtn.disabled = true;
+    await showPrejoin();
+    return;
+  }
+  if (!me.secret) {
+    ui.e2eeNote.textContent =
+      'This link has no meeting key, so the server will see the name you type. If the meeting has ' +
+      'started, you will ask to be let in; if not, you start it and your invite link will carry a new key.';
+    ui.e2eeNote.hidden = false;
+  }
   if (params.get('autojoin') === '1' && me.name) {
     setState('joining');
     await acquireMedia();

@@ -6,7 +6,8 @@
 // Test hooks: buttons carry `data-action` (`mute-all`, `lock`, `lobby`, `password`, `end-meeting`;
 // per participant `mute`, `stop-video`, `remove`, `set-moderator` with `data-target="<id>"`; per
 // knock `admit`, `deny` with `data-knock="<knock id>"`); indicators `[data-indicator=locked|lobby|
-// password]`; `document.body.dataset.moderator` is present while we are a moderator.
+// password]`; `document.body.dataset.moderator` is present while we are a moderator. A knock's
+// `.knock-name` is the knocker's name as far as we can read it (see KnockName).
 
 import { $, toast, confirmDialog } from './dom.js';
 import { DEFAULT_SETTINGS } from './protocol.js';
@@ -15,12 +16,31 @@ import { DEFAULT_SETTINGS } from './protocol.js';
 /** @typedef {import('./protocol.js').ParticipantInfo} ParticipantInfo */
 /** @typedef {import('./protocol.js').RoomSettings} RoomSettings */
 
+/**
+ * A knock's name as shown: `sealed` — encrypted with the meeting key by a knocker who has it;
+ * `clear` — typed by someone without the key (the server can read it); `unknown` — unreadable.
+ * `server` is the name the server has for the knocker.
+ * @typedef {{name: string, kind: 'sealed'|'clear'|'unknown', server: string}} KnockName
+ */
+
+/** What a knock's note says about its name. */
+const KNOCK_NOTE = {
+  sealed: '',
+  clear: 'no meeting key, name not verified',
+  unknown: 'name could not be read',
+};
+
 export class Moderation {
   /**
    * @param {() => void} onChange called when our role changes (to re-render the people list and tiles)
+   * @param {object} [hooks]
+   * @param {(k: {name: string, sealedName: string|null}) => Promise<KnockName>} [hooks.knockName]
+   *   reads a knock's name (decrypting its sealed name); default: the name the server sent
+   * @param {(k: KnockName) => void} [hooks.onAdmit] we admitted this knock
    */
-  constructor(onChange) {
+  constructor(onChange, hooks = {}) {
     this.onChange = onChange;
+    this.hooks = hooks;
     /** @type {Connection|null} */
     this.conn = null;
     this.moderator = false;
@@ -29,8 +49,11 @@ export class Moderation {
     this.settingsKnown = false;
     /** @type {RoomSettings} */
     this.settings = { ...DEFAULT_SETTINGS };
-    /** @type {Map<string, string>} knock id → name */
+    /** @type {Map<string, KnockName>} knock id → name */
     this.knocks = new Map();
+    /** Knock ids already resolved (a late name must not bring one back). */
+    /** @type {Set<string>} */
+    this.resolved = new Set();
     this.bar = $('mod-bar', HTMLElement);
     this.knocksEl = $('knocks', HTMLElement);
     this.knocksList = $('knocks-list', HTMLUListElement);
@@ -78,17 +101,25 @@ export class Moderation {
       this.settingsKnown = true;
       this.render();
     });
-    c.addEventListener('knock', (ev) => {
+    c.addEventListener('knock', async (ev) => {
       if (c !== this.conn || !this.moderator) return;
-      const { id, name } = /** @type {CustomEvent} */ (ev).detail;
+      const { id, name, sealedName } = /** @type {CustomEvent} */ (ev).detail;
       const isNew = !this.knocks.has(id);
-      this.knocks.set(id, name);
+      /** @type {KnockName} */
+      const shown = this.hooks.knockName
+        ? await this.hooks.knockName({ name, sealedName }).catch(() => ({ name, kind: /** @type {const} */ ('unknown'), server: name }))
+        : { name, kind: 'sealed', server: name }; // no encryption layer: the server's name as is
+      // Resolved (or gone) while the name was being read: nothing to show.
+      if (c !== this.conn || !this.moderator || (!isNew && !this.knocks.has(id)) || this.resolved.has(id)) return;
+      this.knocks.set(id, shown);
       this.renderKnocks();
-      if (isNew) toast(`${name} is waiting in the lobby.`);
+      if (isNew) toast(`${shown.name} is waiting in the lobby.`);
     });
     c.addEventListener('knock_resolved', (ev) => {
       if (c !== this.conn) return;
-      this.knocks.delete(/** @type {CustomEvent} */ (ev).detail.id);
+      const { id } = /** @type {CustomEvent} */ (ev).detail;
+      this.knocks.delete(id);
+      this.resolved.add(id);
       this.renderKnocks();
     });
   }
@@ -100,6 +131,7 @@ export class Moderation {
     this.settingsKnown = false;
     this.settings = { ...DEFAULT_SETTINGS };
     this.knocks.clear();
+    this.resolved.clear();
     if (this.pwDialog.open) this.pwDialog.close();
     this.render();
   }
@@ -134,8 +166,13 @@ export class Moderation {
       const btn = /** @type {HTMLElement} */ (ev.target).closest('button');
       const id = btn?.dataset.knock;
       if (!btn || !id || !this.conn) return;
-      if (btn.dataset.action === 'admit') this.conn.admit(id);
-      else if (btn.dataset.action === 'deny') this.conn.deny(id);
+      const k = this.knocks.get(id);
+      if (btn.dataset.action === 'admit') {
+        if (k) this.hooks.onAdmit?.(k);
+        this.conn.admit(id);
+      } else if (btn.dataset.action === 'deny') {
+        this.conn.deny(id);
+      }
       // Disable until the server confirms with knock_resolved.
       for (const b of this.knocksList.querySelectorAll(`button[data-knock="${CSS.escape(id)}"]`)) {
         /** @type {HTMLButtonElement} */ (b).disabled = true;
@@ -207,16 +244,27 @@ export class Moderation {
     this.knocksEl.hidden = !show;
     this.knocksCount.textContent = String(this.knocks.size);
     this.knocksList.replaceChildren(
-      ...[...this.knocks].map(([id, name]) => {
+      ...[...this.knocks].map(([id, { name, kind }]) => {
         const li = document.createElement('li');
         li.dataset.knockItem = id;
+        li.dataset.knockKind = kind;
+        const who = document.createElement('span');
+        who.className = 'knock-who';
         const label = document.createElement('span');
         label.className = 'knock-name';
         label.textContent = name;
+        who.append(label);
+        if (KNOCK_NOTE[kind]) {
+          const note = document.createElement('span');
+          note.className = 'knock-note';
+          note.textContent = KNOCK_NOTE[kind];
+          who.append(note);
+        }
+        const what = KNOCK_NOTE[kind] ? `${name} (${KNOCK_NOTE[kind]})` : name;
         li.append(
-          label,
-          button('Admit', `Admit ${name}`, { action: 'admit', knock: id }, 'primary'),
-          button('Deny', `Deny ${name}`, { action: 'deny', knock: id }),
+          who,
+          button('Admit', `Admit ${what}`, { action: 'admit', knock: id }, 'primary'),
+          button('Deny', `Deny ${what}`, { action: 'deny', knock: id }),
         );
         return li;
       }),

@@ -29,6 +29,7 @@ export const ui = {
   camSelect: $('cam-select', HTMLSelectElement),
   micSelect: $('mic-select', HTMLSelectElement),
   mediaMessage: $('media-message', HTMLElement),
+  e2eeNote: $('e2ee-note', HTMLElement),
   joinBtn: $('join-btn', HTMLButtonElement),
   lobby: $('lobby', HTMLElement),
   lobbyRoom: $('lobby-room', HTMLElement),
@@ -73,6 +74,9 @@ export const me = {
   password: '',
   /** Join token from `?jwt=` (removed from the address bar at once; memory only). */
   token: '',
+  /** The meeting secret from the URL fragment (never sent to the server); null: ask for it. */
+  /** @type {string|null} */
+  secret: null,
 };
 
 

@@ -45,13 +45,14 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{type: 'participant_left', participant_id: string}} LeftMsg
  * @typedef {{type: 'error', code: string, message: string}} ErrorMsg
  * @typedef {{type: 'lobby_waiting'}} LobbyWaitingMsg
- * @typedef {{type: 'knock', knock_id: string, name: string}} KnockMsg
+ * @typedef {{type: 'knock', knock_id: string, name: string, sealed_name?: string}} KnockMsg
  * @typedef {{type: 'knock_resolved', knock_id: string}} KnockResolvedMsg
  * @typedef {{type: 'settings', settings: RoomSettings}} SettingsMsg
  * @typedef {{type: 'role', moderator: boolean}} RoleMsg
  * @typedef {{type: 'moderated', action: 'muted'|'video_stopped'}} ModeratedMsg
+ * @typedef {{type: 'relay', from: string, data: string}} RelayMsg
  * @typedef {{type: 'closed', reason: 'removed'|'meeting_ended'|'denied'}} ClosedMsg
- * @typedef {WelcomeMsg|AnswerMsg|SubscriptionsMsg|JoinedMsg|UpdatedMsg|LeftMsg|ErrorMsg|LobbyWaitingMsg|KnockMsg|KnockResolvedMsg|SettingsMsg|RoleMsg|ModeratedMsg|ClosedMsg} ServerMsg
+ * @typedef {WelcomeMsg|AnswerMsg|SubscriptionsMsg|JoinedMsg|UpdatedMsg|LeftMsg|ErrorMsg|LobbyWaitingMsg|KnockMsg|KnockResolvedMsg|SettingsMsg|RoleMsg|ModeratedMsg|ClosedMsg|RelayMsg} ServerMsg
  */
 
 /** @type {RoomSettings} */
@@ -69,6 +70,15 @@ export const DEFAULT_SETTINGS = Object.freeze({ locked: false, lobby: false, pas
  * @typedef {object} RemoteMedia
  * @property {MediaStreamTrack|null} audio
  * @property {MediaStreamTrack|null} video
+ */
+
+/**
+ * Hooks to put an encoded transform (end-to-end encryption) on every sender and receiver, called
+ * as each transceiver is created, before it carries media.
+ * @typedef {object} Transforms
+ * @property {(sender: RTCRtpSender, kind: 'audio'|'video') => void} sender
+ * @property {(receiver: RTCRtpReceiver, kind: 'audio'|'video') => void} receiver
+ * @property {Record<string, unknown>} [pcConfig] extra RTCPeerConnection configuration
  */
 
 /**
@@ -101,9 +111,11 @@ const DISCONNECTED_GRACE_MS = 5000;
  * - `server_error` {code: string, message: string, fatal: boolean} — fatal: the join was refused
  *   and this Connection is over (state `failed`)
  * - `pc` {pc: RTCPeerConnection} — a new peer connection was created
+ * - `relay` {from: string, data: string} — an opaque blob from another participant
  * - `lobby` {} — the join waits in the lobby (state `lobby`)
  * - `closed` {reason: string} — out of the room for good (state `closed`)
- * - `knock` {id: string, name: string} / `knock_resolved` {id: string} — moderators only
+ * - `knock` {id: string, name: string, sealedName: string|null} / `knock_resolved` {id: string}
+ *   — moderators only (`sealedName`: the knocker's end-to-end encrypted name, see e2ee/sealed-name.js)
  * - `settings` {settings: RoomSettings}
  * - `role` {moderator: boolean} — our own role changed (also after `welcome`)
  * - `moderated` {action: 'muted'|'video_stopped'}
@@ -116,6 +128,8 @@ export class Connection extends EventTarget {
    * @param {string} [opts.url] WebSocket URL; default `/ws` on the page's origin
    * @param {string} [opts.password] room password (sent in every `join`, kept in memory only)
    * @param {string} [opts.token] signed join token (sent in every `join`, also on reconnection)
+   * @param {string} [opts.sealedName] the display name end-to-end encrypted for the room's members
+   *   (`join.sealed_name`): the server passes it unread to moderators with a lobby knock
    */
   constructor(opts) {
     super();
@@ -123,6 +137,8 @@ export class Connection extends EventTarget {
     this.name = opts.name;
     this.password = opts.password || null;
     this.token = opts.token || null;
+    /** @type {string|null} */
+    this.sealedName = opts.sealedName || null;
     /** Whether we are a moderator (from `welcome` / `role`). */
     this.moderator = false;
     /** @type {RoomSettings} */
@@ -164,6 +180,20 @@ export class Connection extends EventTarget {
     this.gen = 0;
     /** @type {Promise<void>} */
     this.queue = Promise.resolve();
+    /** @type {Transforms|null} */
+    this.transforms = null;
+  }
+
+  /**
+   * Send an opaque blob to one participant, or to everyone else (`to` null).
+   * @param {string|null} to
+   * @param {string} data
+   * @returns {boolean} whether it could be sent now
+   */
+  sendRelay(to, data) {
+    if (this.state !== 'joined' || !this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.send(to ? { type: 'relay', to, data } : { type: 'relay', data });
+    return true;
   }
 
   /**
@@ -323,6 +353,7 @@ export class Connection extends EventTarget {
       if (this.resumeToken) join.resume = this.resumeToken;
       if (this.password) join.password = this.password;
       if (this.token) join.token = this.token;
+      if (this.sealedName) join.sealed_name = this.sealedName;
       this.send(join);
     };
     ws.onmessage = (ev) => {
@@ -486,8 +517,11 @@ export class Connection extends EventTarget {
       case 'participant_left':
         this.emit('participant_left', { id: msg.participant_id });
         break;
+      case 'relay':
+        this.emit('relay', { from: msg.from, data: msg.data });
+        break;
       case 'knock':
-        this.emit('knock', { id: msg.knock_id, name: msg.name });
+        this.emit('knock', { id: msg.knock_id, name: msg.name, sealedName: msg.sealed_name ?? null });
         break;
       case 'knock_resolved':
         this.emit('knock_resolved', { id: msg.knock_id });
@@ -529,13 +563,15 @@ export class Connection extends EventTarget {
   /** @param {number} gen */
   createPc(gen) {
     if (this.pc) this.pc.close();
-    const pc = new RTCPeerConnection(PC_CONFIG);
+    const pc = new RTCPeerConnection({ ...PC_CONFIG, ...this.transforms?.pcConfig });
     this.pc = pc;
     if (this.publish.audio) {
       this.audioTx = pc.addTransceiver(this.audioTrack ?? 'audio', { direction: 'sendonly' });
+      this.transforms?.sender(this.audioTx.sender, 'audio');
     }
     if (this.publish.video) {
       this.videoTx = pc.addTransceiver(this.videoTrack ?? 'video', { direction: 'sendonly' });
+      this.transforms?.sender(this.videoTx.sender, 'video');
     }
     pc.onconnectionstatechange = () => {
       if (gen !== this.gen) return;
@@ -578,7 +614,8 @@ export class Connection extends EventTarget {
     for (const kind of /** @type {const} */ (['audio', 'video'])) {
       const want = slots[kind] ?? 0;
       for (let have = this.recvTransceivers(kind).length; have < want; have++) {
-        pc.addTransceiver(kind, { direction: 'recvonly' });
+        const t = pc.addTransceiver(kind, { direction: 'recvonly' });
+        this.transforms?.receiver(t.receiver, kind);
         added = true;
       }
     }

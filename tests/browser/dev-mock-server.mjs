@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // Development stand-in for the Conclave server: serves web/ like the real server (`/`, `/<room>`
-// → index.html, `/assets/<file>`, `/healthz`) with a strict CSP, and speaks the signaling
+// → index.html, `/assets/<path>`, `/healthz`) with a strict CSP, and speaks the signaling
 // protocol's membership and access-control part (join/welcome/subscriptions/participant_*/
-// media_state/leave; first joiner is moderator; password, lock, lobby with knocks, moderator
-// commands) without any media (offers get no answer). Useful to work on the UI before / without the real server:
+// media_state/leave; first joiner is moderator; password, lock, lobby with knocks (passing
+// `sealed_name` through), moderator commands; `relay` for end-to-end encryption) without any media
+// (offers get no answer). Useful to work on the UI before / without the real server:
 //   CONCLAVE_BIN=./dev-mock-server.mjs node --test prejoin.test.mjs
 // Accepts the real server's `--listen ADDR:PORT` (and ignores `--udp`).
 
@@ -27,7 +28,15 @@ const server = http.createServer(async (req, res) => {
   const url = new URL(req.url ?? '/', 'http://x');
   if (url.pathname === '/healthz') return void res.end('ok');
   let file = 'index.html';
-  if (url.pathname.startsWith('/assets/')) file = path.basename(url.pathname);
+  if (url.pathname.startsWith('/assets/')) {
+    // web/ files, one folder deep at most (e2ee/), nothing outside it.
+    const rel = url.pathname.slice('/assets/'.length);
+    if (!/^([A-Za-z0-9_-]+\/)?[A-Za-z0-9_-]+\.[a-z]+$/.test(rel)) {
+      res.writeHead(404).end('not found');
+      return;
+    }
+    file = rel;
+  }
   else if (!/^\/([A-Za-z0-9_-]{1,64})?\/?$/.test(url.pathname)) {
     res.writeHead(404).end('not found');
     return;
@@ -134,7 +143,7 @@ server.on('upgrade', (req, socket) => {
           deny: () => { resolve(); send({ type: 'closed', reason: 'denied' }); end(); },
         });
         send({ type: 'lobby_waiting' });
-        toModerators(room, { type: 'knock', knock_id: kid, name: msg.name });
+        toModerators(room, { type: 'knock', knock_id: kid, name: msg.name, ...(msg.sealed_name ? { sealed_name: msg.sealed_name } : {}) });
         return;
       }
       return enter(msg.room, r, msg, false);
@@ -150,6 +159,19 @@ server.on('upgrade', (req, socket) => {
     }
     if (msg.type === 'leave') return leave();
     if (msg.type === 'offer') return; // no media in the mock: offers get no answer
+    if (msg.type === 'relay') {
+      // Opaque end-to-end encrypted blobs, to one participant or to everyone else.
+      if (typeof msg.data !== 'string') return send({ type: 'error', code: 'bad_message', message: 'relay without data' });
+      const out = { type: 'relay', from: self.id, data: msg.data };
+      if (msg.to) {
+        const to = r.members.get(msg.to);
+        if (!to) return send({ type: 'error', code: 'unknown_participant', message: 'no such participant' });
+        to.send(out);
+      } else {
+        broadcast(r, out, self.id);
+      }
+      return;
+    }
     const commands = ['mute', 'mute_all', 'stop_video', 'remove', 'set_moderator', 'lock', 'set_lobby', 'set_password', 'admit', 'deny', 'end_meeting'];
     if (!commands.includes(msg.type)) return send({ type: 'error', code: 'bad_message', message: `unknown type ${msg.type}` });
     if (!self.moderator) return send({ type: 'error', code: 'not_moderator', message: 'only moderators can do that' });

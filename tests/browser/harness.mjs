@@ -67,6 +67,11 @@ export function randomRoom(prefix = 'e2e') {
   return `${prefix}-${randomBytes(5).toString('hex')}`;
 }
 
+/** A meeting secret for the URL fragment (`/<room>#<secret>`), as the landing page makes one. */
+export function randomSecret() {
+  return randomBytes(16).toString('base64url');
+}
+
 /**
  * Poll `fn` until it returns a truthy value (returned), or throw after `timeout` ms with the last
  * value / error in the message.
@@ -97,11 +102,12 @@ export async function poll(fn, { timeout = 30000, interval = 250, what = 'condit
 /**
  * Start the Conclave server on free loopback ports; resolves when /healthz answers 200.
  * Its output goes to a log file, not the console.
- * @param {{args?: string[], env?: Record<string, string>}} [opts] extra command-line arguments and
+ * @param {{bin?: string, args?: string[], env?: Record<string, string>}} [opts] another server binary
+ *   (the end-to-end encryption proof runs a tap build), extra command-line arguments and
  *   environment (e.g. `--adhoc-rooms hosts`, `CONCLAVE_JWT_SECRET`)
  */
-export async function startServer({ args: extraArgs = /** @type {string[]} */ ([]), env = {} } = {}) {
-  const bin = path.resolve(here, process.env.CONCLAVE_BIN ?? '../../target/debug/conclave');
+export async function startServer({ bin: binOpt, args: extraArgs = /** @type {string[]} */ ([]), env = {} } = {}) {
+  const bin = path.resolve(here, binOpt ?? process.env.CONCLAVE_BIN ?? '../../target/debug/conclave');
   const port = await freeTcpPort();
   const udp = await freeUdpPort();
   const logDir = path.join(here, 'logs');

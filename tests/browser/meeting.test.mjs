@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import {
-  startServer, openBrowser, poll, sleep, randomRoom, remoteTiles, inboundAudio, repoRoot,
+  startServer, openBrowser, poll, sleep, randomRoom, randomSecret, remoteTiles, inboundAudio, repoRoot,
 } from './harness.mjs';
 
 /** @typedef {Awaited<ReturnType<typeof openBrowser>>} Session */
@@ -66,11 +66,12 @@ test('three participants see and hear each other; camera off; leave', { timeout:
   const sessions = [];
   try {
     const room = randomRoom();
+    const secret = randomSecret();
     const names = ['Alice', 'Bob', 'Carol'];
     const opened = await Promise.all(names.map(() => openBrowser(server.url)));
     sessions.push(...opened);
     await Promise.all(
-      opened.map((s, i) => s.page.goto(`${server.url}/${room}?name=${names[i]}&autojoin=1`)),
+      opened.map((s, i) => s.page.goto(`${server.url}/${room}?name=${names[i]}&autojoin=1#${secret}`)),
     );
     const [alice, bob, carol] = opened;
 

@@ -1,12 +1,13 @@
 // Moderator actions seen from both sides: mute and stop camera (the target's own controls follow,
 // and they can turn them on again), lock (a newcomer gets the locked screen), make moderator,
-// remove, end the meeting for everyone. Also: a `?jwt=` link is removed from the address bar at
-// once and its token goes into `join`.
+// remove, end the meeting for everyone. The moderator's controls name people by the names that
+// arrived end-to-end encrypted (the server only has placeholders). Also: a `?jwt=` link is removed
+// from the address bar at once and its token goes into `join`.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, openBrowser, poll, sleep, randomRoom, remoteTiles, waitState, participantId, recordSignaling,
+  startServer, openBrowser, poll, sleep, randomRoom, randomSecret, remoteTiles, waitState, participantId, recordSignaling,
   inboundAudio, NO_MEDIA,
 } from './harness.mjs';
 
@@ -52,7 +53,8 @@ test('moderator actions: mute, stop camera, lock, promote, remove, end meeting',
   const sessions = [];
   try {
     const room = randomRoom('mod');
-    const url = (/** @type {string} */ name) => `${server.url}/${room}?name=${name}&autojoin=1`;
+    const secret = randomSecret();
+    const url = (/** @type {string} */ name) => `${server.url}/${room}?name=${name}&autojoin=1#${secret}`;
     const alice = await openBrowser(server.url);
     sessions.push(alice);
     await alice.page.goto(url('Alice'));
@@ -69,6 +71,10 @@ test('moderator actions: mute, stop camera, lock, promote, remove, end meeting',
 
     // Mute Bob: his microphone button shows muted, Alice sees his mic off; he unmutes himself.
     await openPeople(alice.page);
+    // The people list and the moderator's buttons use Bob's decrypted name.
+    const muteBob = alice.page.locator(`button[data-action="mute"][data-target="${bobId}"]`);
+    await poll(async () => (await muteBob.getAttribute('aria-label')) === 'Mute Bob', { what: "Alice's mute button names Bob" });
+    assert.equal(await alice.page.locator(`[data-participant-item="${bobId}"] .person-name`).textContent(), 'Bob');
     await alice.page.locator(`button[data-action="mute"][data-target="${bobId}"]`).click();
     await poll(() => bob.page.getByText('A moderator muted you').isVisible(), { what: 'Bob told he was muted' });
     await poll(async () => (await bob.page.locator('#mic-btn').getAttribute('aria-pressed')) === 'false', { what: "Bob's mic button off" });
@@ -115,11 +121,11 @@ test('moderator actions: mute, stop camera, lock, promote, remove, end meeting',
     sessions.push(dora);
     const doraSignaling = recordSignaling(dora.page);
     const token = 'eyJhbGciOiJIUzI1NiJ9.eyJyb29tIjoibm9wZSJ9.c2lnbmF0dXJl';
-    await dora.page.goto(`${url('Dora')}&jwt=${token}#secret`);
+    await dora.page.goto(`${server.url}/${room}?name=Dora&autojoin=1&jwt=${token}#${secret}`);
     await poll(() => doraSignaling.sent.some((m) => m.type === 'join'), { what: 'Dora sent join' });
     const addr = await dora.page.evaluate(() => location.href);
     assert.ok(!addr.includes('jwt') && !addr.includes(token), `token removed from the address bar: ${addr}`);
-    assert.ok(addr.endsWith('autojoin=1#secret'), `other parameters and fragment kept: ${addr}`);
+    assert.ok(addr.endsWith(`autojoin=1#${secret}`), `other parameters and fragment kept: ${addr}`);
     assert.equal(doraSignaling.sent.find((m) => m.type === 'join')?.token, token);
     // A token the server cannot verify is refused with invalid_token.
     await waitOut(dora.page, 'invalid_token', 'Your sign-in link is not valid here', 'Dora');

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, openBrowser, poll, randomRoom, waitState, participantId, playing, recordSignaling, NO_MEDIA,
+  startServer, openBrowser, poll, randomRoom, randomSecret, waitState, participantId, playing, recordSignaling, NO_MEDIA,
 } from './harness.mjs';
 
 /** @typedef {Awaited<ReturnType<typeof openBrowser>>} Session */
@@ -18,9 +18,10 @@ test('password: wrong one refused, right one accepted', { timeout: 180000 }, asy
   const sessions = [];
   try {
     const room = randomRoom('pw');
+    const secret = randomSecret();
     const alice = await openBrowser(server.url);
     sessions.push(alice);
-    await alice.page.goto(`${server.url}/${room}?name=Alice&autojoin=1`);
+    await alice.page.goto(`${server.url}/${room}?name=Alice&autojoin=1#${secret}`);
     await waitState(alice.page, 'joined', 'Alice');
     const aliceId = await participantId(alice.page, 'Alice');
 
@@ -37,7 +38,7 @@ test('password: wrong one refused, right one accepted', { timeout: 180000 }, asy
     const bob = await openBrowser(server.url);
     sessions.push(bob);
     const bobSignaling = recordSignaling(bob.page);
-    await bob.page.goto(`${server.url}/${room}?name=Bob&autojoin=1`);
+    await bob.page.goto(`${server.url}/${room}?name=Bob&autojoin=1#${secret}`);
     await poll(
       () => bob.page.evaluate(() => document.body.dataset.state === 'prejoin' && document.body.dataset.reason === 'password_required'),
       { what: 'Bob asked for the password' },

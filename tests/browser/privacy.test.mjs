@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  startServer, openBrowser, poll, sleep, randomRoom, waitState, participantId, playing, NO_MEDIA,
+  startServer, openBrowser, poll, sleep, randomRoom, randomSecret, waitState, participantId, playing, NO_MEDIA,
 } from './harness.mjs';
 
 /** @typedef {Awaited<ReturnType<typeof openBrowser>>} Session */
@@ -75,6 +75,7 @@ test('privacy: no third-party request during a one-minute meeting; security head
   const sessions = [];
   try {
     const room = randomRoom('priv');
+    const secret = randomSecret();
     const names = ['Alice', 'Bob'];
     /** @type {ReturnType<typeof recordRequests>[]} */
     const recs = [];
@@ -86,7 +87,7 @@ test('privacy: no third-party request during a one-minute meeting; security head
     }
 
     // Page load: the room page's security headers.
-    const res = await sessions[0].page.goto(`${server.url}/${room}?name=Alice&autojoin=1`);
+    const res = await sessions[0].page.goto(`${server.url}/${room}?name=Alice&autojoin=1#${secret}`);
     assert.ok(res, 'navigation response');
     const h = res.headers();
     console.log('room page headers:', JSON.stringify({
@@ -104,7 +105,7 @@ test('privacy: no third-party request during a one-minute meeting; security head
       assert.equal(r.headers.get('referrer-policy'), 'no-referrer', `Referrer-Policy on ${p}`);
     }
 
-    await sessions[1].page.goto(`${server.url}/${room}?name=Bob&autojoin=1`);
+    await sessions[1].page.goto(`${server.url}/${room}?name=Bob&autojoin=1#${secret}`);
     const ids = [];
     for (const [i, s] of sessions.entries()) {
       await waitState(s.page, 'joined', names[i]);
@@ -148,7 +149,7 @@ test('privacy: no third-party request during a one-minute meeting; security head
 
     // The landing and pre-join pages link to the privacy page on the same origin.
     const p = sessions[0].page;
-    await p.goto(`${server.url}/${room}?name=Alice`);
+    await p.goto(`${server.url}/${room}?name=Alice#${secret}`);
     await waitState(p, 'prejoin', 'Alice (pre-join)');
     assert.equal(await p.locator('#prejoin a[href="/privacy"]').count(), 1, 'privacy link on the pre-join page');
     assert.equal(await p.locator('#landing a[href="/privacy"]').count(), 1, 'privacy link on the landing page');

@@ -4,7 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, openBrowser, poll, sleep, randomRoom, remoteTiles } from './harness.mjs';
+import { startServer, openBrowser, poll, sleep, randomRoom, randomSecret, remoteTiles } from './harness.mjs';
 
 /**
  * Video of participant `id` on `page` is playing (frames rising over ~1 s).
@@ -24,10 +24,11 @@ test('reconnect with resume; camera off and on again', { timeout: 180000 }, asyn
   const sessions = [];
   try {
     const room = randomRoom('rc');
+    const secret = randomSecret();
     for (const name of ['Alice', 'Bob']) {
       const s = await openBrowser(server.url);
       sessions.push(s);
-      await s.page.goto(`${server.url}/${room}?name=${name}&autojoin=1`);
+      await s.page.goto(`${server.url}/${room}?name=${name}&autojoin=1#${secret}`);
     }
     const [alice, bob] = sessions;
     const id = (/** @type {typeof alice} */ s) =>

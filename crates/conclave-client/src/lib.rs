@@ -150,6 +150,7 @@ pub async fn run_participant(cfg: ParticipantConfig) -> Result<Report, ClientErr
         resume: None,
         password: cfg.password.clone(),
         token: cfg.token.clone(),
+        sealed_name: None,
     };
     ws.send(Message::text(
         serde_json::to_string(&join).expect("serializes"),

@@ -30,6 +30,7 @@ pub async fn participant(
         resume: None,
         password: None,
         token: None,
+        sealed_name: None,
     };
     ws.send(text(&join)).await.map_err(ws_err)?;
     let mut wanted = SlotCounts::default();

@@ -18,8 +18,14 @@ pub use validate::{NameError, RoomNameError, validate_display_name, validate_roo
 /// Version of this protocol. The client sends it in `join`; a mismatch is refused.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// Longest `join.sealed_name`.
+pub const MAX_SEALED_NAME_CHARS: usize = 1024;
+
 /// Largest inbound WebSocket message the server accepts, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+/// Largest `relay` payload, in bytes.
+pub const MAX_RELAY_BYTES: usize = 32 * 1024;
 
 /// Opaque participant identifier, unique within a server process. Never derived from a name or an
 /// address.
@@ -63,6 +69,11 @@ pub enum ClientMessage {
         /// Signed join token (JWT) from an identity provider or learning platform.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
+        /// The display name encrypted with a key from the room secret (end-to-end encryption),
+        /// at most [`MAX_SEALED_NAME_CHARS`]. The server passes it to moderators in `knock`
+        /// without reading it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sealed_name: Option<String>,
     },
     /// An SDP offer: the client's sending tracks plus its `recvonly` receive slots.
     Offer { sdp: String },
@@ -70,6 +81,15 @@ pub enum ClientMessage {
     MediaState { audio: bool, video: bool },
     /// Leave the room now (the connection then closes).
     Leave,
+    /// An opaque blob for another participant (`to`) or for everyone else in the room (`to`
+    /// absent). The server never parses `data`: clients use it for end-to-end encrypted key
+    /// exchange and application messages (`docs/e2ee.md`).
+    Relay {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<ParticipantId>,
+        /// At most [`MAX_RELAY_BYTES`].
+        data: String,
+    },
 
     // Moderator commands. A participant who is not a moderator gets `error` `not_moderator`.
     /// Stop forwarding this participant's microphone until they unmute themselves.
@@ -120,7 +140,13 @@ pub enum ServerMessage {
     /// until `welcome` (admitted) or `closed` with reason `denied`.
     LobbyWaiting,
     /// To moderators: someone is waiting in the lobby.
-    Knock { knock_id: String, name: String },
+    Knock {
+        knock_id: String,
+        name: String,
+        /// The knocker's encrypted name, when it has the room secret.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sealed_name: Option<String>,
+    },
     /// To moderators: a knock was answered (by anyone) or withdrawn.
     KnockResolved { knock_id: String },
     /// The room's settings changed.
@@ -151,6 +177,8 @@ pub enum ServerMessage {
     },
     /// Something the client sent was refused. The connection stays usable unless stated.
     Error { code: ErrorCode, message: String },
+    /// An opaque blob another participant sent with `relay`; `from` is set by the server.
+    Relay { from: ParticipantId, data: String },
 }
 
 /// A participant as others see them.
@@ -286,6 +314,7 @@ mod tests {
             resume: None,
             password: None,
             token: None,
+            sealed_name: None,
         };
         let s = serde_json::to_string(&m).unwrap();
         assert_eq!(

@@ -49,6 +49,7 @@ fn client_examples_parse_and_cover_every_message() {
         "admit",
         "deny",
         "end_meeting",
+        "relay",
     ]
     .map(String::from)
     .into();
@@ -78,6 +79,7 @@ fn server_examples_parse_and_cover_every_message() {
         "participant_updated",
         "participant_left",
         "error",
+        "relay",
         "lobby_waiting",
         "knock",
         "knock_resolved",

@@ -12,6 +12,8 @@ use thiserror::Error;
 use crate::mid::Mid;
 use crate::munger::{Munger, SeqTs};
 
+mod relay;
+
 /// A participant's handle inside one room. Small and `Copy` for the hot path; the opaque
 /// [`ParticipantId`] is what clients see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -94,6 +96,8 @@ pub struct JoinRequest {
     /// Token from an earlier `welcome`, to come back as the same participant.
     pub resume: Option<String>,
     pub name: String,
+    /// Encrypted display name, shown only to moderators' clients in a knock.
+    pub sealed_name: Option<String>,
     /// What the joiner proved before reaching the room.
     pub access: Access,
 }
@@ -165,6 +169,7 @@ pub(crate) struct Participant {
     /// participant turns it on again.
     pub(crate) audio_blocked: bool,
     pub(crate) video_blocked: bool,
+    pub(crate) sealed_name: Option<String>,
 }
 
 impl Participant {
@@ -330,6 +335,7 @@ impl Room {
             admitted: false,
             audio_blocked: false,
             video_blocked: false,
+            sealed_name: req.sealed_name,
         };
         self.participants.insert(pid, participant);
         if waiting {
@@ -340,6 +346,7 @@ impl Room {
             let knock = ServerMessage::Knock {
                 knock_id: knock_id(pid),
                 name: self.participants[&pid].name.clone(),
+                sealed_name: self.participants[&pid].sealed_name.clone(),
             };
             self.tell_moderators(knock);
         } else {
@@ -724,6 +731,7 @@ impl Room {
             .map(|(kp, k)| ServerMessage::Knock {
                 knock_id: knock_id(*kp),
                 name: k.name.clone(),
+                sealed_name: k.sealed_name.clone(),
             })
             .collect();
         for msg in knocks {

@@ -35,6 +35,7 @@ impl H {
             resume_token: format!("token-{name}"),
             resume: None,
             name: name.into(),
+            sealed_name: None,
             access,
         };
         self.room.join(self.at(0), req)
@@ -195,7 +196,8 @@ fn lobby_knock_admit_and_deny() {
         to(&out, a),
         vec![ServerMessage::Knock {
             knock_id: "k2".into(),
-            name: "bob".into()
+            name: "bob".into(),
+            sealed_name: None,
         }]
     );
     // Media state and tracks of a knocker are ignored.
@@ -299,6 +301,7 @@ fn removed_session_cannot_return_and_end_meeting_closes_all() {
         resume_token: "fresh".into(),
         resume: Some("token-bob".into()),
         name: "bob".into(),
+        sealed_name: None,
         access: Access::default(),
     };
     assert_eq!(h.room.join(h.at(5), again).unwrap_err(), JoinError::Removed);
@@ -337,6 +340,7 @@ fn persistent_rooms_and_host_only_policy() {
         resume_token: n.into(),
         resume: None,
         name: n.into(),
+        sealed_name: None,
         access,
     };
     let now = Instant::now();

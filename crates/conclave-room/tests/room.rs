@@ -35,6 +35,7 @@ impl Harness {
             resume_token: format!("token-{name}"),
             resume: None,
             name: name.into(),
+            sealed_name: None,
             access: Access::default(),
         };
         self.room.join(self.at(t), req).unwrap().pid
@@ -264,6 +265,7 @@ fn dropped_connection_resumes_within_grace_or_expires() {
         resume_token: "fresh-token".into(),
         resume: Some("token-bob".into()),
         name: "bob".into(),
+        sealed_name: None,
         access: Access::default(),
     };
     let joined = h.room.join(h.at(20_000), req).unwrap();
@@ -287,6 +289,7 @@ fn dropped_connection_resumes_within_grace_or_expires() {
         resume_token: "t".into(),
         resume: Some("token-bobx".into()),
         name: "mallory".into(),
+        sealed_name: None,
         access: Access::default(),
     };
     assert!(!h.room.join(h.at(20_200), req).unwrap().resumed);
@@ -333,6 +336,7 @@ fn full_room_refuses() {
         resume_token: n.into(),
         resume: None,
         name: n.into(),
+        sealed_name: None,
         access: Access::default(),
     };
     room.join(Instant::now(), req("a")).unwrap();

@@ -9,6 +9,7 @@ mod media;
 mod privacy;
 mod rooms_cmd;
 mod signaling;
+mod tap;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;

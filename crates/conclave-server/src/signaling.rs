@@ -11,8 +11,8 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use conclave_proto::{
-    ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage, validate_display_name,
-    validate_room_name,
+    ClientMessage, ErrorCode, MAX_RELAY_BYTES, MAX_SEALED_NAME_CHARS, PROTOCOL_VERSION,
+    ServerMessage, validate_display_name, validate_room_name,
 };
 use conclave_room::ModeratorCommand;
 use tokio::sync::{mpsc, oneshot};
@@ -79,6 +79,7 @@ async fn connection(mut socket: WebSocket, state: AppState, peer_ip: IpAddr) {
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => continue,
                 };
+                crate::tap::signaling_in(text.as_str());
                 match handle_text(&state, conn, peer_ip, &mut events_tx, &mut session, text.as_str()).await {
                     Ok(Flow::Continue) => errors = 0,
                     Ok(Flow::Left) => { left = true; let _ = close(&mut socket, CLOSE_NORMAL, "left").await; break }
@@ -168,6 +169,7 @@ async fn handle_text(
                 resume,
                 password,
                 token,
+                sealed_name,
             },
             None,
         ) => {
@@ -184,6 +186,19 @@ async fn handle_text(
                 .map_err(|e| refuse(ErrorCode::InvalidRoom, e.to_string(), true))?;
             validate_display_name(&name)
                 .map_err(|e| refuse(ErrorCode::InvalidName, e.to_string(), true))?;
+            if sealed_name.as_ref().is_some_and(|n| {
+                n.is_empty()
+                    || n.chars().count() > MAX_SEALED_NAME_CHARS
+                    || n.chars().any(char::is_control)
+            }) {
+                return Err(refuse(
+                    ErrorCode::InvalidName,
+                    format!(
+                        "sealed_name must be 1 to {MAX_SEALED_NAME_CHARS} characters without control characters"
+                    ),
+                    true,
+                ));
+            }
             if resume.as_ref().is_some_and(|r| r.len() > 64) {
                 return Err(refuse(ErrorCode::BadMessage, "resume token too long", true));
             }
@@ -196,6 +211,7 @@ async fn handle_text(
             let (reply, rx) = oneshot::channel();
             let spec = JoinSpec {
                 name,
+                sealed_name,
                 resume,
                 access: prepared.access,
                 stored: prepared.stored,
@@ -256,6 +272,22 @@ async fn handle_text(
             audio,
             video,
         },
+        ClientMessage::Relay { to, data } => {
+            if data.is_empty() || data.len() > MAX_RELAY_BYTES {
+                return Err(refuse(
+                    ErrorCode::BadMessage,
+                    format!("relay data must be 1 to {MAX_RELAY_BYTES} bytes"),
+                    false,
+                ));
+            }
+            Command::Relay {
+                room,
+                pid,
+                conn,
+                to,
+                data,
+            }
+        }
         ClientMessage::Leave => {
             send_cmd(state, s, Command::Leave { room, pid, conn })?;
             *session = None;

@@ -382,6 +382,26 @@ async fn lobby_cannot_be_skipped() {
     let w = recv_type(&mut guest, "welcome").await;
     assert_eq!(w["participants"][0]["name"], "Dr. Host");
 
+    // A knock with an end-to-end encrypted name: the server passes it on unread.
+    let mut sealed = connect(&server).await;
+    send(
+        &mut sealed,
+        join_with(room, "-", json!({"sealed_name": "opaque-ciphertext-b64"})),
+    )
+    .await;
+    recv_type(&mut sealed, "lobby_waiting").await;
+    let knock = recv_type(&mut host, "knock").await;
+    assert_eq!(
+        (knock["name"].clone(), knock["sealed_name"].clone()),
+        (json!("-"), json!("opaque-ciphertext-b64"))
+    );
+    refused(
+        &server,
+        join_with(room, "-", json!({"sealed_name": "x".repeat(1025)})),
+        "invalid_name",
+    )
+    .await;
+
     // Oversized and malformed knocks.
     refused(&server, join(room, &"N".repeat(65)), "invalid_name").await;
     refused(&server, join(room, "bell\u{7}"), "invalid_name").await;

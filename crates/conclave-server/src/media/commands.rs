@@ -70,6 +70,18 @@ impl Worker {
                     self.process(&room, now);
                 }
             }
+            Command::Relay {
+                room,
+                pid,
+                conn,
+                to,
+                data,
+            } => {
+                if let Some(host) = self.host(&room, pid, conn) {
+                    host.core.relay(pid, to.as_ref(), data);
+                    self.process(&room, now);
+                }
+            }
             Command::ConnectionLost { room, pid, conn } => {
                 if let Some(host) = self.host(&room, pid, conn) {
                     host.core.connection_lost(now, pid);
@@ -117,6 +129,7 @@ impl Worker {
     ) -> Result<Joined, (ErrorCode, String)> {
         let JoinSpec {
             name,
+            sealed_name,
             resume,
             access,
             stored,
@@ -132,6 +145,7 @@ impl Worker {
             resume_token: ids::resume_token(),
             resume,
             name,
+            sealed_name,
             access,
         };
         let joined = match host.core.join(now, req) {

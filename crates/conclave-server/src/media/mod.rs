@@ -62,6 +62,14 @@ pub enum Command {
         pid: Pid,
         conn: ConnId,
     },
+    /// An opaque blob for one participant (`to`) or everyone else in the room.
+    Relay {
+        room: String,
+        pid: Pid,
+        conn: ConnId,
+        to: Option<ParticipantId>,
+        data: String,
+    },
     /// The signaling connection closed without `leave`.
     ConnectionLost {
         room: String,
@@ -80,6 +88,7 @@ pub enum Command {
 #[derive(Debug)]
 pub struct JoinSpec {
     pub name: String,
+    pub sealed_name: Option<String>,
     pub resume: Option<String>,
     pub access: Access,
     /// The room's stored settings, if it is persistent.

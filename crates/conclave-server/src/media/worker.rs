@@ -427,6 +427,7 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket) {
     let Some(room_mid) = RoomMid::new(&mid) else {
         return;
     };
+    crate::tap::media(codec.is_video(), &pkt.payload);
     let keyframe = codec == Codec::Vp8 && vp8_starts_keyframe(&pkt.payload);
     let meta = PacketIn {
         seq: *pkt.seq_no,
