@@ -17,6 +17,7 @@ mod worker;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -142,18 +143,20 @@ impl MediaPlane {
     ) -> std::io::Result<Self> {
         let routes = Arc::new(Routes::default());
         let local = socket.local_addr()?;
+        // Datagrams queued per worker, counted up by the receive thread and down by the worker.
+        let backlogs: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..workers).map(|_| AtomicUsize::new(0)).collect());
         let mut senders = Vec::with_capacity(workers);
         for index in 0..workers {
             let (tx, rx) = mpsc::channel();
-            let w = worker::Worker::new(
-                index,
-                socket.try_clone()?,
-                local,
+            let env = worker::WorkerEnv {
                 candidate,
-                routes.clone(),
-                room_config.clone(),
-                settings_tx.clone(),
-            );
+                routes: routes.clone(),
+                room_config: room_config.clone(),
+                settings_tx: settings_tx.clone(),
+                backlogs: backlogs.clone(),
+            };
+            let w = worker::Worker::new(index, socket.try_clone()?, local, env);
             std::thread::Builder::new()
                 .name(format!("media-worker-{index}"))
                 .spawn(move || w.run(rx))?;
@@ -163,7 +166,7 @@ impl MediaPlane {
         let recv_senders = senders.clone();
         std::thread::Builder::new()
             .name("media-recv".into())
-            .spawn(move || udp::receive_loop(socket, routes, recv_senders))?;
+            .spawn(move || udp::receive_loop(socket, routes, recv_senders, backlogs))?;
         Ok(Self { workers: senders })
     }
 

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,17 @@ pub struct Worker {
     out: Vec<Transmit>,
     /// UDP GSO is used until the kernel refuses it once.
     gso: bool,
+    /// Datagrams queued per worker (see `udp::MAX_BACKLOG`); this worker counts its own down.
+    backlogs: Arc<Vec<AtomicUsize>>,
+}
+
+/// What every worker shares with the rest of the media plane.
+pub struct WorkerEnv {
+    pub candidate: SocketAddr,
+    pub routes: Arc<Routes>,
+    pub room_config: RoomConfig,
+    pub settings_tx: Option<UnboundedSender<SettingsUpdate>>,
+    pub backlogs: Arc<Vec<AtomicUsize>>,
 }
 
 pub(super) struct RoomHost {
@@ -84,15 +96,14 @@ impl RoomHost {
 }
 
 impl Worker {
-    pub fn new(
-        index: usize,
-        socket: UdpSocket,
-        local: SocketAddr,
-        candidate: SocketAddr,
-        routes: Arc<Routes>,
-        room_config: RoomConfig,
-        settings_tx: Option<UnboundedSender<SettingsUpdate>>,
-    ) -> Self {
+    pub fn new(index: usize, socket: UdpSocket, local: SocketAddr, env: WorkerEnv) -> Self {
+        let WorkerEnv {
+            candidate,
+            routes,
+            room_config,
+            settings_tx,
+            backlogs,
+        } = env;
         Self {
             index,
             socket,
@@ -106,6 +117,7 @@ impl Worker {
             settings_tx,
             out: Vec::new(),
             gso: true,
+            backlogs,
         }
     }
 
@@ -164,7 +176,10 @@ impl Worker {
 
     fn handle(&mut self, input: WorkerInput) {
         match input {
-            WorkerInput::Datagram { from, data, at } => self.datagram(from, &data, at),
+            WorkerInput::Datagram { from, data, at } => {
+                self.backlogs[self.index].fetch_sub(1, Ordering::Relaxed);
+                self.datagram(from, &data, at)
+            }
             WorkerInput::Command(cmd) => self.command(cmd),
         }
     }
