@@ -151,6 +151,7 @@ pub async fn run_participant(cfg: ParticipantConfig) -> Result<Report, ClientErr
         password: cfg.password.clone(),
         token: cfg.token.clone(),
         sealed_name: None,
+        e2ee: None,
     };
     ws.send(Message::text(
         serde_json::to_string(&join).expect("serializes"),

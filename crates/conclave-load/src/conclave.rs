@@ -31,6 +31,7 @@ pub async fn participant(
         password: None,
         token: None,
         sealed_name: None,
+        e2ee: None,
     };
     ws.send(text(&join)).await.map_err(ws_err)?;
     let mut wanted = SlotCounts::default();

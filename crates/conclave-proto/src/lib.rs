@@ -74,6 +74,10 @@ pub enum ClientMessage {
         /// without reading it.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sealed_name: Option<String>,
+        /// `false` for a client that cannot encrypt end to end (a browser without encoded
+        /// transforms, later WHIP ingest). Absent means it can.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        e2ee: Option<bool>,
     },
     /// An SDP offer: the client's sending tracks plus its `recvonly` receive slots.
     Offer { sdp: String },
@@ -117,6 +121,9 @@ pub enum ClientMessage {
     Deny { knock_id: String },
     /// End the meeting for everyone.
     EndMeeting,
+    /// Require end-to-end encryption (the default), or allow participants who cannot encrypt.
+    /// Everyone sees the change in `settings`.
+    SetE2ee { required: bool },
 }
 
 /// Messages the server sends.
@@ -192,10 +199,17 @@ pub struct ParticipantInfo {
     pub video: bool,
     #[serde(default)]
     pub moderator: bool,
+    /// This participant encrypts end to end.
+    #[serde(default = "yes")]
+    pub e2ee: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Room settings every participant may see.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomSettings {
     pub locked: bool,
     pub lobby: bool,
@@ -203,6 +217,9 @@ pub struct RoomSettings {
     pub password: bool,
     /// Kept in storage between meetings.
     pub persistent: bool,
+    /// Only participants who encrypt end to end may join (the default).
+    #[serde(default = "yes")]
+    pub e2ee_required: bool,
 }
 
 /// What a moderator did to this participant's media.
@@ -283,6 +300,8 @@ pub enum ErrorCode {
     Removed,
     /// Too many people are waiting in the lobby.
     LobbyFull,
+    /// The meeting is end-to-end encrypted and this client cannot encrypt.
+    E2eeRequired,
 }
 
 impl ClientMessage {
@@ -315,6 +334,7 @@ mod tests {
             password: None,
             token: None,
             sealed_name: None,
+            e2ee: None,
         };
         let s = serde_json::to_string(&m).unwrap();
         assert_eq!(

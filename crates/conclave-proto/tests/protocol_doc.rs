@@ -50,6 +50,7 @@ fn client_examples_parse_and_cover_every_message() {
         "deny",
         "end_meeting",
         "relay",
+        "set_e2ee",
     ]
     .map(String::from)
     .into();

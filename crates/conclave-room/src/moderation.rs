@@ -23,6 +23,7 @@ pub enum ModeratorCommand {
     Admit(String),
     Deny(String),
     EndMeeting,
+    SetE2eeRequired(bool),
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -106,6 +107,10 @@ impl Room {
                         self.admit(now, pid);
                     }
                 }
+            }
+            ModeratorCommand::SetE2eeRequired(required) => {
+                self.settings.e2ee_required = required;
+                self.settings_changed(false);
             }
             ModeratorCommand::SetPasswordHash(hash) => {
                 self.settings.password_hash = hash;

@@ -98,6 +98,8 @@ pub struct JoinRequest {
     pub name: String,
     /// Encrypted display name, shown only to moderators' clients in a knock.
     pub sealed_name: Option<String>,
+    /// The client encrypts end to end.
+    pub encrypts: bool,
     /// What the joiner proved before reaching the room.
     pub access: Access,
 }
@@ -147,6 +149,10 @@ pub enum JoinError {
     Removed,
     #[error("too many people are waiting in the lobby")]
     LobbyFull,
+    #[error(
+        "this meeting is end-to-end encrypted and your browser cannot encrypt; a moderator can allow unencrypted participants"
+    )]
+    E2eeRequired,
 }
 
 #[derive(Debug)]
@@ -170,6 +176,7 @@ pub(crate) struct Participant {
     pub(crate) audio_blocked: bool,
     pub(crate) video_blocked: bool,
     pub(crate) sealed_name: Option<String>,
+    pub(crate) encrypts: bool,
 }
 
 impl Participant {
@@ -180,6 +187,7 @@ impl Participant {
             audio: self.audio,
             video: self.video,
             moderator: self.moderator,
+            e2ee: self.encrypts,
         }
     }
 }
@@ -232,6 +240,7 @@ impl Room {
             lobby: stored.as_ref().is_some_and(|s| s.lobby),
             password_hash: stored.as_ref().and_then(|s| s.password_hash.clone()),
             persistent: stored.is_some(),
+            e2ee_required: true,
         };
         Self {
             name: name.into(),
@@ -296,6 +305,9 @@ impl Room {
         {
             return Err(JoinError::HostRequired);
         }
+        if !moderator && !req.encrypts && self.settings.e2ee_required {
+            return Err(JoinError::E2eeRequired);
+        }
         if !moderator {
             if self.settings.locked {
                 return Err(JoinError::Locked);
@@ -336,6 +348,7 @@ impl Room {
             audio_blocked: false,
             video_blocked: false,
             sealed_name: req.sealed_name,
+            encrypts: req.encrypts,
         };
         self.participants.insert(pid, participant);
         if waiting {
@@ -908,6 +921,9 @@ pub(crate) struct Settings {
     /// Opaque to the room: compared, never interpreted.
     pub(crate) password_hash: Option<String>,
     pub(crate) persistent: bool,
+    /// Participants who cannot encrypt are refused. A flag the clients follow; the server cannot
+    /// see whether media is encrypted, only what clients declare.
+    pub(crate) e2ee_required: bool,
 }
 
 impl Settings {
@@ -917,6 +933,7 @@ impl Settings {
             lobby: self.lobby,
             password: self.password_hash.is_some(),
             persistent: self.persistent,
+            e2ee_required: self.e2ee_required,
         }
     }
 }

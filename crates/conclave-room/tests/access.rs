@@ -36,6 +36,7 @@ impl H {
             resume: None,
             name: name.into(),
             sealed_name: None,
+            encrypts: true,
             access,
         };
         self.room.join(self.at(0), req)
@@ -302,6 +303,7 @@ fn removed_session_cannot_return_and_end_meeting_closes_all() {
         resume: Some("token-bob".into()),
         name: "bob".into(),
         sealed_name: None,
+        encrypts: true,
         access: Access::default(),
     };
     assert_eq!(h.room.join(h.at(5), again).unwrap_err(), JoinError::Removed);
@@ -341,6 +343,7 @@ fn persistent_rooms_and_host_only_policy() {
         resume: None,
         name: n.into(),
         sealed_name: None,
+        encrypts: true,
         access,
     };
     let now = Instant::now();
@@ -404,4 +407,54 @@ fn persistent_rooms_and_host_only_policy() {
             .is_ok()
     );
     assert!(adhoc.join(now, req("guest", Access::default())).is_ok());
+}
+
+#[test]
+fn clients_that_cannot_encrypt_need_a_moderator_to_allow_them() {
+    let mut h = H::adhoc();
+    let a = h.join("alice");
+    h.drain();
+    let plain = |name: &str| JoinRequest {
+        id: id(name),
+        resume_token: format!("token-{name}"),
+        resume: None,
+        name: name.into(),
+        sealed_name: None,
+        encrypts: false,
+        access: Access::default(),
+    };
+    assert_eq!(
+        h.room.join(h.at(1), plain("obs")).unwrap_err(),
+        JoinError::E2eeRequired
+    );
+    h.cmd(a, Cmd::SetE2eeRequired(false)).unwrap();
+    let out = h.drain();
+    assert!(
+        to(&out, a)
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Settings { settings } if !settings.e2ee_required))
+    );
+    let obs = h.room.join(h.at(2), plain("obs")).unwrap().pid;
+    let out = h.drain();
+    // Everyone sees that this participant does not encrypt.
+    assert!(to(&out, a).iter().any(
+        |m| matches!(m, ServerMessage::ParticipantJoined { participant } if !participant.e2ee)
+    ));
+    assert!(
+        to(&out, obs).iter().any(
+            |m| matches!(m, ServerMessage::Welcome { settings, .. } if !settings.e2ee_required)
+        )
+    );
+    // Requiring it again keeps who is in, refuses new ones.
+    h.cmd(a, Cmd::SetE2eeRequired(true)).unwrap();
+    assert_eq!(
+        h.room.join(h.at(3), plain("obs2")).unwrap_err(),
+        JoinError::E2eeRequired
+    );
+    assert_eq!(h.room.participant_count(), 2);
+    let b = h.join("bob");
+    assert_eq!(
+        h.cmd(b, Cmd::SetE2eeRequired(false)),
+        Err(ModerationError::NotModerator)
+    );
 }

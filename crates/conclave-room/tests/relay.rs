@@ -12,6 +12,7 @@ fn join(room: &mut Room, name: &str) -> Pid {
         resume: None,
         name: "-".into(),
         sealed_name: None,
+        encrypts: true,
         access: Access::default(),
     };
     room.join(Instant::now(), req).unwrap().pid

@@ -36,6 +36,7 @@ impl Harness {
             resume: None,
             name: name.into(),
             sealed_name: None,
+            encrypts: true,
             access: Access::default(),
         };
         self.room.join(self.at(t), req).unwrap().pid
@@ -266,6 +267,7 @@ fn dropped_connection_resumes_within_grace_or_expires() {
         resume: Some("token-bob".into()),
         name: "bob".into(),
         sealed_name: None,
+        encrypts: true,
         access: Access::default(),
     };
     let joined = h.room.join(h.at(20_000), req).unwrap();
@@ -290,6 +292,7 @@ fn dropped_connection_resumes_within_grace_or_expires() {
         resume: Some("token-bobx".into()),
         name: "mallory".into(),
         sealed_name: None,
+        encrypts: true,
         access: Access::default(),
     };
     assert!(!h.room.join(h.at(20_200), req).unwrap().resumed);
@@ -337,6 +340,7 @@ fn full_room_refuses() {
         resume: None,
         name: n.into(),
         sealed_name: None,
+        encrypts: true,
         access: Access::default(),
     };
     room.join(Instant::now(), req("a")).unwrap();

@@ -170,6 +170,7 @@ async fn handle_text(
                 password,
                 token,
                 sealed_name,
+                e2ee,
             },
             None,
         ) => {
@@ -212,6 +213,7 @@ async fn handle_text(
             let spec = JoinSpec {
                 name,
                 sealed_name,
+                encrypts: e2ee.unwrap_or(true),
                 resume,
                 access: prepared.access,
                 stored: prepared.stored,
@@ -332,6 +334,7 @@ async fn handle_text(
                 ClientMessage::Admit { knock_id } => ModeratorCommand::Admit(knock_id),
                 ClientMessage::Deny { knock_id } => ModeratorCommand::Deny(knock_id),
                 ClientMessage::EndMeeting => ModeratorCommand::EndMeeting,
+                ClientMessage::SetE2ee { required } => ModeratorCommand::SetE2eeRequired(required),
                 _ => unreachable!("every other message is matched above"),
             };
             Command::Moderate {

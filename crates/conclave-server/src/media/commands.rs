@@ -130,6 +130,7 @@ impl Worker {
         let JoinSpec {
             name,
             sealed_name,
+            encrypts,
             resume,
             access,
             stored,
@@ -146,6 +147,7 @@ impl Worker {
             resume,
             name,
             sealed_name,
+            encrypts,
             access,
         };
         let joined = match host.core.join(now, req) {
@@ -162,6 +164,7 @@ impl Worker {
                     JoinError::HostRequired => ErrorCode::HostRequired,
                     JoinError::Removed => ErrorCode::Removed,
                     JoinError::LobbyFull => ErrorCode::LobbyFull,
+                    JoinError::E2eeRequired => ErrorCode::E2eeRequired,
                 };
                 return Err((code, e.to_string()));
             }

@@ -90,6 +90,8 @@ pub enum Command {
 pub struct JoinSpec {
     pub name: String,
     pub sealed_name: Option<String>,
+    /// The client encrypts end to end.
+    pub encrypts: bool,
     pub resume: Option<String>,
     pub access: Access,
     /// The room's stored settings, if it is persistent.
