@@ -31,9 +31,10 @@ test('secrets and room keys', async () => {
 
 test('three members exchange keys and names; safety codes match; app messages decrypt', async () => {
   const net = new Net();
-  const a = await net.join('pa', { name: 'Alice' });
-  const b = await net.join('pb', { name: 'Bob' });
-  const c = await net.join('pc', { name: 'Carol' });
+  // Long, unusual names: a short one like "Bob" turns up in random base64 now and then.
+  const a = await net.join('pa', { name: 'Alice Quennevoort' });
+  const b = await net.join('pb', { name: 'Bob Zwirnemann' });
+  const c = await net.join('pc', { name: 'Carol Ystradgynlais' });
   for (const [km, others] of /** @type {const} */ ([[a, ['pb', 'pc']], [b, ['pa', 'pc']], [c, ['pa', 'pb']]])) {
     assert.deepEqual(km.memberIds().sort(), others);
     for (const o of others) {
@@ -44,16 +45,18 @@ test('three members exchange keys and names; safety codes match; app messages de
   assert.equal(a.stats.lastSafety, b.stats.lastSafety);
   assert.equal(b.stats.lastSafety, c.stats.lastSafety);
   const names = Object.fromEntries(net.eventsOf('pa', 'member').map((m) => [m.id, m.name]));
-  assert.deepEqual(names, { pb: 'Bob', pc: 'Carol' });
+  assert.deepEqual(names, { pb: 'Bob Zwirnemann', pc: 'Carol Ystradgynlais' });
 
-  await b.sendApp({ k: 'chat', text: 'hello from Bob' });
+  await b.sendApp({ k: 'chat', text: 'hello from Bob Zwirnemann' });
   await net.settle();
   for (const id of ['pa', 'pc']) {
-    assert.deepEqual(net.eventsOf(id, 'app').map((e) => [e.from, e.msg.text]), [['pb', 'hello from Bob']]);
+    assert.deepEqual(net.eventsOf(id, 'app').map((e) => [e.from, e.msg.text]), [['pb', 'hello from Bob Zwirnemann']]);
   }
   // Nothing on the wire carries a name or the chat text in the clear.
   for (const blob of net.wire) {
-    for (const secret of ['Alice', 'Bob', 'Carol', 'hello from Bob']) assert.ok(!blob.includes(secret), blob);
+    for (const secret of ['Alice Quennevoort', 'Bob Zwirnemann', 'Carol Ystradgynlais', 'hello from Bob']) {
+      assert.ok(!blob.includes(secret), blob);
+    }
   }
 });
 
