@@ -9,7 +9,8 @@
 // - `?name=` prefills the name, `&autojoin=1` skips the pre-join page, `?jwt=` is a join token
 //   (removed from the address bar at once; passwords are never taken from the URL), `#<secret>`
 //   is the meeting's end-to-end encryption secret (never sent to the server);
-// - end-to-end encryption hooks are listed in meeting-extras.js;
+// - end-to-end encryption hooks are listed in meeting-extras.js; a browser that cannot encrypt
+//   has `document.body.dataset.e2ee = 'off'` and shows `#e2ee-plain` once in a meeting;
 // - `window.conclave` exposes `pc` (the current RTCPeerConnection, for `getStats()` in tests),
 //   `connection` (the Connection), `participantId` and `e2ee` (the E2eeSession).
 
@@ -29,6 +30,12 @@ import { sealName } from './e2ee/sealed-name.js';
 
 /** @typedef {import('./protocol.js').ParticipantInfo} ParticipantInfo */
 /** @typedef {import('./protocol.js').RemoteMedia} RemoteMedia */
+
+/**
+ * This browser has no encoded transforms, so it cannot encrypt media: it joins with `e2ee: false`
+ * and gets in only if a moderator allows participants who cannot encrypt (docs/e2ee.md).
+ */
+const cannotEncrypt = !transformSupport();
 
 /** While the server says `host_required`, the page tries again this often. */
 const HOST_RETRY_MS = 5000;
@@ -141,7 +148,7 @@ function renderPeople() {
   /** @type {(ParticipantInfo & {local?: boolean})[]} */
   const rows = [];
   if (conn?.participantId) {
-    rows.push({ id: conn.participantId, name: `${me.name} (you)`, ...mediaState(), moderator: mod.moderator, local: true });
+    rows.push({ id: conn.participantId, name: `${me.name} (you)`, ...mediaState(), moderator: mod.moderator, local: true, e2ee: !cannotEncrypt });
   }
   for (const p of participants.values()) rows.push(p);
   ui.peopleCount.textContent = `(${rows.length})`;
@@ -160,6 +167,12 @@ function renderPeople() {
       badge.className = 'mod-badge';
       badge.textContent = 'Moderator';
       badge.hidden = !p.moderator;
+      const plain = document.createElement('span');
+      plain.className = 'e2ee-off-badge';
+      plain.textContent = 'Not encrypted';
+      plain.title = 'Cannot encrypt end to end';
+      plain.hidden = p.e2ee !== false;
+      if (p.e2ee === false) li.dataset.e2ee = 'off';
       const mic = document.createElement('span');
       mic.className = `state ${p.audio ? 'on' : 'off'}`;
       mic.innerHTML = p.audio ? ICONS.mic : ICONS.micOff;
@@ -172,7 +185,7 @@ function renderPeople() {
       cam.setAttribute('aria-label', p.video ? 'Camera on' : 'Camera off');
       const head = document.createElement('div');
       head.className = 'person-head';
-      head.append(name, badge, mic, cam);
+      head.append(name, badge, plain, mic, cam);
       li.append(head, ...(p.local ? [] : mod.rowActions(p)));
       return li;
     }),
@@ -209,6 +222,7 @@ function upsertRemote(info) {
   tile.setName(p.name);
   tile.setState(p.audio, p.video);
   tile.setModerator(!!p.moderator);
+  tile.setE2ee(p.e2ee !== false);
   renderPeople();
 }
 
@@ -260,15 +274,19 @@ function startMeeting(opts = {}) {
   // With the secret, the server gets a placeholder, never the name: names travel end-to-end
   // encrypted (and, for a lobby knock, sealed with the secret). Without it, the name is typed for
   // whoever admits us, and the server can read it (docs/e2ee.md).
+  // A browser that cannot encrypt sends its name in the clear (it has no key exchange at all).
   const c = new Connection({
     room: me.room,
-    name: me.secret ? NAME_PLACEHOLDER : me.name,
+    name: me.secret && !cannotEncrypt ? NAME_PLACEHOLDER : me.name,
     password: me.password,
     token: me.token,
+    e2ee: !cannotEncrypt,
   });
   conn = c;
   mod.attach(c);
-  crypt.start(c, { room: me.room, secret: me.secret, name: me.name });
+  if (cannotEncrypt) crypt.startPlain(c);
+  else crypt.start(c, { room: me.room, secret: me.secret, name: me.name });
+  showPlainSelf(cannotEncrypt);
   c.publish = { audio: me.hasMic, video: me.hasCam };
   if (!me.camOn && me.video) {
     me.video.stop();
@@ -307,6 +325,7 @@ function startMeeting(opts = {}) {
     }
     if (!localTile) {
       localTile = new Tile(msg.participant_id, me.name, true);
+      localTile.setE2ee(!cannotEncrypt);
       grid.add(localTile);
     }
     localTile.setModerator(!!msg.moderator);
@@ -348,7 +367,7 @@ function startMeeting(opts = {}) {
     }
     onJoinRefused(code, text);
   });
-  if (me.secret) {
+  if (me.secret && !cannotEncrypt) {
     const secret = me.secret;
     sealName(secret, me.room, me.name)
       .catch((e) => {
@@ -394,6 +413,7 @@ function onJoinRefused(code, text) {
   } else {
     showLeft(REFUSED_TITLE[code] ?? 'Could not join the meeting', text, code);
     if (code === 'removed') ui.rejoinBtn.hidden = true;
+    if (code === 'e2ee_required') ui.rejoinBtn.textContent = 'Try again';
     if (code === 'invalid_token') {
       // The same token would be refused again: a new attempt joins without it (as a guest).
       me.token = '';
@@ -435,6 +455,7 @@ function endMeeting(opts = {}) {
   c?.leave();
   mod.reset();
   crypt.stop();
+  showPlainSelf(false);
   grid.clear();
   participants.clear();
   serverNames.clear();
@@ -442,6 +463,29 @@ function endMeeting(opts = {}) {
   if (!opts.keepMedia) stopLocalMedia();
   ui.soundBtn.hidden = true;
   for (const t of ui.toasts.querySelectorAll('.toast.warning')) t.remove();
+}
+
+/**
+ * Say, for as long as we are in the meeting, that this browser's connection is not end-to-end
+ * encrypted (it cannot encrypt); it has no chat, hands or reactions (see e2ee-meeting.js).
+ * @param {boolean} on
+ */
+function showPlainSelf(on) {
+  const plain = /** @type {HTMLElement} */ (document.getElementById('e2ee-plain'));
+  plain.hidden = !on;
+  const btn = /** @type {HTMLElement} */ (document.getElementById('e2ee-btn'));
+  if (on) {
+    document.body.dataset.e2ee = 'off';
+    btn.dataset.e2ee = 'off';
+    btn.dataset.status = 'plain';
+    /** @type {HTMLElement} */ (document.getElementById('e2ee-label')).textContent = 'Not end-to-end encrypted';
+    /** @type {HTMLElement} */ (document.getElementById('e2ee-panel-state')).textContent =
+      'Your browser cannot encrypt end to end: what you send and receive in this meeting is not ' +
+      'end-to-end encrypted, and the server could see and hear it.';
+  } else if (document.body.dataset.e2ee === 'off') {
+    delete document.body.dataset.e2ee;
+    delete btn.dataset.e2ee;
+  }
 }
 
 /**
@@ -604,15 +648,16 @@ async function main() {
     }
   }
   document.title = `${me.room} · Conclave`;
-  if (!transformSupport()) {
-    // Meetings are always end-to-end encrypted; a browser that cannot encrypt stays out.
+  if (cannotEncrypt) {
+    // Meetings are end-to-end encrypted: this browser gets in only if a moderator allows
+    // participants who cannot encrypt. Always through the pre-join page, so the user reads this.
     ui.e2eeNote.textContent =
-      "This browser can't encrypt audio and video end to end (it lacks encoded transforms), so it " +
-      "can't join: Conclave meetings are always end-to-end encrypted. Use a current Chrome, Edge, " +
-      'Firefox or Safari.';
+      "This browser can't encrypt audio and video end to end (it lacks encoded transforms). You can " +
+      'join only if a moderator of this meeting allows participants who cannot encrypt, and then ' +
+      'what you send and receive is not end-to-end encrypted. A current Chrome, Edge, Firefox or ' +
+      'Safari can encrypt.';
     ui.e2eeNote.classList.add('error');
     ui.e2eeNote.hidden = false;
-    ui.joinBtn.disabled = true;
     await showPrejoin();
     return;
   }

@@ -6,6 +6,12 @@
 // Names: the server only ever gets the placeholder "-" from a client that holds the secret; real
 // names arrive end-to-end encrypted. A name the server does know (from a join token, or typed by
 // someone who opened a link without the secret) is shown until an encrypted one arrives.
+//
+// Participants who cannot encrypt (join with `e2ee: false`, only when a moderator allows it): while
+// one is present, media goes in pass-through mode (E2eeSession.setPlain) and every encrypting
+// member sends it its name in a `clear_name` relay message, which the server can read. Such a
+// client runs no key exchange: no chat, reactions or hands, and it shows "Participant" for anyone
+// whose name it has not been sent (docs/e2ee.md).
 
 import { E2eeSession, NAME_PLACEHOLDER } from './e2ee/session.js';
 import { openSealedName } from './e2ee/sealed-name.js';
@@ -36,6 +42,7 @@ export class E2eeMeeting {
    * @param {() => void} hooks.onStatus the encryption status changed (every name may have)
    * @param {() => void} hooks.layout the grid must re-layout (a side panel opened or closed)
    * @param {(secret: string) => void} hooks.onSecret we now hold the meeting secret
+   * @param {() => void} [hooks.onUnencrypted] who does not encrypt changed
    */
   constructor(hooks) {
     this.hooks = hooks;
@@ -57,6 +64,82 @@ export class E2eeMeeting {
      * @type {{name: string, at: number, id: string|null}[]}
      */
     this.handovers = [];
+    /** Remote participants who do not encrypt (their `e2ee` flag is false). */
+    /** @type {Set<string>} */
+    this.unencrypted = new Set();
+    /** This client cannot encrypt: no session, names from `clear_name` messages. */
+    this.plainClient = false;
+    /** Names encrypting members sent this unencrypted client in the clear. */
+    /** @type {Map<string, string>} */
+    this.clearNames = new Map();
+    this.name = '';
+  }
+
+  /**
+   * Track who does not encrypt; switch media to pass-through while anyone does.
+   * @param {ParticipantInfo} p
+   */
+  noteE2ee(p) {
+    const was = this.unencrypted.has(p.id);
+    if (p.e2ee === false) this.unencrypted.add(p.id);
+    else this.unencrypted.delete(p.id);
+    // A newcomer who cannot encrypt could not read our encrypted name: send it in the clear.
+    if (p.e2ee === false && !was && !this.plainClient && this.name) {
+      this.conn?.sendRelay(p.id, JSON.stringify({ t: 'clear_name', name: this.name }));
+    }
+  }
+
+  updatePlain() {
+    this.session?.setPlain(this.unencrypted.size > 0);
+    this.extras?.setUnencrypted([...this.unencrypted].map((id) => this.displayName(id)));
+    this.hooks.onUnencrypted?.();
+  }
+
+  /**
+   * A client that cannot encrypt joins without a session: plain media, names from the server or
+   * from `clear_name` messages.
+   * @param {Connection} c
+   */
+  startPlain(c) {
+    this.stop();
+    this.conn = c;
+    this.plainClient = true;
+    c.transforms = null;
+    const live = () => c === this.conn;
+    c.addEventListener('welcome', (ev) => {
+      if (!live()) return;
+      const { msg } = /** @type {CustomEvent<{msg: import('./protocol.js').WelcomeMsg}>} */ (ev).detail;
+      this.serverNames.clear();
+      for (const p of msg.participants) this.serverNames.set(p.id, p.name);
+    });
+    const seen = (/** @type {Event} */ ev) => {
+      if (!live()) return;
+      const p = /** @type {ParticipantInfo} */ (/** @type {CustomEvent} */ (ev).detail.participant);
+      this.serverNames.set(p.id, p.name);
+    };
+    c.addEventListener('participant_joined', seen);
+    c.addEventListener('participant_updated', seen);
+    c.addEventListener('participant_left', (ev) => {
+      if (!live()) return;
+      const { id } = /** @type {CustomEvent} */ (ev).detail;
+      this.serverNames.delete(id);
+      this.clearNames.delete(id);
+    });
+    c.addEventListener('relay', (ev) => {
+      if (!live()) return;
+      const { from, data } = /** @type {CustomEvent} */ (ev).detail;
+      /** @type {any} */
+      let msg;
+      try {
+        msg = JSON.parse(data);
+      } catch {
+        return;
+      }
+      const name = typeof msg?.name === 'string' ? msg.name.trim().slice(0, 64) : '';
+      if (msg?.t !== 'clear_name' || !name) return;
+      this.clearNames.set(from, name);
+      this.hooks.onName(from);
+    });
   }
 
   /**
@@ -69,6 +152,7 @@ export class E2eeMeeting {
     this.conn = c;
     this.room = opts.room;
     this.secret = opts.secret;
+    this.name = opts.name;
     const session = new E2eeSession(opts);
     this.session = session;
     c.transforms = session.transforms();
@@ -104,13 +188,22 @@ export class E2eeMeeting {
       if (!live()) return;
       const { msg } = /** @type {CustomEvent<{msg: import('./protocol.js').WelcomeMsg}>} */ (ev).detail;
       this.serverNames.clear();
-      for (const p of msg.participants) this.serverNames.set(p.id, p.name);
+      this.unencrypted.clear();
+      for (const p of msg.participants) {
+        this.serverNames.set(p.id, p.name);
+        this.noteE2ee(p);
+      }
+      this.updatePlain();
     });
     const seen = (/** @type {Event} */ ev) => {
       if (!live()) return;
       const p = /** @type {ParticipantInfo} */ (/** @type {CustomEvent} */ (ev).detail.participant);
       const isNew = !this.serverNames.has(p.id);
       this.serverNames.set(p.id, p.name);
+      if (p.id !== c.participantId) {
+        this.noteE2ee(p);
+        this.updatePlain();
+      }
       if (isNew) {
         const h = this.handovers.find((x) => x.id === null && x.name === p.name);
         if (h) h.id = p.id;
@@ -123,6 +216,7 @@ export class E2eeMeeting {
       const { id } = /** @type {CustomEvent} */ (ev).detail;
       this.serverNames.delete(id);
       this.handovers = this.handovers.filter((h) => h.id !== id);
+      if (this.unencrypted.delete(id)) this.updatePlain();
     });
   }
 
@@ -134,6 +228,9 @@ export class E2eeMeeting {
     this.conn = null;
     this.serverNames.clear();
     this.handovers = [];
+    this.unencrypted.clear();
+    this.plainClient = false;
+    this.clearNames.clear();
   }
 
   /**
@@ -145,10 +242,12 @@ export class E2eeMeeting {
    */
   displayName(id, serverName) {
     const s = this.session;
-    const n = s?.nameOf(id);
+    const n = s?.nameOf(id) ?? this.clearNames.get(id);
     if (n) return n;
     const server = serverName ?? this.serverNames.get(id);
     if (server && server !== NAME_PLACEHOLDER) return server;
+    // We cannot encrypt, so no encrypted name can reach us; the member has not sent one in clear.
+    if (this.plainClient) return 'Participant';
     if (s?.unverified.has(id)) return 'Unverified participant';
     // Without the key (still asking for it, or refused) no name can be read.
     return s?.status === 'knocking' || s?.status === 'denied' ? 'Encrypted name' : 'Joining…';

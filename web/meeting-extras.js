@@ -7,6 +7,7 @@
 // Test hooks: `#safety-code` holds the safety code; `#e2ee-btn[data-status]` is the E2eeStatus;
 // tiles get `data-hand` while a hand is up; `#chat-log li` are chat messages; key requests are
 // `.key-request[data-key-request="<participant id>"]` in `#key-requests` (with `.knock-name`).
+// While someone who cannot encrypt is present, `#e2ee-btn` has `data-e2ee="off"` and says who.
 
 /** @typedef {import('./e2ee/session.js').E2eeSession} E2eeSession */
 
@@ -58,6 +59,9 @@ export class MeetingExtras {
     /** Participant ids with a raised hand, in the order they were raised. */
     /** @type {string[]} */
     this.hands = [];
+    /** Names of the participants present who do not encrypt (see setUnencrypted). */
+    /** @type {string[]} */
+    this.unencrypted = [];
     const opts = { signal: this.abort.signal };
 
     el('chat-log').replaceChildren();
@@ -128,6 +132,8 @@ export class MeetingExtras {
 
   destroy() {
     this.abort.abort();
+    this.unencrypted = [];
+    this.showStatus(this.session.status);
     el('e2ee-alert').hidden = true;
     el('e2ee-panel').hidden = true;
     el('key-requests-list').replaceChildren();
@@ -256,11 +262,34 @@ export class MeetingExtras {
     );
   }
 
+  /**
+   * Participants who cannot encrypt are present (or no longer): the indicator warns and says who.
+   * @param {string[]} names
+   */
+  setUnencrypted(names) {
+    this.unencrypted = names;
+    this.showStatus(this.session.status);
+  }
+
   /** @param {import('./e2ee/session.js').E2eeStatus} status */
   showStatus(status) {
     const btn = el('e2ee-btn');
     btn.dataset.status = status;
-    el('e2ee-label').textContent = STATUS_LABEL[status];
+    const off = this.unencrypted;
+    if (off.length) {
+      btn.dataset.e2ee = 'off';
+      const who = off.length === 1 ? `${off[0]} cannot encrypt` : `${off.join(', ')} cannot encrypt`;
+      el('e2ee-label').textContent = `Not end-to-end encrypted: ${who}`;
+      el('e2ee-panel-state').textContent =
+        `This meeting is not end-to-end encrypted right now: ${who}, so audio and video are sent ` +
+        'unencrypted and the server could see and hear them. Chat stays encrypted among the others.';
+    } else {
+      delete btn.dataset.e2ee;
+      el('e2ee-label').textContent = STATUS_LABEL[status];
+      el('e2ee-panel-state').textContent =
+        'This meeting is end-to-end encrypted. The server forwards audio, video, names and chat ' +
+        'without being able to read them.';
+    }
     const alert = el('e2ee-alert');
     const text = /** @type {Record<string, string>} */ (STATUS_ALERT)[status];
     alert.textContent = text ?? '';

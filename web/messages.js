@@ -24,6 +24,9 @@ export const ERROR_TEXT = /** @type {Record<string, (m: string) => string>} */ (
   unknown_participant: () => 'That person is no longer here.',
   removed: () => 'A moderator removed you from the meeting. You cannot rejoin it with this session.',
   lobby_full: () => 'Too many people are waiting to get in. Try again in a few minutes.',
+  e2ee_required: () =>
+    'This meeting is end-to-end encrypted and your browser cannot encrypt. Ask a moderator to allow ' +
+    'participants who cannot encrypt, then try again.',
 });
 
 /** Titles of the screen shown when a join is refused. */
@@ -35,6 +38,7 @@ export const REFUSED_TITLE = /** @type {Record<string, string>} */ ({
   lobby_full: 'The lobby is full',
   invalid_token: 'Your link is not valid',
   too_many_attempts: 'Too many attempts',
+  e2ee_required: 'Your browser cannot join this encrypted meeting',
 });
 
 /** Screens for `closed` reasons. */

@@ -3,10 +3,10 @@
 // room-state indicators everyone sees. The server enforces every rule; this only shows controls
 // to moderators and sends their commands.
 //
-// Test hooks: buttons carry `data-action` (`mute-all`, `lock`, `lobby`, `password`, `end-meeting`;
+// Test hooks: buttons carry `data-action` (`mute-all`, `lock`, `lobby`, `password`, `e2ee`, `end-meeting`;
 // per participant `mute`, `stop-video`, `remove`, `set-moderator` with `data-target="<id>"`; per
 // knock `admit`, `deny` with `data-knock="<knock id>"`); indicators `[data-indicator=locked|lobby|
-// password]`; `document.body.dataset.moderator` is present while we are a moderator. A knock's
+// password|e2ee-off]` (and the `#e2ee-policy` banner while encryption is not required); `document.body.dataset.moderator` is present while we are a moderator. A knock's
 // `.knock-name` is the knocker's name as far as we can read it (see KnockName).
 
 import { $, toast, confirmDialog } from './dom.js';
@@ -155,6 +155,10 @@ export class Moderation {
         case 'password':
           this.openPasswordDialog();
           break;
+        case 'e2ee':
+          // Pressed: participants who cannot encrypt may join (docs/e2ee.md).
+          c.setE2ee(this.settings.e2ee_required === false);
+          break;
         case 'end-meeting':
           if (await confirmDialog('End the meeting for everyone? Everyone will be disconnected.', 'End meeting')) {
             this.conn?.endMeeting();
@@ -223,6 +227,13 @@ export class Moderation {
     const lobby = /** @type {HTMLButtonElement} */ (this.bar.querySelector('[data-action="lobby"]'));
     lobby.setAttribute('aria-pressed', String(s.lobby));
     lobby.title = s.lobby ? 'Lobby on: a moderator admits each joiner. Press to turn off.' : 'Lobby off: joiners come straight in';
+    const e2eeOff = s.e2ee_required === false;
+    const allow = /** @type {HTMLButtonElement} */ (this.bar.querySelector('[data-action="e2ee"]'));
+    allow.setAttribute('aria-pressed', String(e2eeOff));
+    allow.title = e2eeOff
+      ? 'Participants who cannot encrypt may join: while one is here, audio and video are not end-to-end encrypted. Press to require encryption again.'
+      : 'Only participants who encrypt end to end can join. Press to let in those who cannot (everyone will be told).';
+    $('e2ee-policy', HTMLElement).hidden = !e2eeOff;
     const pw = /** @type {HTMLButtonElement} */ (this.bar.querySelector('[data-action="password"]'));
     pw.textContent = s.password ? 'Change password' : 'Set password';
     /** @type {Record<string, [boolean, string]>} */
@@ -230,6 +241,7 @@ export class Moderation {
       locked: [s.locked, 'Locked: nobody new can join'],
       lobby: [s.lobby, 'Lobby: a moderator admits each joiner'],
       password: [s.password, 'A password is needed to join'],
+      'e2ee-off': [e2eeOff, 'End-to-end encryption is not required: participants who cannot encrypt may join'],
     };
     for (const [key, [on, title]] of Object.entries(chips)) {
       const chip = /** @type {HTMLElement} */ (this.indicators.querySelector(`[data-indicator="${key}"]`));
@@ -331,4 +343,12 @@ function announceSettings(a, b) {
   if (a.locked !== b.locked) toast(b.locked ? 'The meeting is now locked: nobody new can join.' : 'The meeting is unlocked.');
   if (a.lobby !== b.lobby) toast(b.lobby ? 'The lobby is on: a moderator admits each new person.' : 'The lobby is off.');
   if (a.password !== b.password) toast(b.password ? 'A password is now needed to join.' : 'The meeting password was removed.');
+  if ((a.e2ee_required !== false) !== (b.e2ee_required !== false)) {
+    toast(
+      b.e2ee_required === false
+        ? 'End-to-end encryption is not required in this meeting: a moderator lets in participants who cannot encrypt.'
+        : 'End-to-end encryption is required again: nobody new who cannot encrypt can join.',
+      { kind: b.e2ee_required === false ? 'warning' : 'info' },
+    );
+  }
 }

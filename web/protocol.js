@@ -18,6 +18,7 @@ export const PROTOCOL_VERSION = 1;
  * @property {boolean} audio
  * @property {boolean} video
  * @property {boolean} [moderator]
+ * @property {boolean} [e2ee]  false: this participant does not encrypt end to end (absent: it does)
  */
 
 /**
@@ -27,6 +28,7 @@ export const PROTOCOL_VERSION = 1;
  * @property {boolean} lobby
  * @property {boolean} password  a password is needed to join
  * @property {boolean} persistent
+ * @property {boolean} [e2ee_required]  false: a moderator lets in participants who cannot encrypt
  */
 
 /**
@@ -56,7 +58,7 @@ export const PROTOCOL_VERSION = 1;
  */
 
 /** @type {RoomSettings} */
-export const DEFAULT_SETTINGS = Object.freeze({ locked: false, lobby: false, password: false, persistent: false });
+export const DEFAULT_SETTINGS = Object.freeze({ locked: false, lobby: false, password: false, persistent: false, e2ee_required: true });
 
 /**
  * Connection state, mirrored by the UI in `document.body.dataset.state`. `lobby`: waiting for a
@@ -130,6 +132,7 @@ export class Connection extends EventTarget {
    * @param {string} [opts.token] signed join token (sent in every `join`, also on reconnection)
    * @param {string} [opts.sealedName] the display name end-to-end encrypted for the room's members
    *   (`join.sealed_name`): the server passes it unread to moderators with a lobby knock
+   * @param {boolean} [opts.e2ee] false: this client cannot encrypt end to end (`join.e2ee`)
    */
   constructor(opts) {
     super();
@@ -139,6 +142,7 @@ export class Connection extends EventTarget {
     this.token = opts.token || null;
     /** @type {string|null} */
     this.sealedName = opts.sealedName || null;
+    this.e2ee = opts.e2ee !== false;
     /** Whether we are a moderator (from `welcome` / `role`). */
     this.moderator = false;
     /** @type {RoomSettings} */
@@ -272,6 +276,11 @@ export class Connection extends EventTarget {
     this.send({ type: 'set_lobby', enabled });
   }
 
+  /** @param {boolean} required false: let in participants who cannot encrypt end to end */
+  setE2ee(required) {
+    this.send({ type: 'set_e2ee', required });
+  }
+
   /** @param {string|null} password null clears it */
   setPassword(password) {
     this.send({ type: 'set_password', password });
@@ -354,6 +363,7 @@ export class Connection extends EventTarget {
       if (this.password) join.password = this.password;
       if (this.token) join.token = this.token;
       if (this.sealedName) join.sealed_name = this.sealedName;
+      if (!this.e2ee) join.e2ee = false;
       this.send(join);
     };
     ws.onmessage = (ev) => {

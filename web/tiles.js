@@ -5,6 +5,7 @@
 // video and audio tracks in one MediaStream; the local tile also has `data-local`.
 // `data-video` / `data-audio` = "on" | "off" mirror the participant's media_state, and the name is
 // in an element with class `name`. Moderators' tiles have `data-moderator` and a visible badge.
+// A participant who does not encrypt end to end has `data-e2ee="off"` and a "Not encrypted" badge.
 
 import { ICONS } from './icons.js';
 
@@ -68,7 +69,12 @@ export class Tile {
     this.modBadge.className = 'mod-badge';
     this.modBadge.textContent = 'Moderator';
     this.modBadge.hidden = true;
-    label.append(this.micIcon, this.nameEl, this.modBadge);
+    this.e2eeBadge = document.createElement('span');
+    this.e2eeBadge.className = 'e2ee-off-badge';
+    this.e2eeBadge.textContent = 'Not encrypted';
+    this.e2eeBadge.title = 'This participant cannot encrypt end to end';
+    this.e2eeBadge.hidden = true;
+    label.append(this.micIcon, this.nameEl, this.modBadge, this.e2eeBadge);
     this.el.append(this.video, this.placeholder, label);
     /** @type {MediaStreamTrack|null} */
     this.audioTrack = null;
@@ -94,6 +100,13 @@ export class Tile {
     this.modBadge.hidden = !on;
     if (on) this.el.dataset.moderator = '';
     else delete this.el.dataset.moderator;
+  }
+
+  /** @param {boolean} on whether this participant encrypts end to end */
+  setE2ee(on) {
+    this.e2eeBadge.hidden = on;
+    if (on) delete this.el.dataset.e2ee;
+    else this.el.dataset.e2ee = 'off';
   }
 
   /**

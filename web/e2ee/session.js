@@ -64,6 +64,8 @@ export class E2eeSession extends EventTarget {
     /** Our own knock key pair, while knocking. */
     /** @type {CryptoKeyPair|null} */
     this.knockKeys = null;
+    /** Media in pass-through mode (see setPlain). */
+    this.plain = false;
     this.statsSeq = 0;
     /** @type {Map<number, (s: any) => void>} */
     this.statsWaiters = new Map();
@@ -341,6 +343,17 @@ export class E2eeSession extends EventTarget {
     this.status = 'waiting';
     this.emit('secret', { secret: this.secret });
     this.startKeys(me);
+  }
+
+  /**
+   * Pass-through media (true) while a participant who cannot encrypt is present, so that it can
+   * see and hear the meeting and be seen and heard; false: encrypt again (keys as before).
+   * @param {boolean} on
+   */
+  setPlain(on) {
+    if (this.plain === on) return;
+    this.plain = on;
+    this.worker.postMessage({ type: 'mode', plain: on });
   }
 
   // ---- for tests and the indicator ----

@@ -3,6 +3,12 @@
 // Attached with RTCRtpScriptTransform (`rtctransform` events) or, where only that exists, with
 // streams from createEncodedStreams posted here. Keys arrive from the page (keys.js) as raw
 // bytes; frames without a usable key are never passed on in the clear.
+//
+// Pass-through mode (`{type: 'mode', plain: true}`), only while a participant who cannot encrypt
+// is in the meeting (a moderator allowed it, everyone is shown it; docs/e2ee.md): outgoing frames
+// are sent as they are, and an incoming frame is decrypted when it is SFrame under a key we hold
+// (frames still in flight from before the switch) and otherwise passed on as it is. Back in the
+// default mode (`plain: false`) everything is encrypted again and plain frames are dropped.
 
 import { deriveKeySalt, encrypt, decrypt, decodeHeader, ratchet, clearBytes, concat, GENERATIONS } from './sframe.js';
 
@@ -21,11 +27,17 @@ let sender = null;
 const keys = new Map();
 /** @type {Set<Receiver>} */
 const receivers = new Set();
+/** Pass-through mode (see the header). */
+let plain = false;
 
 const stats = {
   sendKid: /** @type {number|null} */ (null),
   encrypted: 0,
   decrypted: 0,
+  /** Frames sent or received as they are (pass-through mode). */
+  plainSent: 0,
+  plainReceived: 0,
+  plain: false,
   failed: 0,
   noKey: 0,
   /** Frames decrypted per KID. */
@@ -72,6 +84,11 @@ async function keyFor(kid) {
 function encryptor(kind) {
   return {
     async transform(frame, controller) {
+      if (plain) {
+        stats.plainSent++;
+        controller.enqueue(frame);
+        return;
+      }
       const s = sender;
       if (!s) return; // no key yet: send nothing rather than plaintext
       const data = new Uint8Array(frame.data);
@@ -134,13 +151,22 @@ class Receiver {
     const data = new Uint8Array(frame.data);
     const n = clearBytes(this.kind, data);
     const h = decodeHeader(data, n);
+    // Pass-through mode: whatever is not SFrame under a key we hold is a plain frame. AES-GCM's
+    // tag makes a plain frame that merely looks like an SFrame header fail, and pass as it is.
+    const passOn = () => {
+      stats.plainReceived++;
+      return /** @type {const} */ ('ok');
+    };
     if (!h || h.kid > BigInt(Number.MAX_SAFE_INTEGER)) {
+      if (plain) return passOn();
       stats.failed++;
       return 'drop';
     }
     const kid = Number(h.kid);
-    const key = await keyFor(kid);
+    // No ratcheting on what may be a plain frame's bytes: only keys we hold as they are.
+    const key = plain ? await (keys.get(kid)?.key ?? null) : await keyFor(kid);
     if (!key) {
+      if (plain) return passOn();
       stats.noKey++;
       return 'wait';
     }
@@ -148,6 +174,7 @@ class Receiver {
       const pt = await decrypt(key, h, data.subarray(0, n), data.subarray(n));
       frame.data = concat(data.subarray(0, n), pt).buffer;
     } catch {
+      if (plain) return passOn();
       stats.failed++;
       return 'drop';
     }
@@ -199,6 +226,12 @@ self.onmessage = async (ev) => {
     case 'dropKeys':
       for (const kid of m.kids) keys.delete(kid);
       for (const [kid, k] of keys) if (k.owner === m.owner) keys.delete(kid);
+      break;
+    case 'mode':
+      plain = m.plain === true;
+      stats.plain = plain;
+      // Frames held for a key that may never come: pass-through mode lets them go on.
+      for (const r of receivers) r.run();
       break;
     case 'stats':
       self.postMessage({ type: 'stats', id: m.id, stats: { ...stats, byKid: { ...stats.byKid } } });
