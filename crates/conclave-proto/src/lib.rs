@@ -302,6 +302,8 @@ pub enum ErrorCode {
     LobbyFull,
     /// The meeting is end-to-end encrypted and this client cannot encrypt.
     E2eeRequired,
+    /// Too many messages in a short time: the message was dropped.
+    RateLimited,
 }
 
 impl ClientMessage {

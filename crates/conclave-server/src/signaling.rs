@@ -23,6 +23,10 @@ use crate::media::{Command, ConnId, JoinSpec};
 
 /// A client that sends this many bad messages in a row is disconnected.
 const MAX_CONSECUTIVE_ERRORS: u32 = 20;
+/// Messages a connection may send in one burst, and per second after it. When someone leaves a
+/// meeting of 200, every member sends about 200 key relays at once: the burst allows that.
+const BURST_MESSAGES: f64 = 1000.0;
+const MESSAGES_PER_SECOND: f64 = 200.0;
 /// Server pings this often; a connection silent for three intervals is dead.
 const PING_INTERVAL: Duration = Duration::from_secs(10);
 /// Frames larger than this close the connection.
@@ -63,6 +67,10 @@ async fn connection(mut socket: WebSocket, state: AppState, peer_ip: IpAddr) {
     let mut ping = tokio::time::interval(PING_INTERVAL);
     let mut last_seen = tokio::time::Instant::now();
     let mut left = false;
+    let mut bucket = Bucket {
+        tokens: BURST_MESSAGES,
+        last: tokio::time::Instant::now(),
+    };
 
     loop {
         tokio::select! {
@@ -80,7 +88,12 @@ async fn connection(mut socket: WebSocket, state: AppState, peer_ip: IpAddr) {
                     Message::Ping(_) | Message::Pong(_) => continue,
                 };
                 crate::tap::signaling_in(text.as_str());
-                match handle_text(&state, conn, peer_ip, &mut events_tx, &mut session, text.as_str()).await {
+                let outcome = if bucket.take(last_seen) {
+                    handle_text(&state, conn, peer_ip, &mut events_tx, &mut session, text.as_str()).await
+                } else {
+                    Err(refuse(ErrorCode::RateLimited, "too many messages; slow down", false))
+                };
+                match outcome {
                     Ok(Flow::Continue) => errors = 0,
                     Ok(Flow::Left) => { left = true; let _ = close(&mut socket, CLOSE_NORMAL, "left").await; break }
                     Err(Refusal { reply, fatal }) => {
@@ -368,4 +381,24 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &'static str) -> Resul
             reason: reason.into(),
         })))
         .await
+}
+
+/// Token bucket for inbound messages.
+struct Bucket {
+    tokens: f64,
+    last: tokio::time::Instant,
+}
+
+impl Bucket {
+    fn take(&mut self, now: tokio::time::Instant) -> bool {
+        let refill = now.saturating_duration_since(self.last).as_secs_f64() * MESSAGES_PER_SECOND;
+        self.tokens = (self.tokens + refill).min(BURST_MESSAGES);
+        self.last = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }

@@ -143,3 +143,48 @@ async fn vanished_client_is_removed_and_meeting_carries_on() {
     }
     assert!(server.alive());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_floods_are_rate_limited_and_others_carry_on() {
+    let mut server = common::Server::start(&[]);
+    let mut calm = connect(&server).await;
+    send(&mut calm, join("flood", "Calm")).await;
+    recv_type(&mut calm, "welcome").await;
+    let mut flood = connect(&server).await;
+    send(&mut flood, join("flood", "Flood")).await;
+    recv_type(&mut flood, "welcome").await;
+    // Far more than a burst: the excess is refused with rate_limited, and a client that keeps
+    // going is cut off (its later sends may then fail).
+    for i in 0..1500 {
+        let on = i % 2 == 0;
+        let msg = json!({"type": "media_state", "audio": on, "video": on}).to_string();
+        if flood.send(Message::text(msg)).await.is_err() {
+            break;
+        }
+    }
+    let mut limited = false;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        futures_util::StreamExt::next(&mut flood),
+    )
+    .await
+    {
+        if let Message::Text(t) = m {
+            limited |= t.as_str().contains("\"rate_limited\"");
+        }
+    }
+    assert!(limited, "the flood got rate_limited errors");
+    // The calm participant is still served.
+    send(
+        &mut calm,
+        json!({"type": "lock", "locked": true}).to_string(),
+    )
+    .await;
+    loop {
+        let m = recv_type(&mut calm, "settings").await;
+        if m["settings"]["locked"] == true {
+            break;
+        }
+    }
+    assert!(server.alive());
+}
