@@ -157,8 +157,16 @@ async fn run_http(args: &ServeArgs, state: AppState, workers: usize) -> Result<(
         workers,
         if workers == 1 { "" } else { "s" }
     );
+    // SIGINT (Ctrl-C) or SIGTERM (systemd, container stop): stop accepting, close connections,
+    // close the store cleanly. Meeting state is in memory only, so nothing else needs saving.
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        tracing::info!("shutting down");
     };
     axum::serve(
         listener,

@@ -188,3 +188,20 @@ async fn message_floods_are_rate_limited_and_others_carry_on() {
     }
     assert!(server.alive());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_server_cleanly() {
+    let mut server = common::Server::start(&[]);
+    let mut ws = connect(&server).await;
+    send(&mut ws, join("shutdown", "Stayer")).await;
+    recv_type(&mut ws, "welcome").await;
+    let status = tokio::task::block_in_place(|| server.terminate());
+    assert!(status.success(), "clean exit on SIGTERM: {status}");
+    // Whatever was already sent may still be read; then the connection ends.
+    let mut left = 0;
+    while recv(&mut ws).await.is_some() {
+        left += 1;
+        assert!(left < 10, "connections end");
+    }
+    assert!(server.log().contains("shutting down"));
+}
