@@ -27,6 +27,8 @@ const MAX_CONSECUTIVE_ERRORS: u32 = 20;
 /// meeting of 200, every member sends about 200 key relays at once: the burst allows that.
 const BURST_MESSAGES: f64 = 1000.0;
 const MESSAGES_PER_SECOND: f64 = 200.0;
+/// Messages dropped in a row over the rate limit before the connection is closed.
+const MAX_DROPPED_IN_A_ROW: u32 = 2000;
 /// Server pings this often; a connection silent for three intervals is dead.
 const PING_INTERVAL: Duration = Duration::from_secs(10);
 /// Frames larger than this close the connection.
@@ -67,6 +69,7 @@ async fn connection(mut socket: WebSocket, state: AppState, peer_ip: IpAddr) {
     let mut ping = tokio::time::interval(PING_INTERVAL);
     let mut last_seen = tokio::time::Instant::now();
     let mut left = false;
+    let mut limited = 0u32;
     let mut bucket = Bucket {
         tokens: BURST_MESSAGES,
         last: tokio::time::Instant::now(),
@@ -88,12 +91,22 @@ async fn connection(mut socket: WebSocket, state: AppState, peer_ip: IpAddr) {
                     Message::Ping(_) | Message::Pong(_) => continue,
                 };
                 crate::tap::signaling_in(text.as_str());
-                let outcome = if bucket.take(last_seen) {
-                    handle_text(&state, conn, peer_ip, &mut events_tx, &mut session, text.as_str()).await
-                } else {
-                    Err(refuse(ErrorCode::RateLimited, "too many messages; slow down", false))
-                };
-                match outcome {
+                if !bucket.take(last_seen) {
+                    // One error per flood, not one per dropped message (that would amplify it);
+                    // a client that keeps flooding is cut off.
+                    limited += 1;
+                    if limited == 1 {
+                        let reply = error(ErrorCode::RateLimited, "too many messages; slow down");
+                        if send(&mut socket, &reply).await.is_err() { break }
+                    }
+                    if limited > MAX_DROPPED_IN_A_ROW {
+                        let _ = close(&mut socket, CLOSE_POLICY, "flooding").await;
+                        break;
+                    }
+                    continue;
+                }
+                limited = 0;
+                match handle_text(&state, conn, peer_ip, &mut events_tx, &mut session, text.as_str()).await {
                     Ok(Flow::Continue) => errors = 0,
                     Ok(Flow::Left) => { left = true; let _ = close(&mut socket, CLOSE_NORMAL, "left").await; break }
                     Err(Refusal { reply, fatal }) => {

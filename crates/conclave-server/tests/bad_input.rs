@@ -153,27 +153,17 @@ async fn message_floods_are_rate_limited_and_others_carry_on() {
     let mut flood = connect(&server).await;
     send(&mut flood, join("flood", "Flood")).await;
     recv_type(&mut flood, "welcome").await;
-    // Far more than a burst: the excess is refused with rate_limited, and a client that keeps
-    // going is cut off (its later sends may then fail).
+    // Half a burst more than allowed: the excess is dropped with one rate_limited error, and the
+    // connection stays (a client that keeps flooding far longer is cut off).
     for i in 0..1500 {
         let on = i % 2 == 0;
-        let msg = json!({"type": "media_state", "audio": on, "video": on}).to_string();
-        if flood.send(Message::text(msg)).await.is_err() {
-            break;
-        }
+        send(
+            &mut flood,
+            json!({"type": "media_state", "audio": on, "video": on}).to_string(),
+        )
+        .await;
     }
-    let mut limited = false;
-    while let Ok(Some(Ok(m))) = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        futures_util::StreamExt::next(&mut flood),
-    )
-    .await
-    {
-        if let Message::Text(t) = m {
-            limited |= t.as_str().contains("\"rate_limited\"");
-        }
-    }
-    assert!(limited, "the flood got rate_limited errors");
+    assert_eq!(recv_type(&mut flood, "error").await["code"], "rate_limited");
     // The calm participant is still served.
     send(
         &mut calm,
