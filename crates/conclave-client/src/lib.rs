@@ -126,6 +126,19 @@ pub struct Report {
     pub keyframe_requests: u64,
 }
 
+/// A simulated participant's WebRTC stack: RTP mode, Opus and VP8 (what the server accepts),
+/// one host candidate at `local`.
+pub fn new_rtc(now: Instant, local: SocketAddr) -> Result<Rtc, str0m::RtcError> {
+    let mut rtc = Rtc::builder()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .build(now);
+    rtc.add_local_candidate(Candidate::host(local, "udp")?);
+    Ok(rtc)
+}
+
 /// Join, publish and receive for `cfg.duration` once media flows, then leave.
 pub async fn run_participant(cfg: ParticipantConfig) -> Result<Report, ClientError> {
     let url = format!("ws://{}/ws", cfg.server);
@@ -133,15 +146,7 @@ pub async fn run_participant(cfg: ParticipantConfig) -> Result<Report, ClientErr
     let socket = UdpSocket::bind((cfg.bind_ip, 0)).await?;
     let local = socket.local_addr()?;
     let now = Instant::now();
-    let mut rtc = Rtc::builder()
-        .set_rtp_mode(true)
-        .clear_codecs()
-        .enable_opus(true, false)
-        .enable_vp8(true)
-        .build(now);
-    rtc.add_local_candidate(
-        Candidate::host(local, "udp").map_err(|e| ClientError::Protocol(e.to_string()))?,
-    );
+    let mut rtc = new_rtc(now, local)?;
 
     let join = ClientMessage::Join {
         version: PROTOCOL_VERSION,

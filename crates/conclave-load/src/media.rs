@@ -22,7 +22,7 @@ use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::{ExtensionValues, RtpWrite};
-use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::oneshot;
 
 use crate::count::{SeqCounter, Verified, is_rtp};
@@ -292,13 +292,7 @@ impl MediaThread {
             .register(&mut socket, Token(slot), Interest::READABLE)
             .map_err(|e| e.to_string())?;
         let now = Instant::now();
-        let mut rtc = Rtc::builder()
-            .set_rtp_mode(true)
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            .build(now);
-        rtc.add_local_candidate(Candidate::host(local, "udp").map_err(|e| e.to_string())?);
+        let rtc = conclave_client::new_rtc(now, local).map_err(|e| e.to_string())?;
         if self.sims.len() <= slot {
             self.sims.resize_with(slot + 1, || None);
         }
