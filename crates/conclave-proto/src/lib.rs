@@ -186,6 +186,9 @@ pub enum ServerMessage {
     Error { code: ErrorCode, message: String },
     /// An opaque blob another participant sent with `relay`; `from` is set by the server.
     Relay { from: ParticipantId, data: String },
+    /// The server is shutting down (restart, upgrade): the meeting may continue for at most
+    /// `deadline_s` seconds, then the connection closes. New joins are refused meanwhile.
+    Draining { deadline_s: u64 },
 }
 
 /// A participant as others see them.
@@ -304,6 +307,8 @@ pub enum ErrorCode {
     E2eeRequired,
     /// Too many messages in a short time: the message was dropped.
     RateLimited,
+    /// The server is shutting down and takes no new participants; try again shortly.
+    Draining,
 }
 
 impl ClientMessage {

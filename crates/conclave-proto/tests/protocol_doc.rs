@@ -88,6 +88,7 @@ fn server_examples_parse_and_cover_every_message() {
         "role",
         "moderated",
         "closed",
+        "draining",
     ]
     .map(String::from)
     .into();

@@ -1,100 +1,28 @@
-//! Command line: everything has a working default, so `conclave` alone starts a server.
+//! Command line: everything has a working default, so `conclave` alone starts a server. The
+//! settings themselves are declared in `config/`.
 
-use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+
+use crate::config::Settings;
 
 /// Conclave: self-hosted video meetings. Serves the web client, signaling and the media server.
+///
+/// Every setting can also come from a config file (`--config`) or a `CONCLAVE_…` environment
+/// variable; a flag wins over the environment, which wins over the file.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "conclave", version, about)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Cmd>,
 
+    /// TOML configuration file (see deploy/conclave.toml for every key).
+    #[arg(long, global = true, env = "CONCLAVE_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
     #[command(flatten)]
-    pub serve: ServeArgs,
-
-    /// Directory for stored data (persistent rooms). Created if missing.
-    #[arg(
-        long,
-        global = true,
-        default_value = "./conclave-data",
-        env = "CONCLAVE_DATA_DIR",
-        value_name = "DIR"
-    )]
-    pub data_dir: PathBuf,
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct ServeArgs {
-    /// Address for HTTP and WebSocket (the web client and signaling).
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "HOST:PORT")]
-    pub listen: SocketAddr,
-
-    /// The one UDP address for all media.
-    #[arg(long, default_value = "127.0.0.1:40000", value_name = "HOST:PORT")]
-    pub udp: SocketAddr,
-
-    /// Address announced to browsers in ICE candidates. Defaults to the --udp host when that is a
-    /// specific address; required when --udp binds to 0.0.0.0 or [::].
-    #[arg(long, value_name = "IP")]
-    pub public_ip: Option<IpAddr>,
-
-    /// Media worker threads; each room lives on one. Defaults to one per CPU core.
-    #[arg(long, value_name = "N")]
-    pub workers: Option<usize>,
-
-    /// Seconds a participant whose connection dropped is kept so it can come back as itself.
-    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
-    pub reconnect_grace: u64,
-
-    /// Who may open a room that is not stored: `anyone`, or only `hosts` holding a valid join
-    /// token (others wait until a host is there).
-    #[arg(long, value_enum, default_value_t = AdhocRooms::Anyone, env = "CONCLAVE_ADHOC_ROOMS")]
-    pub adhoc_rooms: AdhocRooms,
-
-    /// Shared secret for HS256 join tokens (JWT). Prefer the environment variable: command lines
-    /// are visible to other users of the machine.
-    #[arg(
-        long,
-        env = "CONCLAVE_JWT_SECRET",
-        hide_env_values = true,
-        value_name = "SECRET"
-    )]
-    pub jwt_secret: Option<String>,
-
-    /// PEM public key for RS256 or ES256 join tokens.
-    #[arg(
-        long,
-        env = "CONCLAVE_JWT_PUBLIC_KEY",
-        value_name = "FILE",
-        conflicts_with = "jwt_secret"
-    )]
-    pub jwt_public_key: Option<PathBuf>,
-
-    /// Required `aud` claim of join tokens.
-    #[arg(long, env = "CONCLAVE_JWT_AUDIENCE", value_name = "AUD")]
-    pub jwt_audience: Option<String>,
-
-    /// Required `iss` claim of join tokens.
-    #[arg(long, env = "CONCLAVE_JWT_ISSUER", value_name = "ISS")]
-    pub jwt_issuer: Option<String>,
-
-    /// Origins allowed to embed Conclave in a frame (e.g. a learning platform), space-separated.
-    /// Default: no embedding.
-    #[arg(long, env = "CONCLAVE_FRAME_ANCESTORS", value_name = "ORIGINS")]
-    pub frame_ancestors: Option<String>,
-
-    /// Log filter, e.g. `info` or `conclave=debug,str0m=warn`. Overrides RUST_LOG.
-    #[arg(long, value_name = "FILTER")]
-    pub log: Option<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum AdhocRooms {
-    Anyone,
-    Hosts,
+    pub settings: Settings,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -102,6 +30,16 @@ pub enum Cmd {
     /// Manage persistent rooms (kept in the data directory between meetings).
     #[command(subcommand)]
     Rooms(RoomsCmd),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCmd),
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ConfigCmd {
+    /// Validate the configuration (file, environment, flags) and print the effective settings,
+    /// secrets redacted. Exits non-zero on any error.
+    Check,
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -143,29 +81,6 @@ fn parse_duration_secs(s: &str) -> Result<i64, String> {
     n.checked_mul(mult)
         .filter(|v| *v > 0)
         .ok_or_else(|| format!("'{s}' is out of range"))
-}
-
-impl ServeArgs {
-    /// The address put into ICE candidates.
-    pub fn candidate_addr(&self) -> Result<SocketAddr, String> {
-        let ip = match self.public_ip {
-            Some(ip) => ip,
-            None if self.udp.ip().is_unspecified() => {
-                return Err(format!(
-                    "--udp {} binds to all interfaces; give the address browsers reach with --public-ip",
-                    self.udp
-                ));
-            }
-            None => self.udp.ip(),
-        };
-        Ok(SocketAddr::new(ip, self.udp.port()))
-    }
-
-    pub fn worker_count(&self) -> usize {
-        self.workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-            .max(1)
-    }
 }
 
 #[cfg(test)]

@@ -15,8 +15,18 @@ use crate::AppState;
 #[exclude = "tsconfig.json"]
 struct WebAssets;
 
+/// Alive: the process answers HTTP.
 pub async fn healthz() -> &'static str {
     "ok\n"
+}
+
+/// Ready: takes new meetings. 503 while draining or closing, so load balancers move on.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    if state.lifecycle.accepting() {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    }
 }
 
 pub async fn index() -> Response {
@@ -55,12 +65,15 @@ fn asset_response(path: &str) -> Response {
 /// Per-server HTTP settings, fixed at start.
 pub struct HttpConfig {
     csp: HeaderValue,
+    /// Sent only when this server itself serves TLS from a real certificate: HSTS on a
+    /// self-signed trial would make browsers refuse to let users accept the certificate.
+    pub hsts: bool,
     pub privacy: crate::privacy::Facts,
 }
 
 impl HttpConfig {
     /// `frame_ancestors`: origins allowed to embed the client (space-separated), or none.
-    pub fn new(frame_ancestors: Option<&str>, privacy: crate::privacy::Facts) -> Self {
+    pub fn new(frame_ancestors: Option<&str>, privacy: crate::privacy::Facts, hsts: bool) -> Self {
         // Same-origin only: no script, style, font, image or connection from anywhere else.
         let ancestors = frame_ancestors
             .map(|a| {
@@ -78,6 +91,7 @@ impl HttpConfig {
         );
         Self {
             csp: HeaderValue::from_str(&csp).expect("origins are checked above"),
+            hsts,
             privacy,
         }
     }
@@ -110,6 +124,12 @@ pub async fn security_headers(State(state): State<AppState>, req: Request, next:
         "permissions-policy",
         HeaderValue::from_static("camera=(self), microphone=(self), display-capture=(self), geolocation=(), interest-cohort=()"),
     );
+    if state.http.hsts {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
+    }
     h.insert(
         "cross-origin-opener-policy",
         HeaderValue::from_static("same-origin"),

@@ -3,13 +3,17 @@
 mod access;
 mod auth;
 mod cli;
+mod config;
 mod http;
 mod ids;
+mod lifecycle;
 mod media;
+mod metrics;
 mod privacy;
 mod rooms_cmd;
 mod signaling;
 mod tap;
+mod tls;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -19,11 +23,15 @@ use axum::Router;
 use axum::routing::get;
 use clap::Parser;
 use conclave_store::Store;
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing_subscriber::EnvFilter;
 
 use crate::auth::{Throttle, TokenVerifier};
-use crate::cli::{AdhocRooms, Cli, Cmd, ServeArgs};
+use crate::cli::{Cli, Cmd, ConfigCmd};
+use crate::config::{AdhocRooms, Defaulted, LogFormat, LogSettings, Settings};
+use crate::lifecycle::Lifecycle;
 use crate::media::{MediaPlane, SettingsUpdate};
+use crate::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -35,14 +43,35 @@ pub struct AppState {
     /// Lobby knocks per source address.
     pub knocks: Arc<Throttle>,
     pub http: Arc<http::HttpConfig>,
+    pub lifecycle: Arc<Lifecycle>,
+    pub metrics: Arc<Metrics>,
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.serve.log.as_deref());
+    let settings = match config::load(&cli.settings, cli.config.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("conclave: configuration error: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let result = match cli.command.clone() {
-        Some(Cmd::Rooms(cmd)) => rooms_cmd::run(&cli.data_dir, cmd),
-        None => serve(cli),
+        Some(Cmd::Config(ConfigCmd::Check)) => settings
+            .validate()
+            .map(|()| print!("{}", settings.to_redacted_toml()))
+            .map_err(|e| format!("configuration error: {e}")),
+        Some(Cmd::Rooms(cmd)) => {
+            init_logging(&settings.log);
+            rooms_cmd::run(&settings.server.data_dir.value(), cmd)
+        }
+        None => match settings.validate() {
+            Ok(()) => {
+                init_logging(&settings.log);
+                serve(settings)
+            }
+            Err(e) => Err(format!("configuration error: {e}")),
+        },
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -53,25 +82,29 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn init_logging(filter: Option<&str>) {
+fn init_logging(log: &LogSettings) {
     // Default: our own info lines; str0m only warnings (its debug output names addresses).
-    let filter = filter
+    let filter = log
+        .level
+        .as_deref()
         .map(EnvFilter::new)
         .or_else(|| EnvFilter::try_from_default_env().ok())
         .unwrap_or_else(|| EnvFilter::new("conclave=info,conclave_server=info,warn"));
-    // Colours only on a terminal: log files and journald get plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(false)
-        .with_ansi(ansi)
-        .init();
+        .with_target(false);
+    match log.format.unwrap_or(LogFormat::Human) {
+        // Colours only on a terminal: log files and journald get plain text.
+        LogFormat::Human => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+            .init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
-fn serve(cli: Cli) -> Result<(), String> {
-    let args = cli.serve.clone();
-    let candidate = args.candidate_addr()?;
-    let tokens = token_verifier(&args)?.map(Arc::new);
+fn serve(s: Settings) -> Result<(), String> {
+    let candidate = s.candidate_addr().map_err(|e| e.to_string())?;
+    let tokens = token_verifier(&s)?.map(Arc::new);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
@@ -79,23 +112,37 @@ fn serve(cli: Cli) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start runtime: {e}"))?;
     runtime.block_on(async move {
-        let store = Store::open_sqlite(&cli.data_dir)
+        // From here on SIGTERM drains and SIGINT closes, instead of killing the process.
+        let signals = Signals::new().map_err(|e| format!("cannot handle signals: {e}"))?;
+        let tls = tls::load(&s).await?;
+        let store = Store::open_sqlite(&s.server.data_dir.value())
             .await
             .map_err(|e| e.to_string())?;
-        let socket =
-            UdpSocket::bind(args.udp).map_err(|e| format!("cannot bind UDP {}: {e}", args.udp))?;
-        let workers = args.worker_count();
+        let udp = s.server.udp.value();
+        let socket = UdpSocket::bind(udp).map_err(|e| format!("cannot bind UDP {udp}: {e}"))?;
+        let workers = s.worker_count();
         let room_config = conclave_room::RoomConfig {
-            reconnect_grace: Duration::from_secs(args.reconnect_grace),
-            adhoc_requires_host: args.adhoc_rooms == AdhocRooms::Hosts,
+            reconnect_grace: Duration::from_secs(s.server.reconnect_grace.value()),
+            adhoc_requires_host: s.server.adhoc_rooms.value() == AdhocRooms::Hosts,
             ..Default::default()
         };
+        let metrics = Arc::new(Metrics::new(workers));
         let (settings_tx, settings_rx) = tokio::sync::mpsc::unbounded_channel();
-        let media = MediaPlane::start(socket, candidate, workers, room_config, Some(settings_tx))
-            .map_err(|e| format!("cannot start media workers: {e}"))?;
+        let media = MediaPlane::start(
+            socket,
+            candidate,
+            workers,
+            room_config,
+            Some(settings_tx),
+            &metrics.workers,
+        )
+        .map_err(|e| format!("cannot start media workers: {e}"))?;
         tokio::spawn(save_settings(store.clone(), settings_rx));
         tokio::spawn(expire_rooms(store.clone()));
-        let facts = privacy::Facts::from_args(&args, tokens.is_some());
+        let facts = privacy::Facts::from_settings(&s, tokens.is_some());
+        let hsts = tls
+            .as_ref()
+            .is_some_and(|t| matches!(t.source, tls::Source::Files { .. }));
         let state = AppState {
             media,
             store: store.clone(),
@@ -103,78 +150,185 @@ fn serve(cli: Cli) -> Result<(), String> {
             throttle: Arc::new(Throttle::new(3, Duration::from_secs(60))),
             knocks: Arc::new(Throttle::new(10, Duration::from_secs(60))),
             http: Arc::new(http::HttpConfig::new(
-                args.frame_ancestors.as_deref(),
+                s.server.frame_ancestors.as_deref(),
                 facts,
+                hsts,
             )),
+            lifecycle: Arc::new(Lifecycle::default()),
+            metrics,
         };
-        let result = run_http(&args, state, workers).await;
+        let result = run_http(&s, state, tls, signals, workers).await;
         store.close().await;
+        tracing::info!("stopped");
         result
     })
 }
 
-fn token_verifier(args: &ServeArgs) -> Result<Option<TokenVerifier>, String> {
-    let aud = args.jwt_audience.as_deref();
-    let iss = args.jwt_issuer.as_deref();
-    if let Some(secret) = &args.jwt_secret {
-        if secret.len() < 32 {
-            return Err("--jwt-secret must be at least 32 characters".into());
-        }
-        return TokenVerifier::hs256(secret.as_bytes(), aud, iss)
+fn token_verifier(s: &Settings) -> Result<Option<TokenVerifier>, String> {
+    let aud = s.auth.jwt_audience.as_deref();
+    let iss = s.auth.jwt_issuer.as_deref();
+    if let Some(secret) = &s.auth.jwt_secret {
+        return TokenVerifier::hs256(secret.0.as_bytes(), aud, iss)
             .map(Some)
-            .map_err(|e| e.to_string());
+            .map_err(|e| format!("`auth.jwt_secret`: {e}"));
     }
-    if let Some(path) = &args.jwt_public_key {
-        let pem =
-            std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if let Some(path) = &s.auth.jwt_public_key {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("`auth.jwt_public_key`: cannot read {}: {e}", path.display()))?;
         return TokenVerifier::public_key(&pem, aud, iss)
             .map(Some)
-            .map_err(|e| e.to_string());
+            .map_err(|e| format!("`auth.jwt_public_key`: {e}"));
     }
     Ok(None)
 }
 
-async fn run_http(args: &ServeArgs, state: AppState, workers: usize) -> Result<(), String> {
-    let app = Router::new()
+/// SIGTERM (systemd stop, container stop) and SIGINT (Ctrl-C).
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Stop {
+    /// Drain: meetings continue up to the drain timeout.
+    Term,
+    /// Close now.
+    Int,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) -> Stop {
+        tokio::select! {
+            _ = self.term.recv() => Stop::Term,
+            _ = self.int.recv() => Stop::Int,
+        }
+    }
+}
+
+/// Bind before serving, so a taken port is an error at start, not later.
+fn bind(addr: SocketAddr, what: &str) -> Result<std::net::TcpListener, String> {
+    let l = std::net::TcpListener::bind(addr)
+        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
+    l.set_nonblocking(true)
+        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
+    Ok(l)
+}
+
+async fn run_http(
+    s: &Settings,
+    state: AppState,
+    tls: Option<tls::Tls>,
+    mut signals: Signals,
+    workers: usize,
+) -> Result<(), String> {
+    let metrics_here = s.metrics.enabled.unwrap_or(false) && s.metrics.listen.is_none();
+    let mut app = Router::new()
         .route("/", get(http::index))
         .route("/healthz", get(http::healthz))
+        .route("/readyz", get(http::readyz))
         .route("/privacy", get(privacy::page))
         .route("/ws", get(signaling::ws_handler))
-        .route("/assets/{*path}", get(http::asset))
+        .route("/assets/{*path}", get(http::asset));
+    if metrics_here {
+        app = app.route("/metrics", get(metrics::scrape));
+    }
+    let app = app
         .route("/{room}", get(http::room_page))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http::security_headers,
         ))
-        .with_state(state);
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+        .with_state(state.clone());
+    let listen = s.server.listen.value();
+    let listener = bind(listen, "server.listen")?;
+    let metrics_listener = match s.metrics.listen {
+        Some(addr) => Some((addr, bind(addr, "metrics.listen")?)),
+        None => None,
+    };
+    let handle = axum_server::Handle::new();
+    if let Some((addr, l)) = metrics_listener {
+        let router = Router::new()
+            .route("/metrics", get(metrics::scrape))
+            .with_state(state.clone());
+        let server = axum_server::from_tcp(l)
+            .map_err(|e| format!("cannot listen on {addr}: {e}"))?
+            .handle(handle.clone());
+        tracing::info!("metrics on http://{addr}/metrics");
+        tokio::spawn(async move {
+            if let Err(e) = server.serve(router.into_make_service()).await {
+                tracing::error!(error = %e, "metrics server failed");
+            }
+        });
+    }
+    let scheme = if tls.is_some() { "https" } else { "http" };
     tracing::info!(
-        "Conclave listening on http://{} (media on UDP {}, {} worker{})",
-        args.listen,
-        args.udp,
-        workers,
+        "Conclave listening on {scheme}://{listen} (media on UDP {}, {workers} worker{})",
+        s.server.udp.value(),
         if workers == 1 { "" } else { "s" }
     );
-    // SIGINT (Ctrl-C) or SIGTERM (systemd, container stop): stop accepting, close connections,
-    // close the store cleanly. Meeting state is in memory only, so nothing else needs saving.
-    let shutdown = async {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+
+    let tls = tls.map(Arc::new);
+    if let Some(tls) = tls.clone() {
+        tokio::spawn(async move {
+            let Ok(mut hup) = signal(SignalKind::hangup()) else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                tls.reload().await;
+            }
+        });
+    }
+
+    let lifecycle = state.lifecycle.clone();
+    let drain_timeout = Duration::from_secs(s.server.drain_timeout.value());
+    let stopper = handle.clone();
+    let shutdown = tokio::spawn(async move {
+        if signals.next().await == Stop::Term {
+            lifecycle.drain(drain_timeout);
+            tracing::info!(
+                participants = lifecycle.sessions(),
+                timeout_s = drain_timeout.as_secs(),
+                "draining: no new joins, meetings continue until they end or the timeout"
+            );
+            tokio::select! {
+                _ = tokio::time::sleep(drain_timeout) => {}
+                _ = lifecycle.idle() => {}
+                _ = signals.next() => {}
+            }
         }
         tracing::info!("shutting down");
+        lifecycle.close();
+        // Connections send their close frames and end; don't wait long for slow clients.
+        let _ = tokio::time::timeout(Duration::from_secs(2), lifecycle.idle()).await;
+        stopper.graceful_shutdown(Some(Duration::from_secs(2)));
+    });
+
+    let make = app.into_make_service_with_connect_info::<SocketAddr>();
+    let served = match &tls {
+        Some(t) => {
+            axum_server::from_tcp_rustls(listener, t.config.clone())
+                .map_err(|e| format!("cannot listen on {listen}: {e}"))?
+                .handle(handle.clone())
+                .serve(make)
+                .await
+        }
+        None => {
+            axum_server::from_tcp(listener)
+                .map_err(|e| format!("cannot listen on {listen}: {e}"))?
+                .handle(handle.clone())
+                .serve(make)
+                .await
+        }
     };
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
-    .map_err(|e| format!("server error: {e}"))
+    shutdown.abort();
+    served.map_err(|e| format!("server error: {e}"))
 }
 
 /// Persist settings moderators changed in persistent rooms, off the media threads.

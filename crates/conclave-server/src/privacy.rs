@@ -7,7 +7,7 @@ use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::AppState;
-use crate::cli::{AdhocRooms, ServeArgs};
+use crate::config::{AdhocRooms, Defaulted, Settings};
 
 /// The facts the page states, taken from the running configuration.
 #[derive(Debug, Clone)]
@@ -20,16 +20,17 @@ pub struct Facts {
 }
 
 impl Facts {
-    pub fn from_args(args: &ServeArgs, tokens: bool) -> Self {
+    pub fn from_settings(s: &Settings, tokens: bool) -> Self {
         Self {
             tokens,
-            hosts_only: args.adhoc_rooms == AdhocRooms::Hosts,
-            reconnect_grace_secs: args.reconnect_grace,
-            log_filter: args
+            hosts_only: s.server.adhoc_rooms.value() == AdhocRooms::Hosts,
+            reconnect_grace_secs: s.server.reconnect_grace.value(),
+            log_filter: s
                 .log
+                .level
                 .clone()
                 .unwrap_or_else(|| "conclave=info,warn".into()),
-            embedding: args.frame_ancestors.is_some(),
+            embedding: s.server.frame_ancestors.is_some(),
         }
     }
 }

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::AppState;
 use crate::access;
+use crate::lifecycle::{Phase, SessionGuard};
 use crate::media::{Command, ConnId, JoinSpec};
 
 /// A client that sends this many bad messages in a row is disconnected.
@@ -36,6 +37,7 @@ const HARD_LIMIT_BYTES: usize = 1024 * 1024;
 /// Close codes (RFC 6455 §7.4.1).
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_GOING_AWAY: u16 = 1001;
 
 pub async fn ws_handler(
     ws: WebSocketUpgrade,
@@ -55,6 +57,8 @@ struct Session {
     /// Mirrors the role the room told this participant (`welcome`, `role`); the room enforces
     /// it, this only spares hashing work for commands that will be refused.
     moderator: bool,
+    /// Counts this participant until the session ends (drain waits for none to be left).
+    _live: SessionGuard,
 }
 
 async fn connection(mut socket: WebSocket, state: AppState, peer_ip: IpAddr) {
@@ -74,6 +78,8 @@ async fn connection(mut socket: WebSocket, state: AppState, peer_ip: IpAddr) {
         tokens: BURST_MESSAGES,
         last: tokio::time::Instant::now(),
     };
+    let mut phase = state.lifecycle.subscribe();
+    state.metrics.connections.inc();
 
     loop {
         tokio::select! {
@@ -130,6 +136,21 @@ async fn connection(mut socket: WebSocket, state: AppState, peer_ip: IpAddr) {
                 }
                 if send(&mut socket, &event).await.is_err() { break }
             }
+            changed = phase.changed() => {
+                let now = if changed.is_ok() { *phase.borrow_and_update() } else { Phase::Closing };
+                match now {
+                    Phase::Serving => {}
+                    Phase::Draining { deadline_s } => {
+                        if session.is_some() && send(&mut socket, &ServerMessage::Draining { deadline_s }).await.is_err() {
+                            break;
+                        }
+                    }
+                    Phase::Closing => {
+                        let _ = close(&mut socket, CLOSE_GOING_AWAY, "server shutting down").await;
+                        break;
+                    }
+                }
+            }
             _ = ping.tick() => {
                 if last_seen.elapsed() > PING_INTERVAL * 3 { break }
                 if socket.send(Message::Ping(Vec::new().into())).await.is_err() { break }
@@ -137,6 +158,7 @@ async fn connection(mut socket: WebSocket, state: AppState, peer_ip: IpAddr) {
         }
     }
 
+    state.metrics.connections.dec();
     // A connection that ends without `leave` may come back: the room keeps the participant for
     // the reconnect grace period.
     if let Some(s) = session.take().filter(|_| !left) {
@@ -200,6 +222,14 @@ async fn handle_text(
             },
             None,
         ) => {
+            if !state.lifecycle.accepting() {
+                state.metrics.joins_refused_draining.inc();
+                return Err(refuse(
+                    ErrorCode::Draining,
+                    "this server is shutting down and takes no new participants; try again in a minute",
+                    true,
+                ));
+            }
             if version != PROTOCOL_VERSION {
                 return Err(refuse(
                     ErrorCode::UnsupportedVersion,
@@ -270,6 +300,7 @@ async fn handle_text(
                 room,
                 pid: joined.pid,
                 moderator: false,
+                _live: state.lifecycle.session(),
             });
             return Ok(Flow::Continue);
         }

@@ -142,6 +142,7 @@ impl MediaPlane {
         workers: usize,
         room_config: RoomConfig,
         settings_tx: Option<UnboundedSender<SettingsUpdate>>,
+        metrics: &[crate::metrics::WorkerMetrics],
     ) -> std::io::Result<Self> {
         let routes = Arc::new(Routes::default());
         let local = socket.local_addr()?;
@@ -157,6 +158,7 @@ impl MediaPlane {
                 room_config: room_config.clone(),
                 settings_tx: settings_tx.clone(),
                 backlogs: backlogs.clone(),
+                metrics: metrics[index].clone(),
             };
             let w = worker::Worker::new(index, socket.try_clone()?, local, env);
             std::thread::Builder::new()

@@ -1,14 +1,15 @@
 //! One participant's WebRTC transport: a `str0m::Rtc` in RTP mode plus what the worker needs to
 //! route to it.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use conclave_proto::Kind;
 use conclave_room::{Forward, Mid as RoomMid};
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
 use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Candidate, Rtc, RtcError};
 use thiserror::Error;
@@ -20,6 +21,9 @@ pub enum OfferError {
     #[error("could not accept the SDP offer: {0}")]
     Accept(String),
 }
+
+/// How often str0m reports stream statistics (cumulative NACKs, packets, loss).
+const STATS_INTERVAL: Duration = Duration::from_secs(5);
 
 /// m-lines by mid and kind.
 pub type MediaList = Vec<(RoomMid, Kind)>;
@@ -35,6 +39,9 @@ pub struct Peer {
     pub next_timeout: Option<Instant>,
     /// The transport ended (ICE failed, DTLS closed); the participant may still be in the room.
     pub dead: bool,
+    /// Last cumulative (NACKs, packets) str0m reported per stream and direction (true: ingress),
+    /// so metrics count only what is new.
+    stats_seen: HashMap<(Mid, Option<Rid>, bool), (u64, u64)>,
 }
 
 impl Peer {
@@ -46,6 +53,8 @@ impl Peer {
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
+            // Feeds the NACK and loss counters in /metrics.
+            .set_stats_interval(Some(STATS_INTERVAL))
             .build(now);
         let c = Candidate::host(candidate, "udp")?;
         rtc.add_local_candidate(c);
@@ -57,6 +66,7 @@ impl Peer {
             mids: Vec::new(),
             next_timeout: Some(now),
             dead: false,
+            stats_seen: HashMap::new(),
         })
     }
 
@@ -142,6 +152,20 @@ impl Peer {
         .nackable(pkt.nackable);
         stream.write_rtp(write);
         true
+    }
+
+    /// What is new in a stream's cumulative (NACKs, packets) since the last report.
+    pub fn stats_delta(
+        &mut self,
+        key: (Mid, Option<Rid>, bool),
+        nacks: u64,
+        packets: u64,
+    ) -> (u64, u64) {
+        let last = self
+            .stats_seen
+            .insert(key, (nacks, packets))
+            .unwrap_or((0, 0));
+        (nacks.saturating_sub(last.0), packets.saturating_sub(last.1))
     }
 
     pub fn request_keyframe(&mut self, mid: RoomMid) {

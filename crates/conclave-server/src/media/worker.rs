@@ -24,6 +24,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::peer::{ForwardedPacket, Peer};
 use super::{ConnId, Routes, SettingsUpdate, WorkerInput, stun};
+use crate::metrics::WorkerMetrics;
 
 /// Longest the loop sleeps when nothing is due, so a quiet worker still notices shutdown.
 const IDLE_WAKE: Duration = Duration::from_millis(500);
@@ -31,6 +32,8 @@ const IDLE_WAKE: Duration = Duration::from_millis(500);
 const BATCH: usize = 64;
 /// Queued datagrams that are sent before the input batch is done, bounding memory and delay.
 const FLUSH_AT: usize = 4096;
+/// How stale the room, participant and track gauges in /metrics may be.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Worker {
     pub(super) index: usize,
@@ -50,6 +53,9 @@ pub struct Worker {
     gso: bool,
     /// Datagrams queued per worker (see `udp::MAX_BACKLOG`); this worker counts its own down.
     backlogs: Arc<Vec<AtomicUsize>>,
+    metrics: WorkerMetrics,
+    /// When the room, participant and track gauges are next updated.
+    next_gauges: Instant,
 }
 
 /// What every worker shares with the rest of the media plane.
@@ -59,6 +65,7 @@ pub struct WorkerEnv {
     pub room_config: RoomConfig,
     pub settings_tx: Option<UnboundedSender<SettingsUpdate>>,
     pub backlogs: Arc<Vec<AtomicUsize>>,
+    pub metrics: WorkerMetrics,
 }
 
 pub(super) struct RoomHost {
@@ -103,6 +110,7 @@ impl Worker {
             room_config,
             settings_tx,
             backlogs,
+            metrics,
         } = env;
         Self {
             index,
@@ -118,6 +126,8 @@ impl Worker {
             out: Vec::new(),
             gso: true,
             backlogs,
+            metrics,
+            next_gauges: Instant::now(),
         }
     }
 
@@ -128,7 +138,9 @@ impl Worker {
                 .next_deadline()
                 .map_or(IDLE_WAKE, |t| t.saturating_duration_since(now))
                 .min(IDLE_WAKE);
-            match rx.recv_timeout(wait) {
+            let received = rx.recv_timeout(wait);
+            let woke = Instant::now();
+            match received {
                 Ok(input) => {
                     self.handle(input);
                     for input in rx.try_iter().take(BATCH) {
@@ -140,7 +152,35 @@ impl Worker {
             }
             self.handle_timeouts(Instant::now());
             self.flush();
+            let done = Instant::now();
+            self.metrics
+                .busy_seconds
+                .inc_by((done - woke).as_secs_f64());
+            if done >= self.next_gauges {
+                self.update_gauges();
+                self.next_gauges = done + GAUGE_INTERVAL;
+            }
         }
+    }
+
+    /// Summing over rooms costs a little, so it happens once per GAUGE_INTERVAL, not per input.
+    fn update_gauges(&self) {
+        let m = &self.metrics;
+        m.rooms.set(self.rooms.len() as i64);
+        m.participants.set(
+            self.rooms
+                .values()
+                .map(|h| h.core.participant_count() as i64)
+                .sum(),
+        );
+        m.tracks.set(
+            self.rooms
+                .values()
+                .map(|h| h.core.track_count() as i64)
+                .sum(),
+        );
+        m.queue_depth
+            .set(self.backlogs[self.index].load(Ordering::Relaxed) as i64);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
@@ -274,7 +314,7 @@ impl Worker {
         };
         let mut effects = Effects::default();
         loop {
-            drain_core(host, &mut effects);
+            drain_core(host, &mut effects, &self.metrics);
             // New transports first: the welcome just queued leads to an offer for them.
             for pid in effects.admitted.drain(..) {
                 if host.peers.contains_key(&pid) {
@@ -295,7 +335,7 @@ impl Worker {
             };
             let events = poll_peer(&mut self.out, host, pid);
             for ev in events {
-                handle_event(host, pid, ev, now);
+                handle_event(host, pid, ev, now, &self.metrics);
             }
         }
         if self.out.len() >= FLUSH_AT {
@@ -328,12 +368,13 @@ struct Effects {
 }
 
 /// Act on the room core's outputs.
-fn drain_core(host: &mut RoomHost, effects: &mut Effects) {
+fn drain_core(host: &mut RoomHost, effects: &mut Effects, metrics: &WorkerMetrics) {
     while let Some(out) = host.core.poll_output() {
         match out {
             RoomOutput::Signal { to, msg } => host.send(to, msg),
             RoomOutput::RequestKeyframe { publisher, mid } => {
                 if let Some(p) = host.peers.get_mut(&publisher) {
+                    metrics.keyframe_requests_sent.inc();
                     p.request_keyframe(mid);
                     host.dirty.push(publisher);
                 }
@@ -390,9 +431,9 @@ fn poll_peer(out: &mut Vec<Transmit>, host: &mut RoomHost, pid: Pid) -> Vec<Even
     events
 }
 
-fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant) {
+fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant, metrics: &WorkerMetrics) {
     match ev {
-        Event::RtpPacket(pkt) => forward(host, pid, pkt),
+        Event::RtpPacket(pkt) => forward(host, pid, pkt, metrics),
         Event::MediaAdded(m) => {
             let Some(peer) = host.peers.get_mut(&pid) else {
                 return;
@@ -411,6 +452,7 @@ fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant) {
             host.core.set_media(now, pid, &published, &slots);
         }
         Event::KeyframeRequest(req) => {
+            metrics.keyframe_requests_received.inc();
             if let Some(mid) = RoomMid::new(&req.mid) {
                 host.core.on_keyframe_request(now, pid, mid);
             }
@@ -423,12 +465,28 @@ fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant) {
             host.core.transport_closed(now, pid);
         }
         Event::Connected => tracing::debug!("peer connected"),
+        Event::MediaIngressStats(st) => {
+            if let Some(peer) = host.peers.get_mut(&pid) {
+                let (nacks, packets) =
+                    peer.stats_delta((st.mid, st.rid, true), st.nacks, st.packets);
+                metrics.nacks_sent.inc_by(nacks);
+                // str0m reports loss as a fraction of recent packets: an estimate, counted as such.
+                let lost = st.loss.unwrap_or(0.0).clamp(0.0, 1.0) as f64 * packets as f64;
+                metrics.packets_lost.inc_by(lost.round() as u64);
+            }
+        }
+        Event::MediaEgressStats(st) => {
+            if let Some(peer) = host.peers.get_mut(&pid) {
+                let (nacks, _) = peer.stats_delta((st.mid, st.rid, false), st.nacks, st.packets);
+                metrics.nacks_received.inc_by(nacks);
+            }
+        }
         _ => {}
     }
 }
 
 /// Hot path: one RTP packet from `pid` to every subscriber the room core names.
-fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket) {
+fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket, metrics: &WorkerMetrics) {
     let Some(peer) = host.peers.get_mut(&pid) else {
         return;
     };
@@ -467,6 +525,8 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket) {
             .get_mut(&f.to)
             .is_some_and(|sub| sub.write_forward(f, &out))
         {
+            metrics.packets_forwarded.inc();
+            metrics.bytes_forwarded.inc_by(pkt.payload.len() as u64);
             host.dirty.push(f.to);
         }
     }

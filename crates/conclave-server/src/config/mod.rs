@@ -1,0 +1,391 @@
+//! Configuration: built-in defaults < config file < environment < command line.
+//!
+//! Each setting is declared once, as a field of a group struct (one file per group, one TOML table
+//! per group) that is both a flattened clap `Args` (flag and environment variable) and a serde
+//! struct (file key). Every field is an `Option`: `None` means "not given at this layer". The
+//! layers are merged field by field; the built-in defaults are `deploy/conclave.toml` itself,
+//! embedded, so the commented example is always exactly what an empty configuration means.
+//! Adding a setting or a group: see `docs/configuration.md`.
+
+mod auth;
+mod log;
+mod metrics;
+mod server;
+mod tls;
+
+use std::cell::Cell;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use thiserror::Error;
+
+pub use auth::AuthSettings;
+pub use log::{LogFormat, LogSettings};
+pub use metrics::MetricsSettings;
+pub use server::{AdhocRooms, ServerSettings};
+pub use tls::TlsSettings;
+
+/// The built-in defaults: the commented example configuration.
+pub const DEFAULTS: &str = include_str!("../../../../deploy/conclave.toml");
+
+/// Every settings group, one TOML table each. Add a group here with one flattened field.
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[command(flatten)]
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub tls: TlsSettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub auth: AuthSettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub log: LogSettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+}
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A key in the file is unknown, or its value has the wrong type or form.
+    #[error("{file}: `{key}`: {message}")]
+    Key {
+        file: String,
+        key: String,
+        message: String,
+    },
+    /// A value that parsed but cannot work (missing file, contradicting settings).
+    #[error("`{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// A setting that has a built-in default: after merging it is always set.
+pub trait Defaulted<T> {
+    fn value(&self) -> T;
+}
+
+impl<T: Clone> Defaulted<T> for Option<T> {
+    fn value(&self) -> T {
+        self.clone()
+            .expect("deploy/conclave.toml gives every setting read with value() its default")
+    }
+}
+
+/// Merge the layers: `cli` holds what the command line and the environment gave (clap already
+/// prefers a flag over its environment variable), `file` the config file, if any.
+pub fn load(cli: &Settings, file: Option<&Path>) -> Result<Settings, ConfigError> {
+    let defaults = parse("built-in defaults", DEFAULTS)?;
+    let mut merged = to_json(&defaults);
+    if let Some(path) = file {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        overlay(
+            &mut merged,
+            to_json(&parse(&path.display().to_string(), &text)?),
+        );
+    }
+    overlay(&mut merged, to_json(cli));
+    serde_path_to_error::deserialize(merged).map_err(|e| ConfigError::Key {
+        file: "merged settings".into(),
+        key: e.path().to_string(),
+        message: e.inner().to_string(),
+    })
+}
+
+/// Parse one TOML layer, naming the offending key on error.
+fn parse(file: &str, text: &str) -> Result<Settings, ConfigError> {
+    let de = toml::de::Deserializer::parse(text).map_err(|e| ConfigError::Key {
+        file: file.to_owned(),
+        key: "(syntax)".into(),
+        message: e.to_string(),
+    })?;
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let key = e.path().to_string();
+        let message = e.inner().message().to_owned();
+        let line = e
+            .inner()
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+        ConfigError::Key {
+            file: match line {
+                Some(l) => format!("{file} line {l}"),
+                None => file.to_owned(),
+            },
+            key,
+            message,
+        }
+    })
+}
+
+fn to_json(s: &Settings) -> Value {
+    serde_json::to_value(s).expect("settings serialize to JSON")
+}
+
+/// Set every non-null leaf of `top` over `base`.
+fn overlay(base: &mut Value, top: Value) {
+    match (base, top) {
+        (Value::Object(b), Value::Object(t)) => {
+            for (k, v) in t {
+                match b.get_mut(&k) {
+                    Some(slot) => overlay(slot, v),
+                    None if !v.is_null() => {
+                        b.insert(k, v);
+                    }
+                    None => {}
+                }
+            }
+        }
+        (_, Value::Null) => {}
+        (b, t) => *b = t,
+    }
+}
+
+impl Settings {
+    /// Everything that can be checked before binding anything, so the server never starts
+    /// half-configured.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.candidate_addr()?;
+        let tls = &self.tls;
+        match (&tls.cert, &tls.key, tls.self_signed.unwrap_or(false)) {
+            (Some(_), Some(_), true) => {
+                return Err(invalid(
+                    "tls.self_signed",
+                    "cannot be combined with tls.cert and tls.key: choose one",
+                ));
+            }
+            (Some(_), None, _) => {
+                return Err(invalid("tls.key", "tls.cert is set: give its private key"));
+            }
+            (None, Some(_), _) => {
+                return Err(invalid("tls.cert", "tls.key is set: give its certificate"));
+            }
+            (Some(c), Some(k), false) => {
+                readable("tls.cert", c)?;
+                readable("tls.key", k)?;
+            }
+            _ => {}
+        }
+        let auth = &self.auth;
+        if let Some(s) = &auth.jwt_secret {
+            if s.0.len() < 32 {
+                return Err(invalid("auth.jwt_secret", "must be at least 32 characters"));
+            }
+            if auth.jwt_public_key.is_some() {
+                return Err(invalid(
+                    "auth.jwt_public_key",
+                    "cannot be combined with auth.jwt_secret: choose one",
+                ));
+            }
+        }
+        if let Some(p) = &auth.jwt_public_key {
+            readable("auth.jwt_public_key", p)?;
+        }
+        if self.server.workers == Some(0) {
+            return Err(invalid("server.workers", "must be at least 1"));
+        }
+        if let Some(level) = &self.log.level {
+            tracing_subscriber::EnvFilter::try_new(level).map_err(|e| {
+                invalid(
+                    "log.level",
+                    format!("not a log filter like `info` or `conclave=debug,warn`: {e}"),
+                )
+            })?;
+        }
+        if let (Some(m), Some(l)) = (self.metrics.listen, self.server.listen)
+            && m == l
+        {
+            return Err(invalid(
+                "metrics.listen",
+                "must differ from server.listen (leave it unset and set metrics.enabled to serve /metrics there)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The address put into ICE candidates.
+    pub fn candidate_addr(&self) -> Result<SocketAddr, ConfigError> {
+        let udp = self.server.udp.value();
+        let ip = match self.server.public_ip {
+            Some(ip) => ip,
+            None if udp.ip().is_unspecified() => {
+                return Err(invalid(
+                    "server.public_ip",
+                    format!(
+                        "server.udp {udp} binds to all interfaces: give the address browsers reach \
+                         (--public-ip, CONCLAVE_PUBLIC_IP)"
+                    ),
+                ));
+            }
+            None => udp.ip(),
+        };
+        Ok(SocketAddr::new(ip, udp.port()))
+    }
+
+    pub fn worker_count(&self) -> usize {
+        self.server
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+            .max(1)
+    }
+
+    /// TLS is served from files or a generated certificate.
+    pub fn tls_enabled(&self) -> bool {
+        self.tls.cert.is_some() || self.tls.self_signed.unwrap_or(false)
+    }
+
+    /// The effective configuration as TOML, secrets redacted, unset keys as comments.
+    pub fn to_redacted_toml(&self) -> String {
+        REDACT.with(|r| r.set(true));
+        let json = to_json(self);
+        REDACT.with(|r| r.set(false));
+        let mut out = String::new();
+        let Value::Object(groups) = json else {
+            unreachable!("settings are a struct")
+        };
+        for (group, keys) in groups {
+            out.push_str(&format!("[{group}]\n"));
+            if let Value::Object(keys) = keys {
+                for (k, v) in keys {
+                    match toml_literal(&v) {
+                        Some(lit) => out.push_str(&format!("{k} = {lit}\n")),
+                        None => out.push_str(&format!("# {k} = (not set)\n")),
+                    }
+                }
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+fn toml_literal(v: &Value) -> Option<String> {
+    Some(match v {
+        Value::Null => return None,
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => toml::Value::String(s.clone()).to_string(),
+        other => other.to_string(),
+    })
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+fn readable(key: &'static str, path: &Path) -> Result<(), ConfigError> {
+    std::fs::File::open(path)
+        .map(drop)
+        .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))
+}
+
+thread_local! {
+    /// Set while `config check` serializes the settings for display.
+    static REDACT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A secret setting. Its `Debug` never shows it; `config check` prints it redacted. (Merging the
+/// layers serializes settings, so plain serialization must keep the value.)
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if REDACT.with(Cell::get) {
+            s.serialize_str("(redacted)")
+        } else {
+            s.serialize_str(&self.0)
+        }
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(redacted)")
+    }
+}
+
+impl FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_parse_and_set_what_the_code_reads() {
+        let s = load(&Settings::default(), None).unwrap();
+        assert_eq!(s.server.listen.value().to_string(), "127.0.0.1:8080");
+        assert_eq!(s.server.udp.value().to_string(), "127.0.0.1:40000");
+        s.server.data_dir.value();
+        s.server.reconnect_grace.value();
+        s.server.adhoc_rooms.value();
+        s.server.drain_timeout.value();
+        s.log.format.value();
+        s.metrics.enabled.value();
+        s.tls.self_signed.value();
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn example_documents_every_flag() {
+        use clap::CommandFactory;
+        let cmd = crate::cli::Cli::command();
+        for arg in cmd.get_arguments() {
+            if let Some(env) = arg.get_env() {
+                let env = env.to_str().unwrap();
+                if env == "CONCLAVE_CONFIG" {
+                    continue;
+                }
+                assert!(
+                    DEFAULTS.contains(env),
+                    "deploy/conclave.toml does not document {env}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn layers_merge_field_by_field() {
+        let mut base = serde_json::json!({"a": {"x": 1, "y": 2}, "b": {"z": null}});
+        overlay(
+            &mut base,
+            serde_json::json!({"a": {"x": null, "y": 3}, "b": {"z": 4}}),
+        );
+        assert_eq!(
+            base,
+            serde_json::json!({"a": {"x": 1, "y": 3}, "b": {"z": 4}})
+        );
+    }
+
+    #[test]
+    fn secrets_are_redacted_for_display_only() {
+        let mut s = Settings::default();
+        s.auth.jwt_secret = Some(Secret("x".repeat(40)));
+        assert!(!s.to_redacted_toml().contains(&"x".repeat(40)));
+        assert!(to_json(&s).to_string().contains(&"x".repeat(40)));
+        assert!(!format!("{s:?}").contains(&"x".repeat(40)));
+    }
+}
