@@ -21,7 +21,7 @@ import { ICONS } from './icons.js';
 import { toast } from './dom.js';
 import { ui, me, setState, setReason, ROOM_RE, RESERVED, NAME_KEY } from './page.js';
 import { setToggle, acquireMedia, stopLocalMedia, showPrejoin, wirePrejoin } from './prejoin.js';
-import { errorText, CLOSED_TEXT, REFUSED_TITLE, PASSWORD_ERRORS } from './messages.js';
+import { errorText, drainingText, CLOSED_TEXT, REFUSED_TITLE, PASSWORD_ERRORS } from './messages.js';
 import { Moderation } from './moderation.js';
 import { E2eeMeeting } from './e2ee-meeting.js';
 import { NAME_PLACEHOLDER, transformSupport } from './e2ee/session.js';
@@ -349,6 +349,11 @@ function startMeeting(opts = {}) {
   });
   c.addEventListener('moderated', (ev) => {
     if (c === conn) onModerated(/** @type {CustomEvent} */ (ev).detail.action).catch(console.error);
+  });
+  c.addEventListener('draining', (ev) => {
+    if (c !== conn) return;
+    document.body.dataset.draining = 'true';
+    toast(drainingText(/** @type {CustomEvent} */ (ev).detail.deadlineS), { kind: 'warning', sticky: true });
   });
   c.addEventListener('closed', (ev) => {
     if (c !== conn) return;

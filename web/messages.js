@@ -27,6 +27,7 @@ export const ERROR_TEXT = /** @type {Record<string, (m: string) => string>} */ (
   e2ee_required: () =>
     'This meeting is end-to-end encrypted and your browser cannot encrypt. Ask a moderator to allow ' +
     'participants who cannot encrypt, then try again.',
+  draining: () => 'The server is restarting and takes no new participants right now. Try again in a minute.',
 });
 
 /** Titles of the screen shown when a join is refused. */
@@ -39,6 +40,7 @@ export const REFUSED_TITLE = /** @type {Record<string, string>} */ ({
   invalid_token: 'Your link is not valid',
   too_many_attempts: 'Too many attempts',
   e2ee_required: 'Your browser cannot join this encrypted meeting',
+  draining: 'The server is restarting',
 });
 
 /** Screens for `closed` reasons. */
@@ -47,6 +49,15 @@ export const CLOSED_TEXT = /** @type {Record<string, {title: string, detail: str
   meeting_ended: { title: 'The meeting has ended', detail: 'The meeting was ended by a moderator.' },
   denied: { title: 'You were not admitted', detail: 'A moderator declined your request to join.' },
 });
+
+/**
+ * Notice when the server starts shutting down during the meeting (`draining`).
+ * @param {number} seconds
+ */
+export function drainingText(seconds) {
+  return `The server is restarting. This meeting can continue for up to ${seconds} seconds; ` +
+    'then this page reconnects by itself when the server is back.';
+}
 
 /** Errors in reply to `join` that send the user back to the pre-join page's password field. */
 export const PASSWORD_ERRORS = new Set(['password_required', 'wrong_password', 'too_many_attempts']);

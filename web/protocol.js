@@ -54,7 +54,8 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{type: 'moderated', action: 'muted'|'video_stopped'}} ModeratedMsg
  * @typedef {{type: 'relay', from: string, data: string}} RelayMsg
  * @typedef {{type: 'closed', reason: 'removed'|'meeting_ended'|'denied'}} ClosedMsg
- * @typedef {WelcomeMsg|AnswerMsg|SubscriptionsMsg|JoinedMsg|UpdatedMsg|LeftMsg|ErrorMsg|LobbyWaitingMsg|KnockMsg|KnockResolvedMsg|SettingsMsg|RoleMsg|ModeratedMsg|ClosedMsg|RelayMsg} ServerMsg
+ * @typedef {{type: 'draining', deadline_s: number}} DrainingMsg
+ * @typedef {WelcomeMsg|AnswerMsg|SubscriptionsMsg|JoinedMsg|UpdatedMsg|LeftMsg|ErrorMsg|LobbyWaitingMsg|KnockMsg|KnockResolvedMsg|SettingsMsg|RoleMsg|ModeratedMsg|ClosedMsg|RelayMsg|DrainingMsg} ServerMsg
  */
 
 /** @type {RoomSettings} */
@@ -549,6 +550,10 @@ export class Connection extends EventTarget {
         break;
       case 'closed':
         this.handleFinal(msg);
+        break;
+      case 'draining':
+        // The server is shutting down: the meeting goes on until it closes the connection.
+        this.emit('draining', { deadlineS: msg.deadline_s });
         break;
       case 'error': {
         if (this.state !== 'joined') {

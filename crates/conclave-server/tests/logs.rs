@@ -32,11 +32,28 @@ async fn connect_from_client_ip(server: &common::Server) -> Ws {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_output_names_no_person_token_password_or_address() {
+    audit("human").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_name_no_person_token_password_or_address() {
+    let log = audit("json").await;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+    }
+}
+
+/// Run the scripted meeting with logs in `format`; returns what the server printed.
+async fn audit(format: &str) -> String {
     let server = common::Server::start(&[
         "--jwt-secret",
         SECRET,
         "--log",
         "conclave=debug,conclave_server=debug,warn",
+        "--log-format",
+        format,
     ]);
     let room = "privacy-audit";
     let names = [
@@ -157,4 +174,5 @@ async fn server_output_names_no_person_token_password_or_address() {
             "server output contains {secret:?}:\n{log}"
         );
     }
+    log
 }

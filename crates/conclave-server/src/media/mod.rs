@@ -158,7 +158,8 @@ impl MediaPlane {
                 room_config: room_config.clone(),
                 settings_tx: settings_tx.clone(),
                 backlogs: backlogs.clone(),
-                metrics: metrics[index].clone(),
+                // Callers without metrics pass none: the handles then count into nothing.
+                metrics: metrics.get(index).cloned().unwrap_or_default(),
             };
             let w = worker::Worker::new(index, socket.try_clone()?, local, env);
             std::thread::Builder::new()

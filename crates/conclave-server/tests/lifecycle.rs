@@ -1,0 +1,64 @@
+//! Health, readiness and shutdown as an operator and participants see them: SIGTERM drains
+//! (participants are told, new joins refused, /readyz 503, then everything closes), SIGINT
+//! closes at once.
+
+mod common;
+
+use common::ws::{connect, expect_error, join, recv, recv_type, send};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_a_running_meeting() {
+    let mut server = common::Server::start(&["--drain-timeout", "4"]);
+    assert!(common::http_get(server.http, "/healthz").starts_with("HTTP/1.1 200"));
+    assert!(common::http_get(server.http, "/readyz").starts_with("HTTP/1.1 200"));
+    let mut ann = connect(&server).await;
+    send(&mut ann, join("drain-room", "Ann")).await;
+    recv_type(&mut ann, "welcome").await;
+    let mut bob = connect(&server).await;
+    send(&mut bob, join("drain-room", "Bob")).await;
+    recv_type(&mut bob, "welcome").await;
+
+    server.signal("TERM");
+    let notice = recv_type(&mut ann, "draining").await;
+    assert_eq!(notice["deadline_s"], 4, "{notice}");
+    recv_type(&mut bob, "draining").await;
+    // Still alive, no longer ready.
+    assert!(common::http_get(server.http, "/healthz").starts_with("HTTP/1.1 200"));
+    let ready = common::http_get(server.http, "/readyz");
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    // New joins are refused with a clear code.
+    let mut late = connect(&server).await;
+    send(&mut late, join("drain-room", "Late")).await;
+    expect_error(&mut late, "draining").await;
+    // The meeting goes on during the drain: the room still relays between its members.
+    send(&mut ann, r#"{"type":"relay","data":"still here"}"#).await;
+    assert_eq!(recv_type(&mut bob, "relay").await["data"], "still here");
+    // Then the server closes the connections and exits cleanly.
+    while recv(&mut ann).await.is_some() {}
+    while recv(&mut bob).await.is_some() {}
+    let status = server.wait_exit();
+    assert!(status.success(), "{status:?}");
+    let log = server.log();
+    assert!(log.contains("draining"), "{log}");
+    assert!(log.contains("stopped"), "the store closed: {log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_closes_at_once() {
+    // A drain this long would outlast the test: SIGINT must not wait for it.
+    let mut server = common::Server::start(&["--drain-timeout", "3600"]);
+    let mut ann = connect(&server).await;
+    send(&mut ann, join("interrupt-room", "Ann")).await;
+    recv_type(&mut ann, "welcome").await;
+    server.signal("INT");
+    while let Some(m) = recv(&mut ann).await {
+        assert_ne!(m["type"], "draining", "SIGINT does not drain");
+    }
+    assert!(server.wait_exit().success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_without_meetings_stops_at_once() {
+    let mut server = common::Server::start(&["--drain-timeout", "3600"]);
+    assert!(server.terminate().success());
+}
