@@ -87,9 +87,10 @@ export const DEFAULT_SETTINGS = Object.freeze({ locked: false, lobby: false, pas
 /**
  * Every error in reply to `join` closes the connection (docs/protocol.md). Only these are worth
  * retrying on their own (with backoff); all others are final for this Connection: the UI decides
- * (ask for a password, wait for a host, show why).
+ * (ask for a password, wait for a host, show why). `draining`: the server is restarting, so
+ * retrying reaches it (or its successor) once it is back.
  */
-const RETRYABLE_JOIN_ERRORS = new Set(['unavailable', 'not_joined']);
+const RETRYABLE_JOIN_ERRORS = new Set(['unavailable', 'not_joined', 'draining']);
 
 /** Peer connection configuration: never any external STUN/TURN server (privacy rule). */
 const PC_CONFIG = /** @type {RTCConfiguration} */ ({

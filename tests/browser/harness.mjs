@@ -146,6 +146,14 @@ export async function startServer({ bin: binOpt, args: extraArgs = /** @type {st
     url,
     udp,
     logFile,
+    /** Send a signal (e.g. `SIGTERM` to make the server drain). @param {NodeJS.Signals} sig */
+    signal(sig) {
+      proc.kill(sig);
+    },
+    /** Whether the process has exited. */
+    exited() {
+      return proc.exitCode !== null || proc.signalCode !== null;
+    },
     async stop() {
       if (proc.exitCode !== null || proc.signalCode !== null) {
         rmSync(dataDir, { recursive: true, force: true });
