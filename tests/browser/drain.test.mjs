@@ -1,20 +1,22 @@
 // Server restart as a participant sees it: SIGTERM makes the server drain, the meeting page
 // shows a notice and the meeting goes on until the server closes; then the page tries to
-// reconnect by itself.
+// reconnect by itself. Served over HTTPS/WSS by the server itself (self-signed certificate).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, openBrowser, poll, randomRoom, randomSecret } from './harness.mjs';
 
 test('draining server: notice shown, page reconnects by itself', { timeout: 120000 }, async () => {
-  const server = await startServer({ args: ['--drain-timeout', '5'] });
+  const server = await startServer({ args: ['--drain-timeout', '5', '--tls-self-signed'] });
+  assert.ok(server.url.startsWith('https://'));
   /** @type {Awaited<ReturnType<typeof openBrowser>> | null} */
   let s = null;
   try {
-    s = await openBrowser(server.url);
+    s = await openBrowser(server.url, { extraArgs: ['--ignore-certificate-errors'] });
     const page = s.page;
     await page.goto(`${server.url}/${randomRoom('dr')}?name=Dana&autojoin=1#${randomSecret()}`);
-    await poll(() => page.evaluate(() => document.body.dataset.state === 'joined'), { what: 'joined' });
+    await poll(() => page.evaluate(() => document.body.dataset.state === 'joined'), { what: 'joined over wss' });
+    assert.equal(await page.evaluate(() => /** @type {any} */ (window).conclave.connection.ws.url.slice(0, 6)), 'wss://');
 
     server.signal('SIGTERM');
     await poll(() => page.evaluate(() => document.body.dataset.draining === 'true'), { what: 'draining notice' });

@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import { createWriteStream, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import net from 'node:net';
+import https from 'node:https';
 import dgram from 'node:dgram';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -130,12 +131,14 @@ export async function startServer({ bin: binOpt, args: extraArgs = /** @type {st
   proc.on('error', (e) => {
     exited = `failed to start ${bin}: ${e.message}`;
   });
-  const url = `http://127.0.0.1:${port}`;
+  // With `--tls-self-signed` the server speaks HTTPS with a certificate nobody vouches for.
+  const tls = extraArgs.includes('--tls-self-signed');
+  const url = `${tls ? 'https' : 'http'}://127.0.0.1:${port}`;
   const deadline = Date.now() + 30000;
   for (;;) {
     if (exited) throw new Error(`server ${exited} (log: ${logFile})`);
-    const r = await fetch(`${url}/healthz`).catch(() => null);
-    if (r?.status === 200) break;
+    const status = tls ? await httpsStatus(`${url}/healthz`) : (await fetch(`${url}/healthz`).catch(() => null))?.status;
+    if (status === 200) break;
     if (Date.now() > deadline) {
       proc.kill('SIGKILL');
       throw new Error(`server did not answer ${url}/healthz within 30 s (log: ${logFile})`);
@@ -168,6 +171,22 @@ export async function startServer({ bin: binOpt, args: extraArgs = /** @type {st
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * Status of a GET over HTTPS without certificate verification (self-signed test servers only).
+ * @param {string} url
+ * @returns {Promise<number|null>}
+ */
+function httpsStatus(url) {
+  return new Promise((resolve) => {
+    https
+      .get(url, { rejectUnauthorized: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode ?? null);
+      })
+      .on('error', () => resolve(null));
+  });
 }
 
 /**
