@@ -57,10 +57,15 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = match cli.command.clone() {
-        Some(Cmd::Config(ConfigCmd::Check)) => settings
-            .validate()
-            .map(|()| print!("{}", settings.to_redacted_toml()))
-            .map_err(|e| format!("configuration error: {e}")),
+        Some(Cmd::Config(ConfigCmd::Check)) => {
+            for name in config::unknown_env_vars() {
+                eprintln!("conclave: warning: unknown environment variable {name} ignored");
+            }
+            settings
+                .validate()
+                .map(|()| print!("{}", settings.to_redacted_toml()))
+                .map_err(|e| format!("configuration error: {e}"))
+        }
         Some(Cmd::Rooms(cmd)) => {
             init_logging(&settings.log);
             rooms_cmd::run(&settings.server.data_dir.value(), cmd)
@@ -68,6 +73,9 @@ fn main() -> std::process::ExitCode {
         None => match settings.validate() {
             Ok(()) => {
                 init_logging(&settings.log);
+                for name in config::unknown_env_vars() {
+                    tracing::warn!(variable = %name, "unknown CONCLAVE_ environment variable ignored");
+                }
                 serve(settings)
             }
             Err(e) => Err(format!("configuration error: {e}")),
@@ -275,16 +283,17 @@ async fn run_http(
     );
 
     let tls = tls.map(Arc::new);
-    if let Some(tls) = tls.clone() {
-        tokio::spawn(async move {
-            let Ok(mut hup) = signal(SignalKind::hangup()) else {
-                return;
-            };
-            while hup.recv().await.is_some() {
-                tls.reload().await;
+    // Always handled: SIGHUP's default action would end the process (`systemctl reload`).
+    let reloadable = tls.clone();
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| format!("cannot handle SIGHUP: {e}"))?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            match &reloadable {
+                Some(tls) => tls.reload().await,
+                None => tracing::info!("SIGHUP: no TLS certificate to reload"),
             }
-        });
-    }
+        }
+    });
 
     let lifecycle = state.lifecycle.clone();
     let drain_timeout = Duration::from_secs(s.server.drain_timeout.value());

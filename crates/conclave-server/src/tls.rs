@@ -42,8 +42,11 @@ pub async fn load(s: &Settings) -> Result<Option<Tls>, String> {
         let config = RustlsConfig::from_pem(cert_pem.into_bytes(), key_pem.into_bytes())
             .await
             .map_err(|e| format!("self-signed certificate: {e}"))?;
-        // Printed, not only logged: whoever starts a trial compares it with the browser's view.
-        println!("Self-signed TLS certificate, SHA-256 fingerprint: {fingerprint}");
+        // Printed, not only logged: whoever starts a trial compares it with the browser's view
+        // (not in JSON mode, where every output line must be a JSON object).
+        if s.log.format != Some(crate::config::LogFormat::Json) {
+            println!("Self-signed TLS certificate, SHA-256 fingerprint: {fingerprint}");
+        }
         tracing::info!(%fingerprint, "serving a self-signed TLS certificate");
         return Ok(Some(Tls {
             config,

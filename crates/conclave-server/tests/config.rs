@@ -138,6 +138,13 @@ fn every_kind_of_mistake_names_its_key() {
     assert!(!ok && out.contains("/nonexistent/conclave.toml"), "{out}");
     let (ok, out) = check(&[], &[("CONCLAVE_LISTEN", "everywhere")]);
     assert!(!ok && out.contains("--listen"), "{out}");
+    // A misspelt environment variable is pointed out (not refused: other tools share the prefix).
+    let (ok, out) = check(&[], &[("CONCLAVE_LISTNE", "0.0.0.0:443")]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("unknown environment variable CONCLAVE_LISTNE"),
+        "{out}"
+    );
 }
 
 #[test]

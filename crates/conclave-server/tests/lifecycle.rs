@@ -62,3 +62,21 @@ async fn sigterm_without_meetings_stops_at_once() {
     let mut server = common::Server::start(&["--drain-timeout", "3600"]);
     assert!(server.terminate().success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_without_tls_keeps_serving() {
+    let mut server = common::Server::start(&[]);
+    assert!(common::http_get(server.http, "/readyz").starts_with("HTTP/1.1 200"));
+    server.signal("HUP");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !server
+        .log()
+        .contains("SIGHUP: no TLS certificate to reload")
+    {
+        assert!(server.alive(), "SIGHUP ended the server");
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(common::http_get(server.http, "/readyz").starts_with("HTTP/1.1 200"));
+    assert!(server.terminate().success());
+}

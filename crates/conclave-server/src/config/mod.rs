@@ -72,6 +72,34 @@ pub enum ConfigError {
     Invalid { key: &'static str, message: String },
 }
 
+/// `CONCLAVE_…` variables besides the settings' own.
+const OTHER_VARIABLES: &[&str] = &[
+    "CONCLAVE_CONFIG",
+    "CONCLAVE_MODERATOR_PASSWORD",
+    "CONCLAVE_ROOM_PASSWORD",
+    // Test builds with the `tap` feature only.
+    "CONCLAVE_TAP_DIR",
+];
+
+/// `CONCLAVE_…` environment variables that are no setting (a typo, or a setting of another
+/// version). Warned about, not refused: tools around the server may use the prefix too.
+pub fn unknown_env_vars() -> Vec<String> {
+    use clap::CommandFactory;
+    let cmd = crate::cli::Cli::command();
+    let known: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .chain(OTHER_VARIABLES.iter().map(|s| s.to_string()))
+        .collect();
+    let mut unknown: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| k.starts_with("CONCLAVE_") && !known.contains(k))
+        .collect();
+    unknown.sort();
+    unknown
+}
+
 /// A setting that has a built-in default: after merging it is always set.
 pub trait Defaulted<T> {
     fn value(&self) -> T;
