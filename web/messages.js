@@ -27,7 +27,7 @@ export const ERROR_TEXT = /** @type {Record<string, (m: string) => string>} */ (
   e2ee_required: () =>
     'This meeting is end-to-end encrypted and your browser cannot encrypt. Ask a moderator to allow ' +
     'participants who cannot encrypt, then try again.',
-  draining: () => 'The server is restarting and takes no new participants right now. Try again in a minute.',
+  draining: () => 'The server is restarting. Joining again by itself…',
 });
 
 /** Titles of the screen shown when a join is refused. */
@@ -40,7 +40,6 @@ export const REFUSED_TITLE = /** @type {Record<string, string>} */ ({
   invalid_token: 'Your link is not valid',
   too_many_attempts: 'Too many attempts',
   e2ee_required: 'Your browser cannot join this encrypted meeting',
-  draining: 'The server is restarting',
 });
 
 /** Screens for `closed` reasons. */

@@ -12,7 +12,13 @@ use crate::config::Settings;
 /// Every setting can also come from a config file (`--config`) or a `CONCLAVE_…` environment
 /// variable; a flag wins over the environment, which wins over the file.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "conclave", version, about)]
+#[command(
+    name = "conclave",
+    version,
+    about,
+    after_help = "Every key with its default and its environment variable: deploy/conclave.toml. \
+                  `conclave config check` prints the effective settings."
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Cmd>,
