@@ -94,3 +94,13 @@ async fn metrics_count_a_meeting_and_identify_nobody() {
     // Only on the metrics address, not on the public listener.
     assert!(!common::http_get(server.http, "/metrics").contains("conclave_build_info"));
 }
+
+#[test]
+fn metrics_on_the_main_listener_only_when_enabled() {
+    let off = common::Server::start(&[]);
+    assert!(!common::http_get(off.http, "/metrics").contains("conclave_build_info"));
+    let on = common::Server::start(&["--metrics"]);
+    let res = common::http_get(on.http, "/metrics");
+    assert!(res.starts_with("HTTP/1.1 200"), "{res}");
+    assert!(res.contains("conclave_build_info"), "{res}");
+}
