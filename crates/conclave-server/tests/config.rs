@@ -100,9 +100,25 @@ fn every_kind_of_mistake_names_its_key() {
             "tls.cert",
             &["/nonexistent/fullchain.pem"],
         ),
+        // Files that are no certificate and key.
+        (
+            concat!(
+                "[tls]\ncert = \"",
+                env!("CARGO_MANIFEST_DIR"),
+                "/Cargo.toml\"\nkey = \"",
+                env!("CARGO_MANIFEST_DIR"),
+                "/Cargo.toml\"\n"
+            ),
+            "tls.cert",
+            &["no PEM certificate"],
+        ),
         // Half a certificate.
         (
-            "[tls]\ncert = \"/etc/hostname\"\n",
+            concat!(
+                "[tls]\ncert = \"",
+                env!("CARGO_MANIFEST_DIR"),
+                "/Cargo.toml\"\n"
+            ),
             "tls.key",
             &["tls.cert"],
         ),

@@ -205,6 +205,7 @@ impl Settings {
             (Some(c), Some(k), false) => {
                 readable("tls.cert", c)?;
                 readable("tls.key", k)?;
+                pem_files(c, k)?;
             }
             _ => {}
         }
@@ -322,6 +323,28 @@ fn readable(key: &'static str, path: &Path) -> Result<(), ConfigError> {
     std::fs::File::open(path)
         .map(drop)
         .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))
+}
+
+/// The certificate file holds at least one PEM certificate and the key file a PEM private key.
+fn pem_files(cert: &Path, key: &Path) -> Result<(), ConfigError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| invalid("tls.cert", format!("{}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(invalid(
+            "tls.cert",
+            format!("{}: no PEM certificate in it", cert.display()),
+        ));
+    }
+    PrivateKeyDer::from_pem_file(key).map_err(|e| {
+        invalid(
+            "tls.key",
+            format!("{}: no PEM private key: {e}", key.display()),
+        )
+    })?;
+    Ok(())
 }
 
 thread_local! {
