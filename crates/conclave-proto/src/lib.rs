@@ -124,6 +124,24 @@ pub enum ClientMessage {
     /// Require end-to-end encryption (the default), or allow participants who cannot encrypt.
     /// Everyone sees the change in `settings`.
     SetE2ee { required: bool },
+    /// What the client shows: the participants whose video is visible, most important first,
+    /// with the height in device pixels each is drawn at. The server forwards video only for
+    /// these (up to its last-N limit) and picks each one's simulcast layer from the height and
+    /// the client's downlink. Until a client sends `view`, it gets everyone, up to last-N.
+    /// At most [`MAX_VIEW_TILES`] tiles.
+    View { tiles: Vec<TileView> },
+}
+
+/// Most tiles in one `view`.
+pub const MAX_VIEW_TILES: usize = 256;
+
+/// One visible video tile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TileView {
+    pub participant_id: ParticipantId,
+    /// Drawn height in device pixels (CSS pixels times the device pixel ratio).
+    pub height: u32,
 }
 
 /// Messages the server sends.
@@ -186,6 +204,15 @@ pub enum ServerMessage {
     Error { code: ErrorCode, message: String },
     /// An opaque blob another participant sent with `relay`; `from` is set by the server.
     Relay { from: ParticipantId, data: String },
+    /// To a publisher: which simulcast layers of its video track (by the client's `mid`, lowest
+    /// layer first) someone receives. The client pauses the encodings nobody needs, saving its
+    /// CPU and uplink, and resumes them when told.
+    PublishLayers { mid: String, active: Vec<bool> },
+    /// The participant speaking now (from the audio levels packets carry; works with encrypted
+    /// media), or `null` when nobody is.
+    ActiveSpeaker {
+        participant_id: Option<ParticipantId>,
+    },
 }
 
 /// A participant as others see them.

@@ -51,6 +51,7 @@ fn client_examples_parse_and_cover_every_message() {
         "end_meeting",
         "relay",
         "set_e2ee",
+        "view",
     ]
     .map(String::from)
     .into();
@@ -88,6 +89,8 @@ fn server_examples_parse_and_cover_every_message() {
         "role",
         "moderated",
         "closed",
+        "publish_layers",
+        "active_speaker",
     ]
     .map(String::from)
     .into();
