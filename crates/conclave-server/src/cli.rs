@@ -89,6 +89,37 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `conclave=debug,str0m=warn`. Overrides RUST_LOG.
     #[arg(long, value_name = "FILTER")]
     pub log: Option<String>,
+
+    #[command(flatten)]
+    pub media: MediaArgs,
+}
+
+/// What each participant receives.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MediaArgs {
+    /// Most video streams forwarded to one participant: the tiles it shows, else the most
+    /// recent speakers. Bounds each browser's downlink and decoding work in large meetings.
+    #[arg(long, default_value_t = 25, env = "CONCLAVE_LAST_N", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub last_n: u16,
+
+    /// Most audio streams forwarded to one participant; with more, the most recent speakers
+    /// are heard.
+    #[arg(long, default_value_t = 8, env = "CONCLAVE_AUDIO_LAST_N", value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=500))]
+    pub audio_last_n: u16,
+
+    /// How simulcast layers are chosen: `auto` by tile size and each receiver's bandwidth, or
+    /// `highest` always (no adaptation; for comparison measurements).
+    #[arg(long, value_enum, default_value_t = LayerSelection::Auto,
+          env = "CONCLAVE_LAYER_SELECTION")]
+    pub layer_selection: LayerSelection,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LayerSelection {
+    Auto,
+    Highest,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

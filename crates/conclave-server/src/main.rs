@@ -88,6 +88,12 @@ fn serve(cli: Cli) -> Result<(), String> {
         let room_config = conclave_room::RoomConfig {
             reconnect_grace: Duration::from_secs(args.reconnect_grace),
             adhoc_requires_host: args.adhoc_rooms == AdhocRooms::Hosts,
+            last_n: args.media.last_n.into(),
+            audio_last_n: args.media.audio_last_n.into(),
+            layer_policy: match args.media.layer_selection {
+                cli::LayerSelection::Auto => conclave_room::LayerPolicy::Auto,
+                cli::LayerSelection::Highest => conclave_room::LayerPolicy::Highest,
+            },
             ..Default::default()
         };
         let (settings_tx, settings_rx) = tokio::sync::mpsc::unbounded_channel();

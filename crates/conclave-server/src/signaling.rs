@@ -11,7 +11,7 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use conclave_proto::{
-    ClientMessage, ErrorCode, MAX_RELAY_BYTES, MAX_SEALED_NAME_CHARS, PROTOCOL_VERSION,
+    ClientMessage, ErrorCode, MAX_RELAY_BYTES, MAX_VIEW_TILES, MAX_SEALED_NAME_CHARS, PROTOCOL_VERSION,
     ServerMessage, validate_display_name, validate_room_name,
 };
 use conclave_room::ModeratorCommand;
@@ -314,6 +314,24 @@ async fn handle_text(
                 conn,
                 to,
                 data,
+            }
+        }
+        ClientMessage::View { tiles } => {
+            if tiles.len() > MAX_VIEW_TILES {
+                return Err(refuse(
+                    ErrorCode::BadMessage,
+                    format!("a view has at most {MAX_VIEW_TILES} tiles"),
+                    false,
+                ));
+            }
+            Command::View {
+                room,
+                pid,
+                conn,
+                tiles: tiles
+                    .into_iter()
+                    .map(|t| (t.participant_id, t.height))
+                    .collect(),
             }
         }
         ClientMessage::Leave => {

@@ -82,6 +82,17 @@ impl Worker {
                     self.process(&room, now);
                 }
             }
+            Command::View {
+                room,
+                pid,
+                conn,
+                tiles,
+            } => {
+                if let Some(host) = self.host(&room, pid, conn) {
+                    host.core.set_view(now, pid, &tiles);
+                    self.process(&room, now);
+                }
+            }
             Command::ConnectionLost { room, pid, conn } => {
                 if let Some(host) = self.host(&room, pid, conn) {
                     host.core.connection_lost(now, pid);

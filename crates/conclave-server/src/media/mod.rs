@@ -83,6 +83,13 @@ pub enum Command {
         conn: ConnId,
         cmd: ModeratorCommand,
     },
+    /// What the client shows: publishers and drawn heights, most important first.
+    View {
+        room: String,
+        pid: Pid,
+        conn: ConnId,
+        tiles: Vec<(ParticipantId, u32)>,
+    },
 }
 
 /// Everything about one join that signaling established.

@@ -5,10 +5,11 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use conclave_proto::Kind;
-use conclave_room::{Forward, Mid as RoomMid};
+use conclave_room::{Forward, MAX_LAYERS, Mid as RoomMid, Published};
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt};
+use str0m::bwe::Bitrate;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid, Rids};
 use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Candidate, Rtc, RtcError};
 use thiserror::Error;
@@ -23,6 +24,12 @@ pub enum OfferError {
 
 /// m-lines by mid and kind.
 pub type MediaList = Vec<(RoomMid, Kind)>;
+
+/// Downlink estimate to start from, before the transport has measured anything: enough for a
+/// few tiles at medium quality; the estimator probes up from here.
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1500);
+/// Least bitrate the estimator is asked to keep (audio and the lowest video layers).
+const MIN_BITRATE: Bitrate = Bitrate::kbps(150);
 
 pub struct Peer {
     pub rtc: Rtc,
@@ -46,6 +53,8 @@ impl Peer {
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
+            // Each receiver's downlink estimate (TWCC) decides which simulcast layers it gets.
+            .enable_bwe(Some(INITIAL_ESTIMATE))
             .build(now);
         let c = Candidate::host(candidate, "udp")?;
         rtc.add_local_candidate(c);
@@ -72,7 +81,7 @@ impl Peer {
 
     /// Published tracks (the client sends) and receive slots (the client receives), by the
     /// negotiated direction of each m-line as seen from the server.
-    pub fn media_lists(&self) -> (MediaList, MediaList) {
+    pub fn media_lists(&self) -> (Vec<Published>, MediaList) {
         let mut published = Vec::new();
         let mut slots = Vec::new();
         for (mid, kind) in &self.mids {
@@ -88,7 +97,15 @@ impl Peer {
             };
             let dir = media.direction();
             if matches!(dir, Direction::RecvOnly | Direction::SendRecv) {
-                published.push((room_mid, kind));
+                let layers = match media.rids_rx() {
+                    Rids::Specific(rids) => rids.len().clamp(1, MAX_LAYERS) as u8,
+                    _ => 1,
+                };
+                published.push(Published {
+                    mid: room_mid,
+                    kind,
+                    layers,
+                });
             }
             if matches!(dir, Direction::SendOnly | Direction::SendRecv) {
                 slots.push((room_mid, kind));
@@ -144,11 +161,37 @@ impl Peer {
         true
     }
 
-    pub fn request_keyframe(&mut self, mid: RoomMid) {
+    /// The simulcast layer of an incoming stream: the rid's position in the offer's simulcast
+    /// list, which browsers give lowest first (as the client sets its encodings); 0 without
+    /// simulcast.
+    pub fn layer_of(&self, mid: Mid, rid: Option<Rid>) -> u8 {
+        let Some(rid) = rid else { return 0 };
+        match self.rtc.media(mid).map(|m| m.rids_rx()) {
+            Some(Rids::Specific(rids)) => rids.iter().position(|r| *r == rid).unwrap_or(0) as u8,
+            _ => 0,
+        }
+    }
+
+    fn rid_of(&self, mid: Mid, layer: u8) -> Option<Rid> {
+        match self.rtc.media(mid).map(|m| m.rids_rx()) {
+            Some(Rids::Specific(rids)) => rids.get(layer as usize).copied(),
+            _ => None,
+        }
+    }
+
+    pub fn request_keyframe(&mut self, mid: RoomMid, layer: u8) {
         let mid: Mid = mid.as_str().into();
-        if let Some(stream) = self.rtc.direct_api().stream_rx_by_mid(mid, None) {
+        let rid = self.rid_of(mid, layer);
+        if let Some(stream) = self.rtc.direct_api().stream_rx_by_mid(mid, rid) {
             stream.request_keyframe(KeyframeRequestKind::Pli);
         }
+    }
+
+    /// What the room would like to send this peer: the estimator probes up towards it.
+    pub fn set_desired_bitrate(&mut self, bps: u64) {
+        self.rtc
+            .bwe()
+            .set_bitrate(MIN_BITRATE, Bitrate::bps(bps.max(MIN_BITRATE.as_u64())));
     }
 }
 
