@@ -54,7 +54,10 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{type: 'moderated', action: 'muted'|'video_stopped'}} ModeratedMsg
  * @typedef {{type: 'relay', from: string, data: string}} RelayMsg
  * @typedef {{type: 'closed', reason: 'removed'|'meeting_ended'|'denied'}} ClosedMsg
- * @typedef {WelcomeMsg|AnswerMsg|SubscriptionsMsg|JoinedMsg|UpdatedMsg|LeftMsg|ErrorMsg|LobbyWaitingMsg|KnockMsg|KnockResolvedMsg|SettingsMsg|RoleMsg|ModeratedMsg|ClosedMsg|RelayMsg} ServerMsg
+ * @typedef {{type: 'publish_layers', mid: string, active: boolean[]}} PublishLayersMsg
+ * @typedef {{type: 'active_speaker', participant_id: string|null}} ActiveSpeakerMsg
+ * @typedef {WelcomeMsg|AnswerMsg|SubscriptionsMsg|JoinedMsg|UpdatedMsg|LeftMsg|ErrorMsg|LobbyWaitingMsg|KnockMsg|KnockResolvedMsg|SettingsMsg|RoleMsg|ModeratedMsg|ClosedMsg|RelayMsg|PublishLayersMsg|ActiveSpeakerMsg} ServerMsg
+ * @typedef {{participant_id: string, height: number}} TileView
  */
 
 /** @type {RoomSettings} */
@@ -91,6 +94,16 @@ export const DEFAULT_SETTINGS = Object.freeze({ locked: false, lobby: false, pas
 const RETRYABLE_JOIN_ERRORS = new Set(['unavailable', 'not_joined']);
 
 /** Peer connection configuration: never any external STUN/TURN server (privacy rule). */
+/**
+ * Camera simulcast layers, lowest first: about 180p, 360p and 720p from a 720p camera.
+ * @type {RTCRtpEncodingParameters[]}
+ */
+const SIMULCAST = [
+  { rid: 'l', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'm', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'h', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
+
 const PC_CONFIG = /** @type {RTCConfiguration} */ ({
   iceServers: [],
   bundlePolicy: 'max-bundle',
@@ -171,6 +184,11 @@ export class Connection extends EventTarget {
     this.videoTx = null;
     /** @type {SubscriptionsMsg|null} */
     this.lastSubs = null;
+    /** The last `view` sent (JSON), to send only changes; reset with each connection. */
+    /** @type {string|null} */
+    this.lastView = null;
+    /** @type {string|null} */
+    this.activeSpeaker = null;
     this.offerInFlight = false;
     this.offerPending = false;
     this.attempt = 0;
@@ -426,6 +444,7 @@ export class Connection extends EventTarget {
     this.offerInFlight = false;
     this.offerPending = false;
     this.lastSubs = null;
+    this.lastView = null;
     this.setRemote(new Map());
   }
 
@@ -550,6 +569,13 @@ export class Connection extends EventTarget {
       case 'closed':
         this.handleFinal(msg);
         break;
+      case 'publish_layers':
+        await this.setPublishLayers(msg.mid, msg.active);
+        break;
+      case 'active_speaker':
+        this.activeSpeaker = msg.participant_id;
+        this.emit('active_speaker', { id: msg.participant_id });
+        break;
       case 'error': {
         if (this.state !== 'joined') {
           this.handleFinal(msg);
@@ -580,7 +606,12 @@ export class Connection extends EventTarget {
       this.transforms?.sender(this.audioTx.sender, 'audio');
     }
     if (this.publish.video) {
-      this.videoTx = pc.addTransceiver(this.videoTrack ?? 'video', { direction: 'sendonly' });
+      // Three simulcast layers, lowest first (the server reads layer order from the offer): each
+      // receiver gets the one that fits its tile and its downlink.
+      this.videoTx = pc.addTransceiver(this.videoTrack ?? 'video', {
+        direction: 'sendonly',
+        sendEncodings: SIMULCAST.map((e) => ({ ...e })),
+      });
       this.transforms?.sender(this.videoTx.sender, 'video');
     }
     pc.onconnectionstatechange = () => {
@@ -613,6 +644,40 @@ export class Connection extends EventTarget {
     return this.pc
       .getTransceivers()
       .filter((t) => t.direction === 'recvonly' && t.receiver.track.kind === kind);
+  }
+
+  /**
+   * The server says which of our simulcast layers anyone receives: pause the others (saves our
+   * CPU and uplink), resume them when needed.
+   * @param {string} mid
+   * @param {boolean[]} active
+   */
+  async setPublishLayers(mid, active) {
+    const tx = this.pc?.getTransceivers().find((t) => t.mid === mid && t.sender.track?.kind !== 'audio');
+    if (!tx) return;
+    const params = tx.sender.getParameters();
+    if (!params.encodings?.length) return;
+    let changed = false;
+    params.encodings.forEach((e, i) => {
+      const on = active[i] ?? true;
+      if (e.active !== on) {
+        e.active = on;
+        changed = true;
+      }
+    });
+    if (changed) await tx.sender.setParameters(params).catch((e) => console.warn('conclave: layers', e));
+  }
+
+  /**
+   * Tell the server which participants' video we show and how tall: it forwards only those, each
+   * in the layer that fits. Sent only when it changed.
+   * @param {TileView[]} tiles
+   */
+  sendView(tiles) {
+    const text = JSON.stringify(tiles);
+    if (text === this.lastView || this.state !== 'joined') return;
+    this.lastView = text;
+    this.send({ type: 'view', tiles });
   }
 
   /** Add recvonly transceivers if the server asks for more slots, then offer. */

@@ -398,6 +398,9 @@ impl Room {
                 if let Some(c) = slot.current {
                     needed[c as usize] = true;
                 }
+                // The lowest layer stays on for anyone subscribed: when a receiver's downlink
+                // collapses it can drop to it at the next keyframe instead of freezing.
+                needed[0] = true;
             }
             let lc = t.layer_count as usize;
             let mut active = [false; MAX_LAYERS];

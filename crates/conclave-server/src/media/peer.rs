@@ -7,7 +7,7 @@ use std::time::Instant;
 use conclave_proto::Kind;
 use conclave_room::{Forward, MAX_LAYERS, Mid as RoomMid, Published};
 use str0m::change::SdpOffer;
-use str0m::format::Codec;
+use str0m::format::{Codec, CodecConfig};
 use str0m::bwe::Bitrate;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid, Rids};
 use str0m::rtp::{ExtensionValues, RtpWrite};
@@ -46,7 +46,7 @@ pub struct Peer {
 
 impl Peer {
     pub fn new(now: Instant, candidate: SocketAddr) -> Result<Self, RtcError> {
-        let mut rtc = Rtc::builder()
+        let mut config = Rtc::builder()
             .set_rtp_mode(true)
             // Opus and VP8 are what every browser sends and receives; one codec per kind means
             // every publisher's packets can go to every subscriber unchanged.
@@ -54,8 +54,16 @@ impl Peer {
             .enable_opus(true, false)
             .enable_vp8(true)
             // Each receiver's downlink estimate (TWCC) decides which simulcast layers it gets.
-            .enable_bwe(Some(INITIAL_ESTIMATE))
-            .build(now);
+            .enable_bwe(Some(INITIAL_ESTIMATE));
+        // No transport-wide feedback on audio: the estimator then never probes with padding on
+        // an audio m-line, which browsers take for a new audio stream and play (silence)
+        // instead of the real one. Video (with RTX) carries the probes.
+        let mut params = config.codec_config().params().to_vec();
+        for p in params.iter_mut().filter(|p| p.spec().codec.is_audio()) {
+            p.set_fb_transport_cc(false);
+        }
+        *config.codec_config() = CodecConfig::new_from_payload_params(params);
+        let mut rtc = config.build(now);
         let c = Candidate::host(candidate, "udp")?;
         rtc.add_local_candidate(c);
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
