@@ -19,6 +19,7 @@ export const PROTOCOL_VERSION = 1;
  * @property {boolean} video
  * @property {boolean} [moderator]
  * @property {boolean} [e2ee]  false: this participant does not encrypt end to end (absent: it does)
+ * @property {boolean} [screen]  sharing their screen now
  */
 
 /**
@@ -36,6 +37,7 @@ export const PROTOCOL_VERSION = 1;
  * @property {string} mid
  * @property {string} participant_id
  * @property {'audio'|'video'} kind
+ * @property {boolean} [screen]  this video is a screen share
  */
 
 /**
@@ -51,7 +53,7 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{type: 'knock_resolved', knock_id: string}} KnockResolvedMsg
  * @typedef {{type: 'settings', settings: RoomSettings}} SettingsMsg
  * @typedef {{type: 'role', moderator: boolean}} RoleMsg
- * @typedef {{type: 'moderated', action: 'muted'|'video_stopped'}} ModeratedMsg
+ * @typedef {{type: 'moderated', action: 'muted'|'video_stopped'|'screen_stopped'}} ModeratedMsg
  * @typedef {{type: 'relay', from: string, data: string}} RelayMsg
  * @typedef {{type: 'closed', reason: 'removed'|'meeting_ended'|'denied'}} ClosedMsg
  * @typedef {{type: 'publish_layers', mid: string, active: boolean[]}} PublishLayersMsg
@@ -75,6 +77,7 @@ export const DEFAULT_SETTINGS = Object.freeze({ locked: false, lobby: false, pas
  * @typedef {object} RemoteMedia
  * @property {MediaStreamTrack|null} audio
  * @property {MediaStreamTrack|null} video
+ * @property {MediaStreamTrack|null} [screen] their screen share, when they share
  */
 
 /**
@@ -189,6 +192,12 @@ export class Connection extends EventTarget {
     this.lastView = null;
     /** @type {string|null} */
     this.activeSpeaker = null;
+    /** @type {MediaStreamTrack|null} */
+    this.screenTrack = null;
+    /** Participants sharing their screen now (at most one). @type {Set<string>} */
+    this.sharing = new Set();
+    /** @type {RTCRtpTransceiver|null} */
+    this.screenTx = null;
     this.offerInFlight = false;
     this.offerPending = false;
     this.attempt = 0;
@@ -502,6 +511,8 @@ export class Connection extends EventTarget {
         this.attempt = 0;
         this.moderator = !!msg.moderator;
         this.settings = { ...DEFAULT_SETTINGS, ...msg.settings };
+        this.sharing.clear();
+        for (const p of msg.participants) this.noteSharing(p);
         this.createPc(gen);
         this.setState('joined');
         this.emit('welcome', { msg, resumed });
@@ -538,12 +549,15 @@ export class Connection extends EventTarget {
         break;
       }
       case 'participant_joined':
+        this.noteSharing(msg.participant);
         this.emit('participant_joined', { participant: msg.participant });
         break;
       case 'participant_updated':
+        this.noteSharing(msg.participant);
         this.emit('participant_updated', { participant: msg.participant });
         break;
       case 'participant_left':
+        this.sharing.delete(msg.participant_id);
         this.emit('participant_left', { id: msg.participant_id });
         break;
       case 'relay':
@@ -564,6 +578,7 @@ export class Connection extends EventTarget {
         this.emit('role', { moderator: this.moderator });
         break;
       case 'moderated':
+        if (msg.action === 'screen_stopped') await this.stopScreenShare();
         this.emit('moderated', { action: msg.action });
         break;
       case 'closed':
@@ -582,6 +597,7 @@ export class Connection extends EventTarget {
           break;
         }
         this.emit('server_error', { code: msg.code, message: msg.message, fatal: false });
+        if (msg.code === 'screen_share_busy') await this.stopScreenShare();
         if (msg.code === 'invalid_sdp') {
           // Our offer was refused; let the next change trigger a new one.
           this.offerInFlight = false;
@@ -614,6 +630,8 @@ export class Connection extends EventTarget {
       });
       this.transforms?.sender(this.videoTx.sender, 'video');
     }
+    this.screenTx = null;
+    this.attachScreen();
     pc.onconnectionstatechange = () => {
       if (gen !== this.gen) return;
       const s = pc.connectionState;
@@ -644,6 +662,63 @@ export class Connection extends EventTarget {
     return this.pc
       .getTransceivers()
       .filter((t) => t.direction === 'recvonly' && t.receiver.track.kind === kind);
+  }
+
+  /**
+   * Who shares their screen now, from participant updates.
+   * @param {ParticipantInfo} p
+   */
+  noteSharing(p) {
+    if (p.screen) this.sharing.add(p.id);
+    else this.sharing.delete(p.id);
+  }
+
+  /**
+   * Share a screen (from getDisplayMedia) as a separate track, shown large to everyone. One
+   * participant shares at a time: if someone else already does, the server answers
+   * `screen_share_busy` and this share stops.
+   * @param {MediaStreamTrack} track
+   */
+  async startScreenShare(track) {
+    this.screenTrack = track;
+    track.addEventListener('ended', () => {
+      if (this.screenTrack === track) this.stopScreenShare();
+    });
+    this.attachScreen();
+    this.emit('screen', { active: true });
+    await this.negotiate();
+  }
+
+  /** Stop sharing (also when the browser's own "Stop sharing" bar was used). */
+  async stopScreenShare() {
+    const track = this.screenTrack;
+    if (!track) return;
+    this.screenTrack = null;
+    track.stop();
+    if (this.screenTx && this.pc) {
+      await this.screenTx.sender.replaceTrack(null).catch(() => {});
+      this.screenTx.direction = 'inactive';
+    }
+    this.emit('screen', { active: false });
+    await this.negotiate();
+  }
+
+  /** Put the screen track on its transceiver (new peer connections too, after a reconnect). */
+  attachScreen() {
+    const pc = this.pc;
+    const track = this.screenTrack;
+    if (!pc || !track) return;
+    if (this.screenTx && pc.getTransceivers().includes(this.screenTx)) {
+      this.screenTx.sender.replaceTrack(track).catch(() => {});
+      this.screenTx.direction = 'sendonly';
+      return;
+    }
+    // Detail over motion: full resolution, a low frame rate is fine for slides and documents.
+    this.screenTx = pc.addTransceiver(track, {
+      direction: 'sendonly',
+      sendEncodings: [{ maxFramerate: 15, maxBitrate: 2_500_000 }],
+    });
+    this.transforms?.sender(this.screenTx.sender, 'video');
   }
 
   /**
@@ -717,7 +792,8 @@ export class Connection extends EventTarget {
       if (!pc.currentRemoteDescription) await waitForGathering(pc, 1000);
       if (gen !== this.gen) return;
       const sdp = pc.localDescription?.sdp ?? offer.sdp ?? '';
-      this.send({ type: 'offer', sdp });
+      const screenMid = this.screenTrack && this.screenTx?.mid ? this.screenTx.mid : undefined;
+      this.send({ type: 'offer', sdp, ...(screenMid ? { screen_mid: screenMid } : {}) });
     } catch (e) {
       console.error('conclave: offer failed', e);
       this.offerInFlight = false;
@@ -734,8 +810,11 @@ export class Connection extends EventTarget {
       for (const sub of this.lastSubs.subscriptions) {
         const t = byMid.get(sub.mid);
         if (!t) continue; // not negotiated yet; applied again after the answer
-        const entry = media.get(sub.participant_id) ?? { audio: null, video: null };
-        if (t.receiver.track.kind === sub.kind) entry[sub.kind] = t.receiver.track;
+        const entry = media.get(sub.participant_id) ?? { audio: null, video: null, screen: null };
+        if (t.receiver.track.kind === sub.kind) {
+          if (sub.screen) entry.screen = t.receiver.track;
+          else entry[sub.kind] = t.receiver.track;
+        }
         media.set(sub.participant_id, entry);
       }
     }
@@ -748,7 +827,7 @@ export class Connection extends EventTarget {
       media.size === this.remote.size &&
       [...media].every(([id, m]) => {
         const old = this.remote.get(id);
-        return old && old.audio === m.audio && old.video === m.video;
+        return old && old.audio === m.audio && old.video === m.video && old.screen === m.screen;
       });
     if (same) return;
     this.remote = media;

@@ -219,6 +219,7 @@ pub async fn run_participant(cfg: ParticipantConfig) -> Result<Report, ClientErr
             if let Some((offer, pending)) = api.apply() {
                 st.pending = Some(pending);
                 let msg = ClientMessage::Offer {
+                    screen_mid: None,
                     sdp: offer.to_sdp_string(),
                 };
                 ws.send(Message::text(

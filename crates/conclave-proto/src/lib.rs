@@ -80,7 +80,12 @@ pub enum ClientMessage {
         e2ee: Option<bool>,
     },
     /// An SDP offer: the client's sending tracks plus its `recvonly` receive slots.
-    Offer { sdp: String },
+    Offer {
+        sdp: String,
+        /// The `mid` of the sending m-line that carries a screen share, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        screen_mid: Option<String>,
+    },
     /// The client's microphone and camera state (`true` = on).
     MediaState { audio: bool, video: bool },
     /// Leave the room now (the connection then closes).
@@ -102,6 +107,8 @@ pub enum ClientMessage {
     MuteAll,
     /// Stop forwarding this participant's camera until they turn it on again themselves.
     StopVideo { participant_id: ParticipantId },
+    /// Stop this participant's screen share.
+    StopScreenShare { participant_id: ParticipantId },
     /// Remove this participant; their session cannot rejoin.
     Remove { participant_id: ParticipantId },
     /// Grant or revoke the moderator role.
@@ -229,6 +236,9 @@ pub struct ParticipantInfo {
     /// This participant encrypts end to end.
     #[serde(default = "yes")]
     pub e2ee: bool,
+    /// This participant is sharing their screen.
+    #[serde(default)]
+    pub screen: bool,
 }
 
 fn yes() -> bool {
@@ -255,6 +265,7 @@ pub struct RoomSettings {
 pub enum ModeratedAction {
     Muted,
     VideoStopped,
+    ScreenStopped,
 }
 
 /// Why a participant is out of the room.
@@ -283,6 +294,9 @@ pub struct Subscription {
     pub mid: String,
     pub participant_id: ParticipantId,
     pub kind: Kind,
+    /// This video is the participant's screen share, not their camera.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub screen: bool,
 }
 
 /// Machine-readable error codes.
@@ -331,6 +345,8 @@ pub enum ErrorCode {
     E2eeRequired,
     /// Too many messages in a short time: the message was dropped.
     RateLimited,
+    /// Someone else is sharing their screen: one share at a time.
+    ScreenShareBusy,
 }
 
 impl ClientMessage {

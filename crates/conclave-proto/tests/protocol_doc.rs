@@ -52,6 +52,7 @@ fn client_examples_parse_and_cover_every_message() {
         "relay",
         "set_e2ee",
         "view",
+        "stop_screen_share",
     ]
     .map(String::from)
     .into();

@@ -20,8 +20,8 @@ pub mod codec;
 mod mid;
 mod moderation;
 pub mod munger;
-mod speaker;
 mod room;
+mod speaker;
 
 pub use mid::Mid;
 pub use moderation::{ModerationError, ModeratorCommand};

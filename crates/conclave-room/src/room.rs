@@ -116,6 +116,8 @@ pub struct Published {
     pub kind: Kind,
     /// Simulcast layers offered (1 without simulcast), at most [`MAX_LAYERS`].
     pub layers: u8,
+    /// A screen share rather than a camera or microphone.
+    pub screen: bool,
 }
 
 /// Forward the packet being handled to `to` on its slot `mid`, renumbered as `out`.
@@ -225,6 +227,8 @@ pub(crate) struct Participant {
     pub(crate) desired_sent: u64,
     /// Receive slots the client should have, from the last allocation.
     pub(crate) wanted_slots: conclave_proto::SlotCounts,
+    /// Sharing the screen now (a screen track is published and not stopped by a moderator).
+    pub(crate) sharing: bool,
 }
 
 impl Participant {
@@ -236,6 +240,7 @@ impl Participant {
             video: self.video,
             moderator: self.moderator,
             e2ee: self.encrypts,
+            screen: self.sharing,
         }
     }
 }
@@ -269,6 +274,8 @@ pub(crate) struct Track {
     subscribers: Vec<(Pid, usize)>,
     /// Simulcast layers negotiated (1 without simulcast).
     pub(crate) layer_count: u8,
+    /// A screen share: shown to everyone, before any camera.
+    pub(crate) screen: bool,
     pub(crate) layers: [Layer; MAX_LAYERS],
     /// Audio: packets since the last tick, and how many of them carried speech.
     pub(crate) audio_packets: u32,
@@ -436,6 +443,7 @@ impl Room {
             estimate: None,
             desired_sent: 0,
             wanted_slots: Default::default(),
+            sharing: false,
         };
         self.participants.insert(pid, participant);
         if waiting {
@@ -525,7 +533,11 @@ impl Room {
             settings: self.settings.public(),
         };
         self.outputs.push_back(Output::Signal { to: pid, msg });
-        if let Some(speaker) = self.speaker.current().and_then(|s| self.participants.get(&s)) {
+        if let Some(speaker) = self
+            .speaker
+            .current()
+            .and_then(|s| self.participants.get(&s))
+        {
             let msg = ServerMessage::ActiveSpeaker {
                 participant_id: Some(speaker.id.clone()),
             };
@@ -554,6 +566,7 @@ impl Room {
     /// the participant stays.
     pub fn transport_closed(&mut self, now: Instant, pid: Pid) {
         self.clear_media(pid);
+        self.update_sharing(pid);
         self.rebalance(now);
     }
 
@@ -621,10 +634,7 @@ impl Room {
         for pid in expired {
             self.remove(now, pid);
         }
-        if self
-            .last_tick
-            .is_none_or(|t| now >= t + self.config.tick)
-        {
+        if self.last_tick.is_none_or(|t| now >= t + self.config.tick) {
             self.tick(now);
         }
         let waiting: Vec<(TrackKey, u8)> = self.waiting_layers().collect();

@@ -60,11 +60,13 @@ impl H {
                 mid: Mid::new("0").unwrap(),
                 kind: Kind::Audio,
                 layers: 1,
+                screen: false,
             },
             Published {
                 mid: Mid::new("1").unwrap(),
                 kind: Kind::Video,
                 layers: 1,
+                screen: false,
             },
         ];
         let slots = [

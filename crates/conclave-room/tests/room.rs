@@ -56,11 +56,13 @@ impl Harness {
                 mid: mid("0"),
                 kind: Kind::Audio,
                 layers: 1,
+                screen: false,
             },
             Published {
                 mid: mid("1"),
                 kind: Kind::Video,
                 layers: 1,
+                screen: false,
             },
         ];
         let slots: Vec<(Mid, Kind)> = (0..n)

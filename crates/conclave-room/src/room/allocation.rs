@@ -72,7 +72,12 @@ impl Track {
 impl Room {
     /// What the client shows: publishers (by id) and drawn heights, most important first.
     /// Unknown ids are ignored.
-    pub fn set_view(&mut self, now: Instant, pid: Pid, tiles: &[(conclave_proto::ParticipantId, u32)]) {
+    pub fn set_view(
+        &mut self,
+        now: Instant,
+        pid: Pid,
+        tiles: &[(conclave_proto::ParticipantId, u32)],
+    ) {
         let ids: HashMap<&conclave_proto::ParticipantId, Pid> =
             self.participants.iter().map(|(p, x)| (&x.id, *p)).collect();
         let view: Vec<(Pid, u32)> = tiles
@@ -113,7 +118,11 @@ impl Room {
                 for l in t.layers.iter_mut() {
                     if l.bytes > 0 {
                         let bps = (l.bytes as f64 * 8.0 / dt.as_secs_f64()) as u64;
-                        l.bps = if l.bps == 0 { bps } else { (l.bps * 4 + bps) / 5 };
+                        l.bps = if l.bps == 0 {
+                            bps
+                        } else {
+                            (l.bps * 4 + bps) / 5
+                        };
                         l.bytes = 0;
                     }
                 }
@@ -216,32 +225,48 @@ impl Room {
                 .copied()
                 .filter(move |k| tracks[k].kind == kind)
         };
-        // Wanted video, most important first, with the highest layer worth sending.
-        let mut video: Vec<(TrackKey, u8)> = Vec::new();
+        // Wanted video, most important first, with the highest layer worth sending. A screen
+        // share comes first for everyone, whatever they show.
+        let mut video: Vec<(TrackKey, u8)> = tracks
+            .iter()
+            .filter(|(k, t)| t.screen && !t.blocked && k.0 != sub)
+            .map(|(k, _)| (*k, MAX_LAYERS as u8 - 1))
+            .collect();
+        let screens = video.len();
         match &p.view {
             Some(view) => {
                 for &(owner, height) in view {
-                    if owner != sub && !video.iter().any(|(k, _)| k.0 == owner) {
-                        video.extend(of_kind(owner, Kind::Video).map(|k| (k, cap_for_height(height))));
+                    if owner != sub && !video[screens..].iter().any(|(k, _)| k.0 == owner) {
+                        video.extend(
+                            of_kind(owner, Kind::Video)
+                                .filter(|k| !tracks[k].screen)
+                                .map(|k| (k, cap_for_height(height))),
+                        );
                     }
                 }
             }
             None => {
                 for &owner in by_recency {
                     if owner != sub {
-                        video.extend(of_kind(owner, Kind::Video).map(|k| (k, MAX_LAYERS as u8 - 1)));
+                        video.extend(
+                            of_kind(owner, Kind::Video)
+                                .filter(|k| !tracks[k].screen)
+                                .map(|k| (k, MAX_LAYERS as u8 - 1)),
+                        );
                     }
                 }
             }
         }
-        video.truncate(self.config.last_n);
+        video.truncate(screens + self.config.last_n);
         let mut audio: Vec<TrackKey> = by_recency
             .iter()
             .filter(|o| **o != sub)
             .flat_map(|o| of_kind(*o, Kind::Audio))
             .collect();
         audio.truncate(self.config.audio_last_n);
-        let budget = p.estimate.map(|e| e.saturating_sub(AUDIO_BPS * audio.len() as u64));
+        let budget = p
+            .estimate
+            .map(|e| e.saturating_sub(AUDIO_BPS * audio.len() as u64));
         let policy = self.config.layer_policy;
 
         let p = self.participants.get_mut(&sub).expect("checked above");
@@ -325,7 +350,11 @@ impl Room {
                 let slot = &p.slots[*idx];
                 while let Some(next) = (l + 1..=*cap).find(|n| t.available(now, *n)) {
                     let raising = slot.current.is_none_or(|c| next > c);
-                    if raising && slot.lowered_at.is_some_and(|at| now < at + HOLD_AFTER_LOWER) {
+                    if raising
+                        && slot
+                            .lowered_at
+                            .is_some_and(|at| now < at + HOLD_AFTER_LOWER)
+                    {
                         break;
                     }
                     let extra = t.rate(next).saturating_sub(t.rate(l));

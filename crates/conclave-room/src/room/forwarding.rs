@@ -6,9 +6,7 @@ use std::time::Instant;
 use conclave_proto::{Kind, ServerMessage, Subscription};
 
 use super::allocation::AVAILABLE_FOR;
-use super::{
-    Forward, MAX_LAYERS, Output, PacketIn, Pid, Published, Room, Slot, Track, TrackKey,
-};
+use super::{Forward, MAX_LAYERS, Output, PacketIn, Pid, Published, Room, Slot, Track, TrackKey};
 use crate::mid::Mid;
 use crate::munger::{Munger, SeqTs};
 
@@ -18,9 +16,10 @@ const SPEECH_LEVEL: i8 = -50;
 
 impl Room {
     /// Block or unblock forwarding of a participant's tracks of one kind.
+    /// (Screen shares are stopped separately.)
     pub(crate) fn set_blocked(&mut self, pid: Pid, kind: Kind, blocked: bool) {
         for ((owner, _), t) in self.tracks.iter_mut() {
-            if *owner == pid && t.kind == kind {
+            if *owner == pid && t.kind == kind && !t.screen {
                 t.blocked = blocked;
             }
         }
@@ -56,8 +55,20 @@ impl Room {
         for key in stale {
             self.remove_track(key);
         }
+        let mut busy = false;
         for p in published {
             let layer_count = p.layers.clamp(1, MAX_LAYERS as u8);
+            if p.screen
+                && !self.tracks.contains_key(&(pid, p.mid))
+                && self
+                    .tracks
+                    .iter()
+                    .any(|((o, _), t)| *o != pid && t.screen && !t.blocked)
+            {
+                // One screen share at a time: the second is not forwarded.
+                busy = true;
+                continue;
+            }
             let track = self.tracks.entry((pid, p.mid)).or_insert(Track {
                 kind: p.kind,
                 blocked: match p.kind {
@@ -66,6 +77,7 @@ impl Room {
                 },
                 subscribers: Vec::new(),
                 layer_count,
+                screen: p.screen,
                 layers: Default::default(),
                 audio_packets: 0,
                 speech_packets: 0,
@@ -75,8 +87,48 @@ impl Room {
             });
             track.layer_count = layer_count;
         }
+        if busy {
+            self.outputs.push_back(Output::Signal {
+                to: pid,
+                msg: ServerMessage::Error {
+                    code: conclave_proto::ErrorCode::ScreenShareBusy,
+                    message: "someone else is sharing their screen".into(),
+                },
+            });
+        }
+        self.update_sharing(pid);
         self.last_tick.get_or_insert(now);
         self.rebalance(now);
+    }
+
+    /// Tell everyone when a participant starts or stops sharing their screen.
+    pub(crate) fn update_sharing(&mut self, pid: Pid) {
+        let sharing = self
+            .tracks
+            .iter()
+            .any(|((o, _), t)| *o == pid && t.screen && !t.blocked);
+        let Some(p) = self.participants.get_mut(&pid) else {
+            return;
+        };
+        if p.sharing == sharing {
+            return;
+        }
+        p.sharing = sharing;
+        let info = p.info();
+        let everyone: Vec<Pid> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| p.admitted)
+            .map(|(pid, _)| *pid)
+            .collect();
+        for to in everyone {
+            self.outputs.push_back(Output::Signal {
+                to,
+                msg: ServerMessage::ParticipantUpdated {
+                    participant: info.clone(),
+                },
+            });
+        }
     }
 
     /// Hot path: an RTP packet from `publisher` on its track `mid`. Pushes one [`Forward`] per
@@ -185,7 +237,9 @@ impl Room {
         let Some(l) = track.layers.get_mut(layer as usize) else {
             return;
         };
-        if l.last_keyframe_request.is_some_and(|at| now < at + interval) {
+        if l.last_keyframe_request
+            .is_some_and(|at| now < at + interval)
+        {
             return;
         }
         l.last_keyframe_request = Some(now);
@@ -248,6 +302,7 @@ impl Room {
                     mid: s.mid.as_str().to_owned(),
                     participant_id: self.participants.get(&publisher)?.id.clone(),
                     kind: s.kind,
+                    screen: self.tracks.get(&s.track?).is_some_and(|t| t.screen),
                 })
             })
             .collect();

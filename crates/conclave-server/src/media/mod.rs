@@ -50,6 +50,8 @@ pub enum Command {
         pid: Pid,
         conn: ConnId,
         sdp: String,
+        /// The m-line carrying a screen share.
+        screen_mid: Option<String>,
     },
     MediaState {
         room: String,

@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use conclave_proto::Kind;
 use conclave_room::{Forward, MAX_LAYERS, Mid as RoomMid, Published};
+use str0m::bwe::Bitrate;
 use str0m::change::SdpOffer;
 use str0m::format::{Codec, CodecConfig};
-use str0m::bwe::Bitrate;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid, Rids};
 use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Candidate, Rtc, RtcError};
@@ -40,6 +40,8 @@ pub struct Peer {
     /// Every m-line negotiated so far, in order.
     pub mids: Vec<(Mid, MediaKind)>,
     pub next_timeout: Option<Instant>,
+    /// The m-line the client said carries its screen share.
+    pub screen_mid: Option<Mid>,
     /// The transport ended (ICE failed, DTLS closed); the participant may still be in the room.
     pub dead: bool,
 }
@@ -73,11 +75,17 @@ impl Peer {
             addrs: Vec::new(),
             mids: Vec::new(),
             next_timeout: Some(now),
+            screen_mid: None,
             dead: false,
         })
     }
 
-    pub fn accept_offer(&mut self, sdp: &str) -> Result<String, OfferError> {
+    pub fn accept_offer(
+        &mut self,
+        sdp: &str,
+        screen_mid: Option<&str>,
+    ) -> Result<String, OfferError> {
+        self.screen_mid = screen_mid.map(Mid::from);
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| OfferError::Parse(e.to_string()))?;
         let answer = self
             .rtc
@@ -113,6 +121,7 @@ impl Peer {
                     mid: room_mid,
                     kind,
                     layers,
+                    screen: kind == Kind::Video && self.screen_mid == Some(*mid),
                 });
             }
             if matches!(dir, Direction::SendOnly | Direction::SendRecv) {

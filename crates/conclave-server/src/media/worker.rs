@@ -17,9 +17,9 @@ use conclave_room::codec::vp8_starts_keyframe;
 use conclave_room::{
     Forward, Mid as RoomMid, Output as RoomOutput, PacketIn, Pid, Room, RoomConfig,
 };
+use str0m::bwe::BweKind;
 use str0m::format::Codec;
 use str0m::net::{Protocol, Receive, Transmit};
-use str0m::bwe::BweKind;
 use str0m::{Event, IceConnectionState, Input, Output};
 use tokio::sync::mpsc::UnboundedSender;
 
