@@ -332,8 +332,12 @@ impl Room {
                         .find(|l| t.available(now, *l))
                         .or_else(|| (cap..t.layer_count).find(|l| t.available(now, *l)));
                     lowest.filter(|l| {
-                        // The most important video always gets something.
-                        i == 0 || budget.is_none_or(|b| used + t.rate(*l) <= b)
+                        // The most important video always gets something, and so does a track
+                        // without simulcast: there is nothing lower to switch to, and stopping
+                        // it on an estimate would do more harm than sending it.
+                        i == 0
+                            || t.layer_count == 1
+                            || budget.is_none_or(|b| used + t.rate(*l) <= b)
                     })
                 }
             };

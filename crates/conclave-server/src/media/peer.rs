@@ -8,7 +8,7 @@ use conclave_proto::Kind;
 use conclave_room::{Forward, MAX_LAYERS, Mid as RoomMid, Published};
 use str0m::bwe::Bitrate;
 use str0m::change::SdpOffer;
-use str0m::format::{Codec, CodecConfig};
+use str0m::format::{Codec, CodecConfig, PayloadParams};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid, Rids};
 use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Candidate, Rtc, RtcError};
@@ -42,6 +42,8 @@ pub struct Peer {
     pub next_timeout: Option<Instant>,
     /// The m-line the client said carries its screen share.
     pub screen_mid: Option<Mid>,
+    /// The client sends transport-wide congestion feedback, so its downlink estimate is real.
+    pub twcc: bool,
     /// The transport ended (ICE failed, DTLS closed); the participant may still be in the room.
     pub dead: bool,
 }
@@ -60,10 +62,23 @@ impl Peer {
         // No transport-wide feedback on audio: the estimator then never probes with padding on
         // an audio m-line, which browsers take for a new audio stream and play (silence)
         // instead of the real one. Video (with RTX) carries the probes.
-        let mut params = config.codec_config().params().to_vec();
-        for p in params.iter_mut().filter(|p| p.spec().codec.is_audio()) {
-            p.set_fb_transport_cc(false);
-        }
+        // Opus with in-band FEC (str0m's default) and DTX: silence costs almost nothing, which
+        // matters with many microphones open in a large meeting.
+        let params: Vec<PayloadParams> = config
+            .codec_config()
+            .params()
+            .iter()
+            .map(|p| {
+                if !p.spec().codec.is_audio() {
+                    return p.clone();
+                }
+                let mut spec = p.spec();
+                spec.format.use_dtx = Some(true);
+                let mut audio = PayloadParams::new(p.pt(), p.resend(), spec);
+                audio.set_fb_transport_cc(false);
+                audio
+            })
+            .collect();
         *config.codec_config() = CodecConfig::new_from_payload_params(params);
         let mut rtc = config.build(now);
         let c = Candidate::host(candidate, "udp")?;
@@ -76,6 +91,7 @@ impl Peer {
             mids: Vec::new(),
             next_timeout: Some(now),
             screen_mid: None,
+            twcc: true,
             dead: false,
         })
     }
@@ -86,6 +102,14 @@ impl Peer {
         screen_mid: Option<&str>,
     ) -> Result<String, OfferError> {
         self.screen_mid = screen_mid.map(Mid::from);
+        // Only clients that send transport-wide congestion feedback (every browser does) get a
+        // downlink estimate and pacing; for others the estimate could never move, so their
+        // pacing is lifted and their layers are chosen by tile size alone.
+        let twcc = sdp.contains("transport-wide-cc");
+        if !twcc && self.twcc {
+            self.rtc.bwe().reset(Bitrate::gbps(10));
+        }
+        self.twcc = twcc;
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| OfferError::Parse(e.to_string()))?;
         let answer = self
             .rtc

@@ -434,7 +434,9 @@ fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant) {
             host.core.transport_closed(now, pid);
         }
         Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
-            host.core.set_estimate(pid, estimate.as_u64());
+            if host.peers.get(&pid).is_some_and(|p| p.twcc) {
+                host.core.set_estimate(pid, estimate.as_u64());
+            }
         }
         Event::Connected => tracing::debug!("peer connected"),
         _ => {}
