@@ -70,7 +70,7 @@ impl Peer {
             .iter()
             .map(|p| {
                 if !p.spec().codec.is_audio() {
-                    return p.clone();
+                    return *p;
                 }
                 let mut spec = p.spec();
                 spec.format.use_dtx = Some(true);

@@ -433,10 +433,10 @@ fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant) {
             }
             host.core.transport_closed(now, pid);
         }
-        Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
-            if host.peers.get(&pid).is_some_and(|p| p.twcc) {
-                host.core.set_estimate(pid, estimate.as_u64());
-            }
+        Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. })
+            if host.peers.get(&pid).is_some_and(|p| p.twcc) =>
+        {
+            host.core.set_estimate(pid, estimate.as_u64());
         }
         Event::Connected => tracing::debug!("peer connected"),
         _ => {}
