@@ -78,7 +78,7 @@ impl Sim {
     /// One frame of every layer being sent, from `publisher`; a keyframe every `gop` frames.
     /// Returns what was forwarded, with the layer each forward came from.
     fn frame(&mut self, publisher: Pid, gop: u64) -> Vec<(Forward, u8)> {
-        let key = self.frame % gop == 0;
+        let key = self.frame.is_multiple_of(gop);
         let mut all = Vec::new();
         for layer in 0..3u8 {
             if !self.sending[layer as usize] {
