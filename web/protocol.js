@@ -19,6 +19,7 @@ export const PROTOCOL_VERSION = 1;
  * @property {boolean} video
  * @property {boolean} [moderator]
  * @property {boolean} [e2ee]  false: this participant does not encrypt end to end (absent: it does)
+ * @property {boolean} [screen]  sharing their screen now
  */
 
 /**
@@ -36,6 +37,7 @@ export const PROTOCOL_VERSION = 1;
  * @property {string} mid
  * @property {string} participant_id
  * @property {'audio'|'video'} kind
+ * @property {boolean} [screen]  this video is a screen share
  */
 
 /**
@@ -51,11 +53,14 @@ export const PROTOCOL_VERSION = 1;
  * @typedef {{type: 'knock_resolved', knock_id: string}} KnockResolvedMsg
  * @typedef {{type: 'settings', settings: RoomSettings}} SettingsMsg
  * @typedef {{type: 'role', moderator: boolean}} RoleMsg
- * @typedef {{type: 'moderated', action: 'muted'|'video_stopped'}} ModeratedMsg
+ * @typedef {{type: 'moderated', action: 'muted'|'video_stopped'|'screen_stopped'}} ModeratedMsg
  * @typedef {{type: 'relay', from: string, data: string}} RelayMsg
  * @typedef {{type: 'closed', reason: 'removed'|'meeting_ended'|'denied'}} ClosedMsg
  * @typedef {{type: 'draining', deadline_s: number}} DrainingMsg
- * @typedef {WelcomeMsg|AnswerMsg|SubscriptionsMsg|JoinedMsg|UpdatedMsg|LeftMsg|ErrorMsg|LobbyWaitingMsg|KnockMsg|KnockResolvedMsg|SettingsMsg|RoleMsg|ModeratedMsg|ClosedMsg|RelayMsg|DrainingMsg} ServerMsg
+ * @typedef {{type: 'publish_layers', mid: string, active: boolean[]}} PublishLayersMsg
+ * @typedef {{type: 'active_speaker', participant_id: string|null}} ActiveSpeakerMsg
+ * @typedef {WelcomeMsg|AnswerMsg|SubscriptionsMsg|JoinedMsg|UpdatedMsg|LeftMsg|ErrorMsg|LobbyWaitingMsg|KnockMsg|KnockResolvedMsg|SettingsMsg|RoleMsg|ModeratedMsg|ClosedMsg|RelayMsg|DrainingMsg|PublishLayersMsg|ActiveSpeakerMsg} ServerMsg
+ * @typedef {{participant_id: string, height: number}} TileView
  */
 
 /** @type {RoomSettings} */
@@ -73,6 +78,7 @@ export const DEFAULT_SETTINGS = Object.freeze({ locked: false, lobby: false, pas
  * @typedef {object} RemoteMedia
  * @property {MediaStreamTrack|null} audio
  * @property {MediaStreamTrack|null} video
+ * @property {MediaStreamTrack|null} [screen] their screen share, when they share
  */
 
 /**
@@ -93,6 +99,16 @@ export const DEFAULT_SETTINGS = Object.freeze({ locked: false, lobby: false, pas
 const RETRYABLE_JOIN_ERRORS = new Set(['unavailable', 'not_joined', 'draining']);
 
 /** Peer connection configuration: never any external STUN/TURN server (privacy rule). */
+/**
+ * Camera simulcast layers, lowest first: about 180p, 360p and 720p from a 720p camera.
+ * @type {RTCRtpEncodingParameters[]}
+ */
+const SIMULCAST = [
+  { rid: 'l', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'm', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'h', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
+];
+
 const PC_CONFIG = /** @type {RTCConfiguration} */ ({
   iceServers: [],
   bundlePolicy: 'max-bundle',
@@ -173,6 +189,17 @@ export class Connection extends EventTarget {
     this.videoTx = null;
     /** @type {SubscriptionsMsg|null} */
     this.lastSubs = null;
+    /** The last `view` sent (JSON), to send only changes; reset with each connection. */
+    /** @type {string|null} */
+    this.lastView = null;
+    /** @type {string|null} */
+    this.activeSpeaker = null;
+    /** @type {MediaStreamTrack|null} */
+    this.screenTrack = null;
+    /** Participants sharing their screen now (at most one). @type {Set<string>} */
+    this.sharing = new Set();
+    /** @type {RTCRtpTransceiver|null} */
+    this.screenTx = null;
     this.offerInFlight = false;
     this.offerPending = false;
     this.attempt = 0;
@@ -428,6 +455,7 @@ export class Connection extends EventTarget {
     this.offerInFlight = false;
     this.offerPending = false;
     this.lastSubs = null;
+    this.lastView = null;
     this.setRemote(new Map());
   }
 
@@ -485,6 +513,8 @@ export class Connection extends EventTarget {
         this.attempt = 0;
         this.moderator = !!msg.moderator;
         this.settings = { ...DEFAULT_SETTINGS, ...msg.settings };
+        this.sharing.clear();
+        for (const p of msg.participants) this.noteSharing(p);
         this.createPc(gen);
         this.setState('joined');
         this.emit('welcome', { msg, resumed });
@@ -521,12 +551,15 @@ export class Connection extends EventTarget {
         break;
       }
       case 'participant_joined':
+        this.noteSharing(msg.participant);
         this.emit('participant_joined', { participant: msg.participant });
         break;
       case 'participant_updated':
+        this.noteSharing(msg.participant);
         this.emit('participant_updated', { participant: msg.participant });
         break;
       case 'participant_left':
+        this.sharing.delete(msg.participant_id);
         this.emit('participant_left', { id: msg.participant_id });
         break;
       case 'relay':
@@ -547,6 +580,7 @@ export class Connection extends EventTarget {
         this.emit('role', { moderator: this.moderator });
         break;
       case 'moderated':
+        if (msg.action === 'screen_stopped') await this.stopScreenShare();
         this.emit('moderated', { action: msg.action });
         break;
       case 'closed':
@@ -556,12 +590,20 @@ export class Connection extends EventTarget {
         // The server is shutting down: the meeting goes on until it closes the connection.
         this.emit('draining', { deadlineS: msg.deadline_s });
         break;
+      case 'publish_layers':
+        await this.setPublishLayers(msg.mid, msg.active);
+        break;
+      case 'active_speaker':
+        this.activeSpeaker = msg.participant_id;
+        this.emit('active_speaker', { id: msg.participant_id });
+        break;
       case 'error': {
         if (this.state !== 'joined') {
           this.handleFinal(msg);
           break;
         }
         this.emit('server_error', { code: msg.code, message: msg.message, fatal: false });
+        if (msg.code === 'screen_share_busy') await this.stopScreenShare();
         if (msg.code === 'invalid_sdp') {
           // Our offer was refused; let the next change trigger a new one.
           this.offerInFlight = false;
@@ -586,9 +628,16 @@ export class Connection extends EventTarget {
       this.transforms?.sender(this.audioTx.sender, 'audio');
     }
     if (this.publish.video) {
-      this.videoTx = pc.addTransceiver(this.videoTrack ?? 'video', { direction: 'sendonly' });
+      // Three simulcast layers, lowest first (the server reads layer order from the offer): each
+      // receiver gets the one that fits its tile and its downlink.
+      this.videoTx = pc.addTransceiver(this.videoTrack ?? 'video', {
+        direction: 'sendonly',
+        sendEncodings: SIMULCAST.map((e) => ({ ...e })),
+      });
       this.transforms?.sender(this.videoTx.sender, 'video');
     }
+    this.screenTx = null;
+    this.attachScreen();
     pc.onconnectionstatechange = () => {
       if (gen !== this.gen) return;
       const s = pc.connectionState;
@@ -619,6 +668,97 @@ export class Connection extends EventTarget {
     return this.pc
       .getTransceivers()
       .filter((t) => t.direction === 'recvonly' && t.receiver.track.kind === kind);
+  }
+
+  /**
+   * Who shares their screen now, from participant updates.
+   * @param {ParticipantInfo} p
+   */
+  noteSharing(p) {
+    if (p.screen) this.sharing.add(p.id);
+    else this.sharing.delete(p.id);
+  }
+
+  /**
+   * Share a screen (from getDisplayMedia) as a separate track, shown large to everyone. One
+   * participant shares at a time: if someone else already does, the server answers
+   * `screen_share_busy` and this share stops.
+   * @param {MediaStreamTrack} track
+   */
+  async startScreenShare(track) {
+    this.screenTrack = track;
+    track.addEventListener('ended', () => {
+      if (this.screenTrack === track) this.stopScreenShare();
+    });
+    this.attachScreen();
+    this.emit('screen', { active: true });
+    await this.negotiate();
+  }
+
+  /** Stop sharing (also when the browser's own "Stop sharing" bar was used). */
+  async stopScreenShare() {
+    const track = this.screenTrack;
+    if (!track) return;
+    this.screenTrack = null;
+    track.stop();
+    if (this.screenTx && this.pc) {
+      await this.screenTx.sender.replaceTrack(null).catch(() => {});
+      this.screenTx.direction = 'inactive';
+    }
+    this.emit('screen', { active: false });
+    await this.negotiate();
+  }
+
+  /** Put the screen track on its transceiver (new peer connections too, after a reconnect). */
+  attachScreen() {
+    const pc = this.pc;
+    const track = this.screenTrack;
+    if (!pc || !track) return;
+    if (this.screenTx && pc.getTransceivers().includes(this.screenTx)) {
+      this.screenTx.sender.replaceTrack(track).catch(() => {});
+      this.screenTx.direction = 'sendonly';
+      return;
+    }
+    // Detail over motion: full resolution, a low frame rate is fine for slides and documents.
+    this.screenTx = pc.addTransceiver(track, {
+      direction: 'sendonly',
+      sendEncodings: [{ maxFramerate: 15, maxBitrate: 2_500_000 }],
+    });
+    this.transforms?.sender(this.screenTx.sender, 'video');
+  }
+
+  /**
+   * The server says which of our simulcast layers anyone receives: pause the others (saves our
+   * CPU and uplink), resume them when needed.
+   * @param {string} mid
+   * @param {boolean[]} active
+   */
+  async setPublishLayers(mid, active) {
+    const tx = this.pc?.getTransceivers().find((t) => t.mid === mid && t.sender.track?.kind !== 'audio');
+    if (!tx) return;
+    const params = tx.sender.getParameters();
+    if (!params.encodings?.length) return;
+    let changed = false;
+    params.encodings.forEach((e, i) => {
+      const on = active[i] ?? true;
+      if (e.active !== on) {
+        e.active = on;
+        changed = true;
+      }
+    });
+    if (changed) await tx.sender.setParameters(params).catch((e) => console.warn('conclave: layers', e));
+  }
+
+  /**
+   * Tell the server which participants' video we show and how tall: it forwards only those, each
+   * in the layer that fits. Sent only when it changed.
+   * @param {TileView[]} tiles
+   */
+  sendView(tiles) {
+    const text = JSON.stringify(tiles);
+    if (text === this.lastView || this.state !== 'joined') return;
+    this.lastView = text;
+    this.send({ type: 'view', tiles });
   }
 
   /** Add recvonly transceivers if the server asks for more slots, then offer. */
@@ -658,7 +798,8 @@ export class Connection extends EventTarget {
       if (!pc.currentRemoteDescription) await waitForGathering(pc, 1000);
       if (gen !== this.gen) return;
       const sdp = pc.localDescription?.sdp ?? offer.sdp ?? '';
-      this.send({ type: 'offer', sdp });
+      const screenMid = this.screenTrack && this.screenTx?.mid ? this.screenTx.mid : undefined;
+      this.send({ type: 'offer', sdp, ...(screenMid ? { screen_mid: screenMid } : {}) });
     } catch (e) {
       console.error('conclave: offer failed', e);
       this.offerInFlight = false;
@@ -675,8 +816,11 @@ export class Connection extends EventTarget {
       for (const sub of this.lastSubs.subscriptions) {
         const t = byMid.get(sub.mid);
         if (!t) continue; // not negotiated yet; applied again after the answer
-        const entry = media.get(sub.participant_id) ?? { audio: null, video: null };
-        if (t.receiver.track.kind === sub.kind) entry[sub.kind] = t.receiver.track;
+        const entry = media.get(sub.participant_id) ?? { audio: null, video: null, screen: null };
+        if (t.receiver.track.kind === sub.kind) {
+          if (sub.screen) entry.screen = t.receiver.track;
+          else entry[sub.kind] = t.receiver.track;
+        }
         media.set(sub.participant_id, entry);
       }
     }
@@ -689,7 +833,7 @@ export class Connection extends EventTarget {
       media.size === this.remote.size &&
       [...media].every(([id, m]) => {
         const old = this.remote.get(id);
-        return old && old.audio === m.audio && old.video === m.video;
+        return old && old.audio === m.audio && old.video === m.video && old.screen === m.screen;
       });
     if (same) return;
     this.remote = media;

@@ -18,6 +18,7 @@ use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::RtpWrite;
+use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use thiserror::Error;
 use tokio::net::UdpSocket;
@@ -129,11 +130,21 @@ pub struct Report {
 /// A simulated participant's WebRTC stack: RTP mode, Opus and VP8 (what the server accepts),
 /// one host candidate at `local`.
 pub fn new_rtc(now: Instant, local: SocketAddr) -> Result<Rtc, str0m::RtcError> {
+    // No transport-wide congestion feedback: a simulated participant measures what arrives and
+    // is not a congestion-controlled receiver, so the server neither estimates nor paces its
+    // downlink (as for any client without it) and every forwarded packet is counted.
+    let mut exts = ExtensionMap::empty();
+    for (id, ext) in ExtensionMap::standard().iter() {
+        if *ext != Extension::TransportSequenceNumber {
+            exts.set(id, ext.clone());
+        }
+    }
     let mut rtc = Rtc::builder()
         .set_rtp_mode(true)
         .clear_codecs()
         .enable_opus(true, false)
         .enable_vp8(true)
+        .set_extension_map(exts)
         .build(now);
     rtc.add_local_candidate(Candidate::host(local, "udp")?);
     Ok(rtc)
@@ -219,6 +230,7 @@ pub async fn run_participant(cfg: ParticipantConfig) -> Result<Report, ClientErr
             if let Some((offer, pending)) = api.apply() {
                 st.pending = Some(pending);
                 let msg = ClientMessage::Offer {
+                    screen_mid: None,
                     sdp: offer.to_sdp_string(),
                 };
                 ws.send(Message::text(

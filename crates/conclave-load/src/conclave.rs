@@ -56,9 +56,12 @@ pub async fn participant(
             have.audio = have.audio.max(wanted.audio);
             have.video = have.video.max(wanted.video);
             if let Some(sdp) = offer {
-                ws.send(text(&ClientMessage::Offer { sdp }))
-                    .await
-                    .map_err(ws_err)?;
+                ws.send(text(&ClientMessage::Offer {
+                    sdp,
+                    screen_mid: None,
+                }))
+                .await
+                .map_err(ws_err)?;
                 pending = true;
             }
         }

@@ -80,7 +80,12 @@ pub enum ClientMessage {
         e2ee: Option<bool>,
     },
     /// An SDP offer: the client's sending tracks plus its `recvonly` receive slots.
-    Offer { sdp: String },
+    Offer {
+        sdp: String,
+        /// The `mid` of the sending m-line that carries a screen share, if any.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        screen_mid: Option<String>,
+    },
     /// The client's microphone and camera state (`true` = on).
     MediaState { audio: bool, video: bool },
     /// Leave the room now (the connection then closes).
@@ -102,6 +107,8 @@ pub enum ClientMessage {
     MuteAll,
     /// Stop forwarding this participant's camera until they turn it on again themselves.
     StopVideo { participant_id: ParticipantId },
+    /// Stop this participant's screen share.
+    StopScreenShare { participant_id: ParticipantId },
     /// Remove this participant; their session cannot rejoin.
     Remove { participant_id: ParticipantId },
     /// Grant or revoke the moderator role.
@@ -124,6 +131,24 @@ pub enum ClientMessage {
     /// Require end-to-end encryption (the default), or allow participants who cannot encrypt.
     /// Everyone sees the change in `settings`.
     SetE2ee { required: bool },
+    /// What the client shows: the participants whose video is visible, most important first,
+    /// with the height in device pixels each is drawn at. The server forwards video only for
+    /// these (up to its last-N limit) and picks each one's simulcast layer from the height and
+    /// the client's downlink. Until a client sends `view`, it gets everyone, up to last-N.
+    /// At most [`MAX_VIEW_TILES`] tiles.
+    View { tiles: Vec<TileView> },
+}
+
+/// Most tiles in one `view`.
+pub const MAX_VIEW_TILES: usize = 256;
+
+/// One visible video tile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TileView {
+    pub participant_id: ParticipantId,
+    /// Drawn height in device pixels (CSS pixels times the device pixel ratio).
+    pub height: u32,
 }
 
 /// Messages the server sends.
@@ -189,6 +214,15 @@ pub enum ServerMessage {
     /// The server is shutting down (restart, upgrade): the meeting may continue for at most
     /// `deadline_s` seconds, then the connection closes. New joins are refused meanwhile.
     Draining { deadline_s: u64 },
+    /// To a publisher: which simulcast layers of its video track (by the client's `mid`, lowest
+    /// layer first) someone receives. The client pauses the encodings nobody needs, saving its
+    /// CPU and uplink, and resumes them when told.
+    PublishLayers { mid: String, active: Vec<bool> },
+    /// The participant speaking now (from the audio levels packets carry; works with encrypted
+    /// media), or `null` when nobody is.
+    ActiveSpeaker {
+        participant_id: Option<ParticipantId>,
+    },
 }
 
 /// A participant as others see them.
@@ -205,6 +239,9 @@ pub struct ParticipantInfo {
     /// This participant encrypts end to end.
     #[serde(default = "yes")]
     pub e2ee: bool,
+    /// This participant is sharing their screen.
+    #[serde(default)]
+    pub screen: bool,
 }
 
 fn yes() -> bool {
@@ -231,6 +268,7 @@ pub struct RoomSettings {
 pub enum ModeratedAction {
     Muted,
     VideoStopped,
+    ScreenStopped,
 }
 
 /// Why a participant is out of the room.
@@ -259,6 +297,9 @@ pub struct Subscription {
     pub mid: String,
     pub participant_id: ParticipantId,
     pub kind: Kind,
+    /// This video is the participant's screen share, not their camera.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub screen: bool,
 }
 
 /// Machine-readable error codes.
@@ -309,6 +350,8 @@ pub enum ErrorCode {
     RateLimited,
     /// The server is shutting down and takes no new participants; try again shortly.
     Draining,
+    /// Someone else is sharing their screen: one share at a time.
+    ScreenShareBusy,
 }
 
 impl ClientMessage {

@@ -51,6 +51,8 @@ fn client_examples_parse_and_cover_every_message() {
         "end_meeting",
         "relay",
         "set_e2ee",
+        "view",
+        "stop_screen_share",
     ]
     .map(String::from)
     .into();
@@ -89,6 +91,8 @@ fn server_examples_parse_and_cover_every_message() {
         "moderated",
         "closed",
         "draining",
+        "publish_layers",
+        "active_speaker",
     ]
     .map(String::from)
     .into();

@@ -21,11 +21,12 @@ mod mid;
 mod moderation;
 pub mod munger;
 mod room;
+mod speaker;
 
 pub use mid::Mid;
 pub use moderation::{ModerationError, ModeratorCommand};
 pub use munger::SeqTs;
 pub use room::{
-    Access, Forward, JoinError, JoinRequest, Joined, Output, PacketIn, Pid, Room, RoomConfig,
-    StoredSettings,
+    Access, Forward, JoinError, JoinRequest, Joined, LayerPolicy, MAX_LAYERS, Output, PacketIn,
+    Pid, Published, Room, RoomConfig, StoredSettings, cap_for_height,
 };

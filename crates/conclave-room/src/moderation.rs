@@ -15,6 +15,7 @@ pub enum ModeratorCommand {
     Mute(ParticipantId),
     MuteAll,
     StopVideo(ParticipantId),
+    StopScreenShare(ParticipantId),
     Remove(ParticipantId),
     SetModerator(ParticipantId, bool),
     Lock(bool),
@@ -68,6 +69,22 @@ impl Room {
             ModeratorCommand::StopVideo(id) => {
                 let target = self.member(&id)?;
                 self.block(target, Kind::Video);
+            }
+            ModeratorCommand::StopScreenShare(id) => {
+                let target = self.member(&id)?;
+                for ((owner, _), t) in self.tracks.iter_mut() {
+                    if *owner == target && t.screen {
+                        t.blocked = true;
+                    }
+                }
+                self.outputs.push_back(Output::Signal {
+                    to: target,
+                    msg: ServerMessage::Moderated {
+                        action: ModeratedAction::ScreenStopped,
+                    },
+                });
+                self.update_sharing(target);
+                self.rebalance(now);
             }
             ModeratorCommand::Remove(id) => {
                 let target = self.member(&id)?;

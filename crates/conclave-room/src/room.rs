@@ -11,8 +11,14 @@ use thiserror::Error;
 use crate::mid::Mid;
 use crate::munger::{Munger, SeqTs};
 
+mod allocation;
 mod forwarding;
 mod relay;
+
+pub use allocation::{LayerPolicy, cap_for_height};
+
+/// Most simulcast layers of one video track (low, medium, high), lowest first.
+pub const MAX_LAYERS: usize = 3;
 
 /// A participant's handle inside one room. Small and `Copy` for the hot path; the opaque
 /// [`ParticipantId`] is what clients see.
@@ -34,6 +40,16 @@ pub struct RoomConfig {
     pub max_knocks: usize,
     /// Only a participant with a valid join token may open a room that is not persistent.
     pub adhoc_requires_host: bool,
+    /// Most video tracks forwarded to one participant: the ones it shows (`view`), else the
+    /// most recent speakers. Bounds every receiver's downlink and decoding work in big meetings.
+    pub last_n: usize,
+    /// Most audio tracks forwarded to one participant; when more are published, the most recent
+    /// speakers are heard.
+    pub audio_last_n: usize,
+    /// How simulcast layers are chosen.
+    pub layer_policy: LayerPolicy,
+    /// How often layer choice, last-N and the active speaker are re-evaluated.
+    pub tick: Duration,
 }
 
 impl Default for RoomConfig {
@@ -44,6 +60,10 @@ impl Default for RoomConfig {
             max_participants: 500,
             max_knocks: 50,
             adhoc_requires_host: false,
+            last_n: 25,
+            audio_last_n: 8,
+            layer_policy: LayerPolicy::Auto,
+            tick: Duration::from_millis(250),
         }
     }
 }
@@ -53,8 +73,11 @@ impl Default for RoomConfig {
 pub enum Output {
     /// Send this message to this participant's signaling connection.
     Signal { to: Pid, msg: ServerMessage },
-    /// Ask the publisher of this track for a keyframe (PLI).
-    RequestKeyframe { publisher: Pid, mid: Mid },
+    /// Ask the publisher of this track for a keyframe (PLI) on one simulcast layer.
+    RequestKeyframe { publisher: Pid, mid: Mid, layer: u8 },
+    /// What the allocation would like to send this participant, in bits per second: the
+    /// transport's bandwidth estimator probes up towards it.
+    DesiredBitrate { to: Pid, bps: u64 },
     /// The participant is in the meeting (joined, or admitted from the lobby): create its
     /// media transport.
     Admitted { pid: Pid },
@@ -76,6 +99,25 @@ pub struct PacketIn {
     pub ts: u32,
     /// The packet starts a keyframe (see [`crate::codec`]); always false for audio.
     pub keyframe: bool,
+    /// Simulcast layer, 0 = lowest; 0 for a track without simulcast.
+    pub layer: u8,
+    /// Bytes on the wire, for measuring each layer's bitrate.
+    pub bytes: u32,
+    /// Audio level from the header extension, in -dBov (0 loudest, -127 silence).
+    pub audio_level: Option<i8>,
+    /// Arrival time.
+    pub at: Instant,
+}
+
+/// A track a participant publishes, as negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    pub mid: Mid,
+    pub kind: Kind,
+    /// Simulcast layers offered (1 without simulcast), at most [`MAX_LAYERS`].
+    pub layers: u8,
+    /// A screen share rather than a camera or microphone.
+    pub screen: bool,
 }
 
 /// Forward the packet being handled to `to` on its slot `mid`, renumbered as `out`.
@@ -177,6 +219,16 @@ pub(crate) struct Participant {
     pub(crate) video_blocked: bool,
     pub(crate) sealed_name: Option<String>,
     pub(crate) encrypts: bool,
+    /// What the client shows (`view`): publishers and drawn heights, most important first.
+    pub(crate) view: Option<Vec<(Pid, u32)>>,
+    /// Downlink bandwidth estimate (bits per second) from the transport, once there is one.
+    pub(crate) estimate: Option<u64>,
+    /// Last `DesiredBitrate` output, to send only changes.
+    pub(crate) desired_sent: u64,
+    /// Receive slots the client should have, from the last allocation.
+    pub(crate) wanted_slots: conclave_proto::SlotCounts,
+    /// Sharing the screen now (a screen track is published and not stopped by a moderator).
+    pub(crate) sharing: bool,
 }
 
 impl Participant {
@@ -188,6 +240,7 @@ impl Participant {
             video: self.video,
             moderator: self.moderator,
             e2ee: self.encrypts,
+            screen: self.sharing,
         }
     }
 }
@@ -198,8 +251,16 @@ struct Slot {
     kind: Kind,
     track: Option<TrackKey>,
     munger: Munger,
-    /// Video only: bound, but waiting for a keyframe before forwarding.
-    waiting_keyframe: bool,
+    /// The layer being forwarded now; `None` until the first packet (a keyframe for video).
+    current: Option<u8>,
+    /// The layer the allocation chose; the slot switches to it at its next keyframe. `None`:
+    /// forward nothing (not affordable, or nothing is sent).
+    target: Option<u8>,
+    /// Highest layer worth sending to this slot (from the drawn tile height).
+    cap: u8,
+    /// When the allocation last lowered this slot's layer: it goes back up only after a while,
+    /// so that a fluctuating estimate does not make the picture flap.
+    lowered_at: Option<Instant>,
 }
 
 pub(crate) type TrackKey = (Pid, Mid);
@@ -211,7 +272,31 @@ pub(crate) struct Track {
     pub(crate) blocked: bool,
     /// Subscriber and index of its slot.
     subscribers: Vec<(Pid, usize)>,
-    last_keyframe_request: Option<Instant>,
+    /// Simulcast layers negotiated (1 without simulcast).
+    pub(crate) layer_count: u8,
+    /// A screen share: shown to everyone, before any camera.
+    pub(crate) screen: bool,
+    pub(crate) layers: [Layer; MAX_LAYERS],
+    /// Audio: packets since the last tick, and how many of them carried speech.
+    pub(crate) audio_packets: u32,
+    pub(crate) speech_packets: u32,
+    /// Audio: last time it carried speech.
+    pub(crate) spoke_at: Option<Instant>,
+    /// Video: the layers the publisher was last told to send (`None`: never told, all on).
+    pub(crate) publish_sent: Option<[bool; MAX_LAYERS]>,
+    /// Video: since when each layer has been unneeded.
+    pub(crate) unneeded_since: [Option<Instant>; MAX_LAYERS],
+}
+
+/// What is known about one simulcast layer of a track.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Layer {
+    /// Bytes received since the last tick.
+    pub(crate) bytes: u64,
+    /// Smoothed bitrate while it is sent, in bits per second; 0 before it was measured.
+    pub(crate) bps: u64,
+    pub(crate) last_packet: Option<Instant>,
+    pub(crate) last_keyframe_request: Option<Instant>,
 }
 
 /// One room: see the crate documentation for how it is driven.
@@ -226,6 +311,9 @@ pub struct Room {
     pub(crate) participants: BTreeMap<Pid, Participant>,
     pub(crate) tracks: HashMap<TrackKey, Track>,
     pub(crate) outputs: VecDeque<Output>,
+    pub(crate) speaker: crate::speaker::SpeakerDetector,
+    /// When the last tick ran (layer rates, allocation, speaker).
+    pub(crate) last_tick: Option<Instant>,
 }
 
 impl Room {
@@ -251,6 +339,8 @@ impl Room {
             participants: BTreeMap::new(),
             tracks: HashMap::new(),
             outputs: VecDeque::new(),
+            speaker: Default::default(),
+            last_tick: None,
         }
     }
 
@@ -349,6 +439,11 @@ impl Room {
             video_blocked: false,
             sealed_name: req.sealed_name,
             encrypts: req.encrypts,
+            view: None,
+            estimate: None,
+            desired_sent: 0,
+            wanted_slots: Default::default(),
+            sharing: false,
         };
         self.participants.insert(pid, participant);
         if waiting {
@@ -438,6 +533,16 @@ impl Room {
             settings: self.settings.public(),
         };
         self.outputs.push_back(Output::Signal { to: pid, msg });
+        if let Some(speaker) = self
+            .speaker
+            .current()
+            .and_then(|s| self.participants.get(&s))
+        {
+            let msg = ServerMessage::ActiveSpeaker {
+                participant_id: Some(speaker.id.clone()),
+            };
+            self.outputs.push_back(Output::Signal { to: pid, msg });
+        }
     }
 
     /// The participant left on purpose: gone at once.
@@ -461,6 +566,7 @@ impl Room {
     /// the participant stays.
     pub fn transport_closed(&mut self, now: Instant, pid: Pid) {
         self.clear_media(pid);
+        self.update_sharing(pid);
         self.rebalance(now);
     }
 
@@ -500,18 +606,21 @@ impl Room {
             .participants
             .values()
             .filter_map(|p| p.lost_at.map(|t| t + self.config.reconnect_grace));
-        let keyframes = self
-            .tracks
-            .iter()
-            .filter(|(key, _)| self.has_waiting_subscriber(**key))
-            .filter_map(|(_, t)| {
-                t.last_keyframe_request
-                    .map(|at| at + self.config.keyframe_interval)
-            });
-        grace.chain(keyframes).min()
+        let keyframes = self.waiting_layers().filter_map(|(key, layer)| {
+            self.tracks[&key].layers[layer as usize]
+                .last_keyframe_request
+                .map(|at| at + self.config.keyframe_interval)
+        });
+        // Layer choice, last-N and the speaker are re-evaluated while there is media.
+        let tick = (!self.tracks.is_empty())
+            .then_some(self.last_tick)
+            .flatten()
+            .map(|t| t + self.config.tick);
+        grace.chain(keyframes).chain(tick).min()
     }
 
-    /// Time passed: expire vanished participants, repeat keyframe requests still unanswered.
+    /// Time passed: expire vanished participants, re-evaluate layers, last-N and the speaker,
+    /// repeat keyframe requests still unanswered.
     pub fn handle_timeout(&mut self, now: Instant) {
         let expired: Vec<Pid> = self
             .participants
@@ -525,14 +634,12 @@ impl Room {
         for pid in expired {
             self.remove(now, pid);
         }
-        let waiting: Vec<TrackKey> = self
-            .tracks
-            .keys()
-            .copied()
-            .filter(|k| self.has_waiting_subscriber(*k))
-            .collect();
-        for key in waiting {
-            self.request_keyframe(now, key);
+        if self.last_tick.is_none_or(|t| now >= t + self.config.tick) {
+            self.tick(now);
+        }
+        let waiting: Vec<(TrackKey, u8)> = self.waiting_layers().collect();
+        for (key, layer) in waiting {
+            self.request_keyframe(now, key, layer);
         }
     }
 
@@ -556,6 +663,9 @@ impl Room {
             },
         );
         self.ensure_moderator(now);
+        let speaker = self.speaker.current();
+        self.speaker.forget(pid);
+        self.announce_speaker(speaker);
         self.rebalance(now);
     }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use conclave_proto::{ClosedReason, Kind, ModeratedAction, ParticipantId, ServerMessage};
 use conclave_room::{
     Access, JoinError, JoinRequest, Mid, ModerationError, ModeratorCommand as Cmd, Output,
-    PacketIn, Pid, Room, RoomConfig, StoredSettings,
+    PacketIn, Pid, Published, Room, RoomConfig, StoredSettings,
 };
 
 struct H {
@@ -56,8 +56,18 @@ impl H {
 
     fn publish(&mut self, pid: Pid) {
         let a = [
-            (Mid::new("0").unwrap(), Kind::Audio),
-            (Mid::new("1").unwrap(), Kind::Video),
+            Published {
+                mid: Mid::new("0").unwrap(),
+                kind: Kind::Audio,
+                layers: 1,
+                screen: false,
+            },
+            Published {
+                mid: Mid::new("1").unwrap(),
+                kind: Kind::Video,
+                layers: 1,
+                screen: false,
+            },
         ];
         let slots = [
             (Mid::new("2").unwrap(), Kind::Audio),
@@ -75,6 +85,10 @@ impl H {
                 seq: 1,
                 ts: 0,
                 keyframe: false,
+                layer: 0,
+                bytes: 100,
+                audio_level: None,
+                at: self.at(0),
             },
             &mut out,
         );

@@ -5,12 +5,14 @@ use std::time::{Duration, Instant};
 
 use conclave_proto::{Kind, ParticipantId, ServerMessage, SlotCounts};
 use conclave_room::{
-    Access, Forward, JoinRequest, Mid, Output, PacketIn, Pid, Room, RoomConfig, SeqTs,
+    Access, Forward, JoinRequest, Mid, Output, PacketIn, Pid, Published, Room, RoomConfig, SeqTs,
 };
 
 struct Harness {
     room: Room,
     start: Instant,
+    /// Latest time used, for packets.
+    now: std::cell::Cell<Instant>,
 }
 
 fn mid(s: &str) -> Mid {
@@ -19,14 +21,18 @@ fn mid(s: &str) -> Mid {
 
 impl Harness {
     fn new() -> Self {
+        let start = Instant::now();
         Self {
             room: Room::new("standup", RoomConfig::default(), None),
-            start: Instant::now(),
+            start,
+            now: std::cell::Cell::new(start),
         }
     }
 
     fn at(&self, millis: u64) -> Instant {
-        self.start + Duration::from_millis(millis)
+        let t = self.start + Duration::from_millis(millis);
+        self.now.set(self.now.get().max(t));
+        t
     }
 
     fn join(&mut self, t: u64, name: &str) -> Pid {
@@ -45,7 +51,20 @@ impl Harness {
     /// Publish mic (mid 0) and camera (mid 1), and offer `n` receive slots of each kind
     /// (mids 2.., audio then video alternating).
     fn publish(&mut self, t: u64, pid: Pid, n: usize) {
-        let published = [(mid("0"), Kind::Audio), (mid("1"), Kind::Video)];
+        let published = [
+            Published {
+                mid: mid("0"),
+                kind: Kind::Audio,
+                layers: 1,
+                screen: false,
+            },
+            Published {
+                mid: mid("1"),
+                kind: Kind::Video,
+                layers: 1,
+                screen: false,
+            },
+        ];
         let slots: Vec<(Mid, Kind)> = (0..n)
             .flat_map(|i| {
                 [
@@ -63,8 +82,16 @@ impl Harness {
 
     fn rtp(&mut self, from: Pid, m: &str, seq: u64, ts: u32, keyframe: bool) -> Vec<Forward> {
         let mut out = Vec::new();
-        self.room
-            .on_rtp(from, mid(m), PacketIn { seq, ts, keyframe }, &mut out);
+        let pkt = PacketIn {
+            seq,
+            ts,
+            keyframe,
+            layer: 0,
+            bytes: 1000,
+            audio_level: None,
+            at: self.now.get(),
+        };
+        self.room.on_rtp(from, mid(m), pkt, &mut out);
         out
     }
 }
@@ -133,11 +160,11 @@ fn three_participants_receive_each_other() {
         last_subscriptions(&out, a).unwrap().0,
         SlotCounts { audio: 1, video: 1 }
     );
-    // A keyframe is requested from Alice's camera for the new subscriber.
-    assert!(out.contains(&Output::RequestKeyframe {
-        publisher: a,
-        mid: mid("1")
-    }));
+    // Alice's camera sends nothing yet: nothing to ask for.
+    assert!(
+        !out.iter()
+            .any(|o| matches!(o, Output::RequestKeyframe { .. }))
+    );
 
     let c = h.join(40, "carol");
     h.publish(50, c, 2);
@@ -159,8 +186,15 @@ fn three_participants_receive_each_other() {
     let f = h.rtp(a, "0", 1000, 48_000, false);
     assert_eq!(f.iter().map(|f| f.to).collect::<Vec<_>>(), vec![b, c]);
     assert!(f.iter().all(|f| f.out.seq == 1));
-    // Video waits for a keyframe, then flows renumbered from 1.
+    // Video waits for a keyframe, then flows renumbered from 1. The first packet of Alice's
+    // camera makes the server ask her for one.
+    h.drain();
     assert!(h.rtp(a, "1", 500, 90_000, false).is_empty());
+    assert!(h.drain().contains(&Output::RequestKeyframe {
+        publisher: a,
+        mid: mid("1"),
+        layer: 0,
+    }));
     let f = h.rtp(a, "1", 501, 93_000, true);
     assert_eq!(f.len(), 2);
     assert!(f.iter().all(|f| f.out == SeqTs { seq: 1, ts: 93_000 }));
@@ -223,17 +257,24 @@ fn keyframe_requests_are_rate_limited_and_repeated() {
             .filter(|o| matches!(o, Output::RequestKeyframe { publisher, .. } if *publisher == p))
             .count()
     };
+    // Alice's camera starts (not on a keyframe): one request.
+    h.drain();
+    h.rtp(a, "1", 1, 0, false);
     assert_eq!(kf(&h.drain(), a), 1);
     // A subscriber's PLI within the interval is absorbed.
     h.room.on_keyframe_request(h.at(100), b, mid("3"));
     assert_eq!(kf(&h.drain(), a), 0);
-    // Still waiting for the keyframe: the core asks again after the interval.
-    let due = h.room.poll_timeout().unwrap();
-    assert_eq!(due, h.at(500));
-    h.room.handle_timeout(due);
+    // Still waiting for the keyframe: the core asks again after the interval (ticks between
+    // do not).
+    h.room.handle_timeout(h.at(250));
+    assert_eq!(kf(&h.drain(), a), 0);
+    h.room.handle_timeout(h.at(500));
     assert_eq!(kf(&h.drain(), a), 1);
     // Once the keyframe arrived, no more repeats; a later PLI passes the limit.
-    h.rtp(a, "1", 1, 0, true);
+    h.at(600);
+    h.rtp(a, "1", 2, 3000, true);
+    h.at(1900);
+    h.rtp(a, "1", 3, 6000, false);
     h.room.handle_timeout(h.at(2000));
     assert_eq!(kf(&h.drain(), a), 0);
     h.room.on_keyframe_request(h.at(2000), b, mid("3"));

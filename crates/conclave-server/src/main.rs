@@ -132,6 +132,12 @@ fn serve(s: Settings) -> Result<(), String> {
         let room_config = conclave_room::RoomConfig {
             reconnect_grace: Duration::from_secs(s.server.reconnect_grace.value()),
             adhoc_requires_host: s.server.adhoc_rooms.value() == AdhocRooms::Hosts,
+            last_n: s.media.last_n.value().into(),
+            audio_last_n: s.media.audio_last_n.value().into(),
+            layer_policy: match s.media.layer_selection.value() {
+                config::LayerSelection::Auto => conclave_room::LayerPolicy::Auto,
+                config::LayerSelection::Highest => conclave_room::LayerPolicy::Highest,
+            },
             ..Default::default()
         };
         let metrics = Arc::new(Metrics::new(workers));

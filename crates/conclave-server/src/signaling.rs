@@ -11,8 +11,8 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use conclave_proto::{
-    ClientMessage, ErrorCode, MAX_RELAY_BYTES, MAX_SEALED_NAME_CHARS, PROTOCOL_VERSION,
-    ServerMessage, validate_display_name, validate_room_name,
+    ClientMessage, ErrorCode, MAX_RELAY_BYTES, MAX_SEALED_NAME_CHARS, MAX_VIEW_TILES,
+    PROTOCOL_VERSION, ServerMessage, validate_display_name, validate_room_name,
 };
 use conclave_room::ModeratorCommand;
 use tokio::sync::{mpsc, oneshot};
@@ -318,11 +318,12 @@ async fn handle_text(
     let (room, pid) = (s.room.clone(), s.pid);
     let cmd = match msg {
         ClientMessage::Join { .. } => unreachable!("handled above"),
-        ClientMessage::Offer { sdp } => Command::Offer {
+        ClientMessage::Offer { sdp, screen_mid } => Command::Offer {
             room,
             pid,
             conn,
             sdp,
+            screen_mid,
         },
         ClientMessage::MediaState { audio, video } => Command::MediaState {
             room,
@@ -345,6 +346,24 @@ async fn handle_text(
                 conn,
                 to,
                 data,
+            }
+        }
+        ClientMessage::View { tiles } => {
+            if tiles.len() > MAX_VIEW_TILES {
+                return Err(refuse(
+                    ErrorCode::BadMessage,
+                    format!("a view has at most {MAX_VIEW_TILES} tiles"),
+                    false,
+                ));
+            }
+            Command::View {
+                room,
+                pid,
+                conn,
+                tiles: tiles
+                    .into_iter()
+                    .map(|t| (t.participant_id, t.height))
+                    .collect(),
             }
         }
         ClientMessage::Leave => {
@@ -378,6 +397,9 @@ async fn handle_text(
                 ClientMessage::MuteAll => ModeratorCommand::MuteAll,
                 ClientMessage::StopVideo { participant_id } => {
                     ModeratorCommand::StopVideo(participant_id)
+                }
+                ClientMessage::StopScreenShare { participant_id } => {
+                    ModeratorCommand::StopScreenShare(participant_id)
                 }
                 ClientMessage::Remove { participant_id } => {
                     ModeratorCommand::Remove(participant_id)

@@ -3,17 +3,23 @@
 
 use std::time::Instant;
 
-use conclave_proto::{Kind, ServerMessage, SlotCounts, Subscription};
+use conclave_proto::{Kind, ServerMessage, Subscription};
 
-use super::{Forward, Output, PacketIn, Pid, Room, Slot, Track, TrackKey};
+use super::allocation::AVAILABLE_FOR;
+use super::{Forward, MAX_LAYERS, Output, PacketIn, Pid, Published, Room, Slot, Track, TrackKey};
 use crate::mid::Mid;
 use crate::munger::{Munger, SeqTs};
 
+/// Audio packets at least this loud (in -dBov) count as speech: normal speech is around -20 to
+/// -40 dBov, room noise and a muted microphone far below.
+const SPEECH_LEVEL: i8 = -50;
+
 impl Room {
     /// Block or unblock forwarding of a participant's tracks of one kind.
+    /// (Screen shares are stopped separately.)
     pub(crate) fn set_blocked(&mut self, pid: Pid, kind: Kind, blocked: bool) {
         for ((owner, _), t) in self.tracks.iter_mut() {
-            if *owner == pid && t.kind == kind {
+            if *owner == pid && t.kind == kind && !t.screen {
                 t.blocked = blocked;
             }
         }
@@ -25,7 +31,7 @@ impl Room {
         &mut self,
         now: Instant,
         pid: Pid,
-        published: &[(Mid, Kind)],
+        published: &[Published],
         slots: &[(Mid, Kind)],
     ) {
         let Some(p) = self.participants.get_mut(&pid) else {
@@ -43,36 +49,121 @@ impl Room {
         let stale: Vec<TrackKey> = self
             .tracks
             .keys()
-            .filter(|(owner, mid)| *owner == pid && !published.iter().any(|(m, _)| m == mid))
+            .filter(|(owner, mid)| *owner == pid && !published.iter().any(|p| p.mid == *mid))
             .copied()
             .collect();
         for key in stale {
             self.remove_track(key);
         }
-        for &(mid, kind) in published {
-            self.tracks.entry((pid, mid)).or_insert(Track {
-                kind,
-                blocked: match kind {
+        let mut busy = false;
+        for p in published {
+            let layer_count = p.layers.clamp(1, MAX_LAYERS as u8);
+            if p.screen
+                && !self.tracks.contains_key(&(pid, p.mid))
+                && self
+                    .tracks
+                    .iter()
+                    .any(|((o, _), t)| *o != pid && t.screen && !t.blocked)
+            {
+                // One screen share at a time: the second is not forwarded.
+                busy = true;
+                continue;
+            }
+            let track = self.tracks.entry((pid, p.mid)).or_insert(Track {
+                kind: p.kind,
+                blocked: match p.kind {
                     Kind::Audio => audio_blocked,
                     Kind::Video => video_blocked,
                 },
                 subscribers: Vec::new(),
-                last_keyframe_request: None,
+                layer_count,
+                screen: p.screen,
+                layers: Default::default(),
+                audio_packets: 0,
+                speech_packets: 0,
+                spoke_at: None,
+                publish_sent: None,
+                unneeded_since: [None; MAX_LAYERS],
+            });
+            track.layer_count = layer_count;
+        }
+        if busy {
+            self.outputs.push_back(Output::Signal {
+                to: pid,
+                msg: ServerMessage::Error {
+                    code: conclave_proto::ErrorCode::ScreenShareBusy,
+                    message: "someone else is sharing their screen".into(),
+                },
             });
         }
+        self.update_sharing(pid);
+        self.last_tick.get_or_insert(now);
         self.rebalance(now);
+    }
+
+    /// Tell everyone when a participant starts or stops sharing their screen.
+    pub(crate) fn update_sharing(&mut self, pid: Pid) {
+        let sharing = self
+            .tracks
+            .iter()
+            .any(|((o, _), t)| *o == pid && t.screen && !t.blocked);
+        let Some(p) = self.participants.get_mut(&pid) else {
+            return;
+        };
+        if p.sharing == sharing {
+            return;
+        }
+        p.sharing = sharing;
+        let info = p.info();
+        let everyone: Vec<Pid> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| p.admitted)
+            .map(|(pid, _)| *pid)
+            .collect();
+        for to in everyone {
+            self.outputs.push_back(Output::Signal {
+                to,
+                msg: ServerMessage::ParticipantUpdated {
+                    participant: info.clone(),
+                },
+            });
+        }
     }
 
     /// Hot path: an RTP packet from `publisher` on its track `mid`. Pushes one [`Forward`] per
     /// receiving slot into `out` (which is cleared first).
     pub fn on_rtp(&mut self, publisher: Pid, mid: Mid, pkt: PacketIn, out: &mut Vec<Forward>) {
         out.clear();
-        let Some(track) = self.tracks.get(&(publisher, mid)) else {
+        let Some(track) = self.tracks.get_mut(&(publisher, mid)) else {
             return;
         };
+        let layer = pkt.layer.min(track.layer_count - 1);
+        let l = &mut track.layers[layer as usize];
+        l.bytes += pkt.bytes as u64;
+        let appeared = l
+            .last_packet
+            .is_none_or(|t| pkt.at.saturating_duration_since(t) >= AVAILABLE_FOR);
+        l.last_packet = Some(pkt.at);
+        if appeared && track.kind == Kind::Video {
+            // A layer started (or resumed): receivers waiting for video can get it now rather
+            // than at the next tick. Rare, so the full allocation is affordable here.
+            self.allocate(pkt.at);
+        }
+        let Some(track) = self.tracks.get_mut(&(publisher, mid)) else {
+            return;
+        };
+        if let Some(level) = pkt.audio_level {
+            track.audio_packets += 1;
+            if level >= SPEECH_LEVEL {
+                track.speech_packets += 1;
+                track.spoke_at = Some(pkt.at);
+            }
+        }
         if track.blocked {
             return;
         }
+        let is_audio = track.kind == Kind::Audio;
         let input = SeqTs {
             seq: pkt.seq,
             ts: pkt.ts,
@@ -85,16 +176,19 @@ impl Room {
             else {
                 continue;
             };
-            let mapped = if slot.waiting_keyframe {
-                if !pkt.keyframe {
-                    continue;
+            let mapped = if slot.current == Some(layer) {
+                if slot.munger.is_mapped() {
+                    slot.munger.map(input)
+                } else {
+                    Some(slot.munger.start(input))
                 }
-                slot.waiting_keyframe = false;
+            } else if slot.target == Some(layer) && (pkt.keyframe || is_audio) {
+                // Switch (or start) at a keyframe: the receiver decodes the new layer at once,
+                // and the munger keeps numbering continuous.
+                slot.current = Some(layer);
                 Some(slot.munger.start(input))
-            } else if slot.munger.is_mapped() {
-                slot.munger.map(input)
             } else {
-                Some(slot.munger.start(input))
+                continue;
             };
             if let Some(o) = mapped {
                 out.push(Forward {
@@ -108,28 +202,31 @@ impl Room {
 
     /// A subscriber asked for a keyframe on its slot `mid` (it lost a picture).
     pub fn on_keyframe_request(&mut self, now: Instant, subscriber: Pid, mid: Mid) {
-        let key = self
+        let found = self
             .participants
             .get(&subscriber)
             .and_then(|p| p.slots.iter().find(|s| s.mid == mid))
-            .and_then(|s| s.track);
-        if let Some(key) = key {
-            self.request_keyframe(now, key);
+            .and_then(|s| Some((s.track?, s.current.or(s.target)?)));
+        if let Some((key, layer)) = found {
+            self.request_keyframe(now, key, layer);
         }
     }
 
-    pub(crate) fn has_waiting_subscriber(&self, key: TrackKey) -> bool {
-        self.tracks.get(&key).is_some_and(|t| {
-            t.subscribers.iter().any(|(sub, idx)| {
-                self.participants
-                    .get(sub)
-                    .and_then(|p| p.slots.get(*idx))
-                    .is_some_and(|s| s.waiting_keyframe)
+    /// Slots waiting for a keyframe: (track, layer) pairs, possibly repeated.
+    pub(crate) fn waiting_layers(&self) -> impl Iterator<Item = (TrackKey, u8)> + '_ {
+        self.tracks
+            .iter()
+            .filter(|(_, t)| t.kind == Kind::Video)
+            .flat_map(move |(key, t)| {
+                t.subscribers.iter().filter_map(move |(sub, idx)| {
+                    let slot = self.participants.get(sub)?.slots.get(*idx)?;
+                    let target = slot.target?;
+                    (slot.current != Some(target)).then_some((*key, target))
+                })
             })
-        })
     }
 
-    pub(crate) fn request_keyframe(&mut self, now: Instant, key: TrackKey) {
+    pub(crate) fn request_keyframe(&mut self, now: Instant, key: TrackKey, layer: u8) {
         let interval = self.config.keyframe_interval;
         let Some(track) = self.tracks.get_mut(&key) else {
             return;
@@ -137,16 +234,19 @@ impl Room {
         if track.kind != Kind::Video {
             return;
         }
-        if track
-            .last_keyframe_request
+        let Some(l) = track.layers.get_mut(layer as usize) else {
+            return;
+        };
+        if l.last_keyframe_request
             .is_some_and(|at| now < at + interval)
         {
             return;
         }
-        track.last_keyframe_request = Some(now);
+        l.last_keyframe_request = Some(now);
         self.outputs.push_back(Output::RequestKeyframe {
             publisher: key.0,
             mid: key.1,
+            layer,
         });
     }
 
@@ -180,73 +280,19 @@ impl Room {
                 .get_mut(&sub)
                 .and_then(|p| p.slots.get_mut(idx))
             {
-                slot.track = None;
-                slot.waiting_keyframe = false;
-                slot.munger.reset_source();
+                slot.unbind();
             }
         }
     }
 
-    /// Bind every unbound track to a free slot of each other participant, then tell each
-    /// participant whose view changed.
+    /// Membership or media changed: re-run the allocation (slots, layers) at once.
     pub(crate) fn rebalance(&mut self, now: Instant) {
-        let mut keys: Vec<TrackKey> = self.tracks.keys().copied().collect();
-        keys.sort();
-        let mut kf_needed = Vec::new();
-        for key in keys {
-            let kind = self.tracks[&key].kind;
-            for (pid, p) in self.participants.iter_mut() {
-                if *pid == key.0 || !p.admitted || p.slots.iter().any(|s| s.track == Some(key)) {
-                    continue;
-                }
-                let Some(idx) = p
-                    .slots
-                    .iter()
-                    .position(|s| s.kind == kind && s.track.is_none())
-                else {
-                    continue;
-                };
-                let slot = &mut p.slots[idx];
-                slot.track = Some(key);
-                slot.munger.reset_source();
-                slot.waiting_keyframe = kind == Kind::Video;
-                self.tracks
-                    .get_mut(&key)
-                    .expect("key from map")
-                    .subscribers
-                    .push((*pid, idx));
-                if kind == Kind::Video {
-                    kf_needed.push(key);
-                }
-            }
-        }
-        let pids: Vec<Pid> = self
-            .participants
-            .iter()
-            .filter(|(_, p)| p.admitted)
-            .map(|(pid, _)| *pid)
-            .collect();
-        for pid in pids {
-            self.send_subscriptions(pid);
-        }
-        // A new subscriber needs a picture now; within the rate limit, handle_timeout repeats it.
-        for key in kf_needed {
-            self.request_keyframe(now, key);
-        }
+        self.allocate(now);
     }
 
     pub(crate) fn send_subscriptions(&mut self, pid: Pid) {
-        let mut slots = SlotCounts::default();
-        for ((owner, _), t) in &self.tracks {
-            if *owner == pid {
-                continue;
-            }
-            match t.kind {
-                Kind::Audio => slots.audio += 1,
-                Kind::Video => slots.video += 1,
-            }
-        }
         let p = &self.participants[&pid];
+        let slots = p.wanted_slots;
         let subscriptions = p
             .slots
             .iter()
@@ -256,6 +302,7 @@ impl Room {
                     mid: s.mid.as_str().to_owned(),
                     participant_id: self.participants.get(&publisher)?.id.clone(),
                     kind: s.kind,
+                    screen: self.tracks.get(&s.track?).is_some_and(|t| t.screen),
                 })
             })
             .collect();
@@ -282,7 +329,19 @@ impl Slot {
             kind,
             track: None,
             munger: Munger::new(ts_gap),
-            waiting_keyframe: false,
+            current: None,
+            target: None,
+            cap: MAX_LAYERS as u8 - 1,
+            lowered_at: None,
         }
+    }
+
+    /// Stop carrying any track; the next one starts a new source.
+    pub(crate) fn unbind(&mut self) {
+        self.track = None;
+        self.current = None;
+        self.target = None;
+        self.lowered_at = None;
+        self.munger.reset_source();
     }
 }

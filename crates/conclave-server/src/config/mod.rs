@@ -9,6 +9,7 @@
 
 mod auth;
 mod log;
+mod media;
 mod metrics;
 mod server;
 mod tls;
@@ -25,6 +26,7 @@ use thiserror::Error;
 
 pub use auth::AuthSettings;
 pub use log::{LogFormat, LogSettings};
+pub use media::{LayerSelection, MediaSettings};
 pub use metrics::MetricsSettings;
 pub use server::{AdhocRooms, ServerSettings};
 pub use tls::TlsSettings;
@@ -51,6 +53,9 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub metrics: MetricsSettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub media: MediaSettings,
 }
 
 #[derive(Debug, Error)]

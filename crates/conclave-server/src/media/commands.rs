@@ -30,6 +30,7 @@ impl Worker {
                 pid,
                 conn,
                 sdp,
+                screen_mid,
             } => {
                 let Some(host) = self.host(&room, pid, conn) else {
                     return;
@@ -40,7 +41,7 @@ impl Worker {
                         message: "waiting in the lobby: no media until a moderator lets you in"
                             .into(),
                     },
-                    Some(peer) => match peer.accept_offer(&sdp) {
+                    Some(peer) => match peer.accept_offer(&sdp, screen_mid.as_deref()) {
                         Ok(sdp) => ServerMessage::Answer { sdp },
                         Err(e) => ServerMessage::Error {
                             code: ErrorCode::InvalidSdp,
@@ -79,6 +80,17 @@ impl Worker {
             } => {
                 if let Some(host) = self.host(&room, pid, conn) {
                     host.core.relay(pid, to.as_ref(), data);
+                    self.process(&room, now);
+                }
+            }
+            Command::View {
+                room,
+                pid,
+                conn,
+                tiles,
+            } => {
+                if let Some(host) = self.host(&room, pid, conn) {
+                    host.core.set_view(now, pid, &tiles);
                     self.process(&room, now);
                 }
             }

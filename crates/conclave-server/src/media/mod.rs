@@ -50,6 +50,8 @@ pub enum Command {
         pid: Pid,
         conn: ConnId,
         sdp: String,
+        /// The m-line carrying a screen share.
+        screen_mid: Option<String>,
     },
     MediaState {
         room: String,
@@ -82,6 +84,13 @@ pub enum Command {
         pid: Pid,
         conn: ConnId,
         cmd: ModeratorCommand,
+    },
+    /// What the client shows: publishers and drawn heights, most important first.
+    View {
+        room: String,
+        pid: Pid,
+        conn: ConnId,
+        tiles: Vec<(ParticipantId, u32)>,
     },
 }
 

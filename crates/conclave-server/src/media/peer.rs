@@ -6,10 +6,11 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use conclave_proto::Kind;
-use conclave_room::{Forward, Mid as RoomMid};
+use conclave_room::{Forward, MAX_LAYERS, Mid as RoomMid, Published};
+use str0m::bwe::Bitrate;
 use str0m::change::SdpOffer;
-use str0m::format::Codec;
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
+use str0m::format::{Codec, CodecConfig, PayloadParams};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid, Rids};
 use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Candidate, Rtc, RtcError};
 use thiserror::Error;
@@ -28,6 +29,12 @@ const STATS_INTERVAL: Duration = Duration::from_secs(5);
 /// m-lines by mid and kind.
 pub type MediaList = Vec<(RoomMid, Kind)>;
 
+/// Downlink estimate to start from, before the transport has measured anything: enough for a
+/// few tiles at medium quality; the estimator probes up from here.
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1500);
+/// Least bitrate the estimator is asked to keep (audio and the lowest video layers).
+const MIN_BITRATE: Bitrate = Bitrate::kbps(150);
+
 pub struct Peer {
     pub rtc: Rtc,
     /// Our ICE ufrag, registered in the routes.
@@ -37,6 +44,10 @@ pub struct Peer {
     /// Every m-line negotiated so far, in order.
     pub mids: Vec<(Mid, MediaKind)>,
     pub next_timeout: Option<Instant>,
+    /// The m-line the client said carries its screen share.
+    pub screen_mid: Option<Mid>,
+    /// The client sends transport-wide congestion feedback, so its downlink estimate is real.
+    pub twcc: bool,
     /// The transport ended (ICE failed, DTLS closed); the participant may still be in the room.
     pub dead: bool,
     /// Last cumulative (NACKs, packets) str0m reported per stream and direction (true: ingress),
@@ -46,7 +57,7 @@ pub struct Peer {
 
 impl Peer {
     pub fn new(now: Instant, candidate: SocketAddr) -> Result<Self, RtcError> {
-        let mut rtc = Rtc::builder()
+        let mut config = Rtc::builder()
             .set_rtp_mode(true)
             // Opus and VP8 are what every browser sends and receives; one codec per kind means
             // every publisher's packets can go to every subscriber unchanged.
@@ -55,7 +66,30 @@ impl Peer {
             .enable_vp8(true)
             // Feeds the NACK and loss counters in /metrics.
             .set_stats_interval(Some(STATS_INTERVAL))
-            .build(now);
+            // Each receiver's downlink estimate (TWCC) decides which simulcast layers it gets.
+            .enable_bwe(Some(INITIAL_ESTIMATE));
+        // No transport-wide feedback on audio: the estimator then never probes with padding on
+        // an audio m-line, which browsers take for a new audio stream and play (silence)
+        // instead of the real one. Video (with RTX) carries the probes.
+        // Opus with in-band FEC (str0m's default) and DTX: silence costs almost nothing, which
+        // matters with many microphones open in a large meeting.
+        let params: Vec<PayloadParams> = config
+            .codec_config()
+            .params()
+            .iter()
+            .map(|p| {
+                if !p.spec().codec.is_audio() {
+                    return *p;
+                }
+                let mut spec = p.spec();
+                spec.format.use_dtx = Some(true);
+                let mut audio = PayloadParams::new(p.pt(), p.resend(), spec);
+                audio.set_fb_transport_cc(false);
+                audio
+            })
+            .collect();
+        *config.codec_config() = CodecConfig::new_from_payload_params(params);
+        let mut rtc = config.build(now);
         let c = Candidate::host(candidate, "udp")?;
         rtc.add_local_candidate(c);
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
@@ -65,12 +99,27 @@ impl Peer {
             addrs: Vec::new(),
             mids: Vec::new(),
             next_timeout: Some(now),
+            screen_mid: None,
+            twcc: true,
             dead: false,
             stats_seen: HashMap::new(),
         })
     }
 
-    pub fn accept_offer(&mut self, sdp: &str) -> Result<String, OfferError> {
+    pub fn accept_offer(
+        &mut self,
+        sdp: &str,
+        screen_mid: Option<&str>,
+    ) -> Result<String, OfferError> {
+        self.screen_mid = screen_mid.map(Mid::from);
+        // Only clients that send transport-wide congestion feedback (every browser does) get a
+        // downlink estimate and pacing; for others the estimate could never move, so their
+        // pacing is lifted and their layers are chosen by tile size alone.
+        let twcc = sdp.contains("transport-wide-cc");
+        if !twcc && self.twcc {
+            self.rtc.bwe().reset(Bitrate::gbps(10));
+        }
+        self.twcc = twcc;
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| OfferError::Parse(e.to_string()))?;
         let answer = self
             .rtc
@@ -82,7 +131,7 @@ impl Peer {
 
     /// Published tracks (the client sends) and receive slots (the client receives), by the
     /// negotiated direction of each m-line as seen from the server.
-    pub fn media_lists(&self) -> (MediaList, MediaList) {
+    pub fn media_lists(&self) -> (Vec<Published>, MediaList) {
         let mut published = Vec::new();
         let mut slots = Vec::new();
         for (mid, kind) in &self.mids {
@@ -98,7 +147,16 @@ impl Peer {
             };
             let dir = media.direction();
             if matches!(dir, Direction::RecvOnly | Direction::SendRecv) {
-                published.push((room_mid, kind));
+                let layers = match media.rids_rx() {
+                    Rids::Specific(rids) => rids.len().clamp(1, MAX_LAYERS) as u8,
+                    _ => 1,
+                };
+                published.push(Published {
+                    mid: room_mid,
+                    kind,
+                    layers,
+                    screen: kind == Kind::Video && self.screen_mid == Some(*mid),
+                });
             }
             if matches!(dir, Direction::SendOnly | Direction::SendRecv) {
                 slots.push((room_mid, kind));
@@ -168,11 +226,37 @@ impl Peer {
         (nacks.saturating_sub(last.0), packets.saturating_sub(last.1))
     }
 
-    pub fn request_keyframe(&mut self, mid: RoomMid) {
+    /// The simulcast layer of an incoming stream: the rid's position in the offer's simulcast
+    /// list, which browsers give lowest first (as the client sets its encodings); 0 without
+    /// simulcast.
+    pub fn layer_of(&self, mid: Mid, rid: Option<Rid>) -> u8 {
+        let Some(rid) = rid else { return 0 };
+        match self.rtc.media(mid).map(|m| m.rids_rx()) {
+            Some(Rids::Specific(rids)) => rids.iter().position(|r| *r == rid).unwrap_or(0) as u8,
+            _ => 0,
+        }
+    }
+
+    fn rid_of(&self, mid: Mid, layer: u8) -> Option<Rid> {
+        match self.rtc.media(mid).map(|m| m.rids_rx()) {
+            Some(Rids::Specific(rids)) => rids.get(layer as usize).copied(),
+            _ => None,
+        }
+    }
+
+    pub fn request_keyframe(&mut self, mid: RoomMid, layer: u8) {
         let mid: Mid = mid.as_str().into();
-        if let Some(stream) = self.rtc.direct_api().stream_rx_by_mid(mid, None) {
+        let rid = self.rid_of(mid, layer);
+        if let Some(stream) = self.rtc.direct_api().stream_rx_by_mid(mid, rid) {
             stream.request_keyframe(KeyframeRequestKind::Pli);
         }
+    }
+
+    /// What the room would like to send this peer: the estimator probes up towards it.
+    pub fn set_desired_bitrate(&mut self, bps: u64) {
+        self.rtc
+            .bwe()
+            .set_bitrate(MIN_BITRATE, Bitrate::bps(bps.max(MIN_BITRATE.as_u64())));
     }
 }
 

@@ -17,6 +17,7 @@ use conclave_room::codec::vp8_starts_keyframe;
 use conclave_room::{
     Forward, Mid as RoomMid, Output as RoomOutput, PacketIn, Pid, Room, RoomConfig,
 };
+use str0m::bwe::BweKind;
 use str0m::format::Codec;
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Event, IceConnectionState, Input, Output};
@@ -372,11 +373,21 @@ fn drain_core(host: &mut RoomHost, effects: &mut Effects, metrics: &WorkerMetric
     while let Some(out) = host.core.poll_output() {
         match out {
             RoomOutput::Signal { to, msg } => host.send(to, msg),
-            RoomOutput::RequestKeyframe { publisher, mid } => {
+            RoomOutput::RequestKeyframe {
+                publisher,
+                mid,
+                layer,
+            } => {
                 if let Some(p) = host.peers.get_mut(&publisher) {
                     metrics.keyframe_requests_sent.inc();
-                    p.request_keyframe(mid);
+                    p.request_keyframe(mid, layer);
                     host.dirty.push(publisher);
+                }
+            }
+            RoomOutput::DesiredBitrate { to, bps } => {
+                if let Some(p) = host.peers.get_mut(&to) {
+                    p.set_desired_bitrate(bps);
+                    host.dirty.push(to);
                 }
             }
             RoomOutput::Admitted { pid } => effects.admitted.push(pid),
@@ -464,6 +475,11 @@ fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant, metrics:
             }
             host.core.transport_closed(now, pid);
         }
+        Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. })
+            if host.peers.get(&pid).is_some_and(|p| p.twcc) =>
+        {
+            host.core.set_estimate(pid, estimate.as_u64());
+        }
         Event::Connected => tracing::debug!("peer connected"),
         Event::MediaIngressStats(st) => {
             if let Some(peer) = host.peers.get_mut(&pid) {
@@ -491,9 +507,15 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket, metric
         return;
     };
     let ssrc = pkt.header.ssrc;
-    let Some(mid) = peer.rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid()) else {
+    let Some((mid, rid)) = peer
+        .rtc
+        .direct_api()
+        .stream_rx(&ssrc)
+        .map(|s| (s.mid(), s.rid()))
+    else {
         return;
     };
+    let layer = peer.layer_of(mid, rid);
     let Some(codec) = peer.codec_of(pkt.header.payload_type) else {
         return;
     };
@@ -506,11 +528,21 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket, metric
         seq: *pkt.seq_no,
         ts: pkt.header.timestamp,
         keyframe,
+        layer,
+        // Payload plus RTP, SRTP, UDP and IP headers, as the receiver's estimate counts them.
+        bytes: pkt.payload.len() as u32 + 60,
+        audio_level: pkt.header.ext_vals.audio_level,
+        at: pkt.timestamp,
     };
     let mut forwards = std::mem::take(&mut host.forwards);
     host.core.on_rtp(pid, room_mid, meta, &mut forwards);
-    // The receiver's transport-wide sequence number is the receiving side's business.
+    // The receiver's transport-wide sequence number is the receiving side's business, and the
+    // publisher's stream ids mean nothing on the receiver's m-line (a rid there could even make
+    // the browser drop the packet).
     pkt.header.ext_vals.transport_cc = None;
+    pkt.header.ext_vals.rid = None;
+    pkt.header.ext_vals.rid_repair = None;
+    pkt.header.ext_vals.mid = None;
     let out = ForwardedPacket {
         codec,
         payload: &pkt.payload,

@@ -1,0 +1,462 @@
+//! Who receives what: every tick (and on every membership or view change) each participant's
+//! receive slots are bound to the tracks it should get (last-N), and each video slot gets the
+//! simulcast layer that fits the tile it is drawn in and the participant's downlink estimate.
+//! Publishers are told which layers anyone needs, and the active speaker is re-evaluated.
+//!
+//! Layer choice follows the usual SFU allocation (LiveKit, Jitsi): first every wanted video gets
+//! its lowest layer, most important first, as long as the estimate allows; then they are raised
+//! one layer at a time in the same order. Raising needs 25 % headroom and is held off for a while
+//! after a slot was lowered, so a wobbling estimate does not make the picture flap.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use conclave_proto::{Kind, ServerMessage, SlotCounts};
+
+use super::{MAX_LAYERS, Output, Pid, Room, Track, TrackKey};
+
+/// How layers are chosen for receivers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LayerPolicy {
+    /// By tile size and downlink estimate (the default).
+    #[default]
+    Auto,
+    /// Always the highest layer the publisher sends, whatever the receiver can take: the
+    /// behaviour of an SFU without simulcast, kept for comparison measurements.
+    Highest,
+}
+
+/// A layer counts as sent if a packet of it arrived this recently.
+pub(crate) const AVAILABLE_FOR: Duration = Duration::from_millis(1000);
+/// After lowering a slot's layer, wait this long before raising it again.
+const HOLD_AFTER_LOWER: Duration = Duration::from_secs(4);
+/// A layer nobody needs is paused at the publisher after this long.
+const PAUSE_AFTER: Duration = Duration::from_secs(3);
+/// Budget kept for each audio track received (Opus with headers, FEC).
+const AUDIO_BPS: u64 = 50_000;
+
+/// The highest layer worth sending to a tile drawn `height` device pixels high: layers are
+/// about 180p, 360p and 720p, and a layer is used up to 1.5 times its height.
+pub fn cap_for_height(height: u32) -> u8 {
+    match height {
+        0..=270 => 0,
+        271..=540 => 1,
+        _ => 2,
+    }
+}
+
+/// Bitrate assumed for a layer before it has been measured.
+fn nominal_bps(layer_count: u8, layer: u8) -> u64 {
+    if layer_count <= 1 {
+        return 1_000_000;
+    }
+    [150_000, 500_000, 1_500_000][layer.min(2) as usize]
+}
+
+impl Track {
+    fn available(&self, now: Instant, layer: u8) -> bool {
+        layer < self.layer_count
+            && self.layers[layer as usize]
+                .last_packet
+                .is_some_and(|at| now.saturating_duration_since(at) < AVAILABLE_FOR)
+    }
+
+    fn rate(&self, layer: u8) -> u64 {
+        match self.layers[layer as usize].bps {
+            0 => nominal_bps(self.layer_count, layer),
+            bps => bps,
+        }
+    }
+}
+
+impl Room {
+    /// What the client shows: publishers (by id) and drawn heights, most important first.
+    /// Unknown ids are ignored.
+    pub fn set_view(
+        &mut self,
+        now: Instant,
+        pid: Pid,
+        tiles: &[(conclave_proto::ParticipantId, u32)],
+    ) {
+        let ids: HashMap<&conclave_proto::ParticipantId, Pid> =
+            self.participants.iter().map(|(p, x)| (&x.id, *p)).collect();
+        let view: Vec<(Pid, u32)> = tiles
+            .iter()
+            .filter_map(|(id, h)| Some((*ids.get(id)?, *h)))
+            .collect();
+        let Some(p) = self.participants.get_mut(&pid) else {
+            return;
+        };
+        if p.view.as_ref() == Some(&view) {
+            return;
+        }
+        p.view = Some(view);
+        self.allocate(now);
+    }
+
+    /// The participant's downlink bandwidth estimate, from its transport. Used at the next tick.
+    pub fn set_estimate(&mut self, pid: Pid, bps: u64) {
+        if let Some(p) = self.participants.get_mut(&pid) {
+            p.estimate = Some(bps);
+        }
+    }
+
+    /// The active speaker, if anyone has spoken.
+    pub fn active_speaker(&self) -> Option<Pid> {
+        self.speaker.current()
+    }
+
+    /// Periodic work: measure layer bitrates, find the active speaker, re-run the allocation.
+    pub(crate) fn tick(&mut self, now: Instant) {
+        let dt = self
+            .last_tick
+            .map_or(Duration::ZERO, |t| now.saturating_duration_since(t));
+        self.last_tick = Some(now);
+        let mut shares = Vec::new();
+        for ((owner, _), t) in self.tracks.iter_mut() {
+            if dt > Duration::ZERO {
+                for l in t.layers.iter_mut() {
+                    if l.bytes > 0 {
+                        let bps = (l.bytes as f64 * 8.0 / dt.as_secs_f64()) as u64;
+                        l.bps = if l.bps == 0 {
+                            bps
+                        } else {
+                            (l.bps * 4 + bps) / 5
+                        };
+                        l.bytes = 0;
+                    }
+                }
+            }
+            if t.kind == Kind::Audio {
+                let share = if t.audio_packets == 0 {
+                    0.0
+                } else {
+                    t.speech_packets as f32 / t.audio_packets as f32
+                };
+                shares.push((*owner, share));
+                t.audio_packets = 0;
+                t.speech_packets = 0;
+            }
+        }
+        shares.sort_by_key(|(p, _)| *p);
+        let before = self.speaker.current();
+        self.speaker.tick(&shares);
+        self.announce_speaker(before);
+        self.allocate(now);
+    }
+
+    /// Tell everyone when the active speaker changed.
+    pub(crate) fn announce_speaker(&mut self, before: Option<Pid>) {
+        let now_speaking = self.speaker.current();
+        if now_speaking == before {
+            return;
+        }
+        let participant_id =
+            now_speaking.and_then(|p| self.participants.get(&p).map(|x| x.id.clone()));
+        let admitted: Vec<Pid> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| p.admitted)
+            .map(|(pid, _)| *pid)
+            .collect();
+        for to in admitted {
+            self.outputs.push_back(Output::Signal {
+                to,
+                msg: ServerMessage::ActiveSpeaker {
+                    participant_id: participant_id.clone(),
+                },
+            });
+        }
+    }
+
+    /// Bind slots and choose layers for every participant, then tell publishers which layers
+    /// are needed and participants what they receive.
+    pub(crate) fn allocate(&mut self, now: Instant) {
+        let admitted: Vec<Pid> = self
+            .participants
+            .iter()
+            .filter(|(_, p)| p.admitted)
+            .map(|(pid, _)| *pid)
+            .collect();
+        let mut by_owner: BTreeMap<Pid, Vec<TrackKey>> = BTreeMap::new();
+        let mut spoke: HashMap<Pid, Instant> = HashMap::new();
+        for (key, t) in &self.tracks {
+            by_owner.entry(key.0).or_default().push(*key);
+            if let Some(at) = t.spoke_at {
+                spoke.insert(key.0, at);
+            }
+        }
+        for keys in by_owner.values_mut() {
+            keys.sort();
+        }
+        // Without a view, the most recent speakers come first, then everyone in join order.
+        let mut by_recency = admitted.clone();
+        by_recency.sort_by(|a, b| spoke.get(b).cmp(&spoke.get(a)).then(a.cmp(b)));
+        let mut keyframes = Vec::new();
+        for &sub in &admitted {
+            self.allocate_for(now, sub, &by_owner, &by_recency, &mut keyframes);
+        }
+        self.update_publish_layers(now);
+        for pid in admitted {
+            self.send_subscriptions(pid);
+        }
+        for (key, layer) in keyframes {
+            self.request_keyframe(now, key, layer);
+        }
+    }
+
+    fn allocate_for(
+        &mut self,
+        now: Instant,
+        sub: Pid,
+        by_owner: &BTreeMap<Pid, Vec<TrackKey>>,
+        by_recency: &[Pid],
+        keyframes: &mut Vec<(TrackKey, u8)>,
+    ) {
+        let Some(p) = self.participants.get(&sub) else {
+            return;
+        };
+        let tracks = &self.tracks;
+        let of_kind = |owner: Pid, kind: Kind| {
+            by_owner
+                .get(&owner)
+                .into_iter()
+                .flatten()
+                .copied()
+                .filter(move |k| tracks[k].kind == kind)
+        };
+        // Wanted video, most important first, with the highest layer worth sending. A screen
+        // share comes first for everyone, whatever they show.
+        let mut video: Vec<(TrackKey, u8)> = tracks
+            .iter()
+            .filter(|(k, t)| t.screen && !t.blocked && k.0 != sub)
+            .map(|(k, _)| (*k, MAX_LAYERS as u8 - 1))
+            .collect();
+        let screens = video.len();
+        match &p.view {
+            Some(view) => {
+                for &(owner, height) in view {
+                    if owner != sub && !video[screens..].iter().any(|(k, _)| k.0 == owner) {
+                        video.extend(
+                            of_kind(owner, Kind::Video)
+                                .filter(|k| !tracks[k].screen)
+                                .map(|k| (k, cap_for_height(height))),
+                        );
+                    }
+                }
+            }
+            None => {
+                for &owner in by_recency {
+                    if owner != sub {
+                        video.extend(
+                            of_kind(owner, Kind::Video)
+                                .filter(|k| !tracks[k].screen)
+                                .map(|k| (k, MAX_LAYERS as u8 - 1)),
+                        );
+                    }
+                }
+            }
+        }
+        video.truncate(screens + self.config.last_n);
+        let mut audio: Vec<TrackKey> = by_recency
+            .iter()
+            .filter(|o| **o != sub)
+            .flat_map(|o| of_kind(*o, Kind::Audio))
+            .collect();
+        audio.truncate(self.config.audio_last_n);
+        let budget = p
+            .estimate
+            .map(|e| e.saturating_sub(AUDIO_BPS * audio.len() as u64));
+        let policy = self.config.layer_policy;
+
+        let p = self.participants.get_mut(&sub).expect("checked above");
+        p.wanted_slots = SlotCounts {
+            audio: audio.len() as u32,
+            video: video.len() as u32,
+        };
+        // Unbind what is no longer wanted, then bind what is wanted and not yet bound.
+        for (idx, slot) in p.slots.iter_mut().enumerate() {
+            let Some(key) = slot.track else { continue };
+            let wanted = match slot.kind {
+                Kind::Video => video.iter().any(|(k, _)| *k == key),
+                Kind::Audio => audio.contains(&key),
+            };
+            if !wanted {
+                if let Some(t) = self.tracks.get_mut(&key) {
+                    t.subscribers.retain(|s| *s != (sub, idx));
+                }
+                slot.unbind();
+            }
+        }
+        let wanted = video.iter().map(|(k, _)| *k).chain(audio.iter().copied());
+        for key in wanted {
+            if p.slots.iter().any(|s| s.track == Some(key)) {
+                continue;
+            }
+            let kind = self.tracks[&key].kind;
+            let Some(idx) = p
+                .slots
+                .iter()
+                .position(|s| s.kind == kind && s.track.is_none())
+            else {
+                continue;
+            };
+            let slot = &mut p.slots[idx];
+            slot.unbind();
+            slot.track = Some(key);
+            if kind == Kind::Audio {
+                slot.target = Some(0);
+            }
+            self.tracks
+                .get_mut(&key)
+                .expect("key from map")
+                .subscribers
+                .push((sub, idx));
+        }
+
+        // Layers: lowest for each, most important first, while the budget allows...
+        let mut entries: Vec<(usize, TrackKey, u8, Option<u8>)> = Vec::new();
+        let mut used = 0u64;
+        let mut desired = AUDIO_BPS * audio.len() as u64;
+        for (i, &(key, cap)) in video.iter().enumerate() {
+            let Some(idx) = p.slots.iter().position(|s| s.track == Some(key)) else {
+                continue;
+            };
+            let t = &self.tracks[&key];
+            let cap = cap.min(t.layer_count - 1);
+            desired += t.rate(cap);
+            let choice = match policy {
+                LayerPolicy::Highest => (0..t.layer_count).rev().find(|l| t.available(now, *l)),
+                LayerPolicy::Auto => {
+                    let lowest = (0..=cap)
+                        .find(|l| t.available(now, *l))
+                        .or_else(|| (cap..t.layer_count).find(|l| t.available(now, *l)));
+                    lowest.filter(|l| {
+                        // The most important video always gets something, and so does a track
+                        // without simulcast: there is nothing lower to switch to, and stopping
+                        // it on an estimate would do more harm than sending it.
+                        i == 0
+                            || t.layer_count == 1
+                            || budget.is_none_or(|b| used + t.rate(*l) <= b)
+                    })
+                }
+            };
+            if let Some(l) = choice {
+                used += t.rate(l);
+            }
+            entries.push((idx, key, cap, choice));
+        }
+        // ...then raise them one layer at a time in the same order.
+        if policy == LayerPolicy::Auto {
+            for (idx, key, cap, choice) in entries.iter_mut() {
+                let Some(mut l) = *choice else { continue };
+                let t = &self.tracks[key];
+                let slot = &p.slots[*idx];
+                while let Some(next) = (l + 1..=*cap).find(|n| t.available(now, *n)) {
+                    let raising = slot.current.is_none_or(|c| next > c);
+                    if raising
+                        && slot
+                            .lowered_at
+                            .is_some_and(|at| now < at + HOLD_AFTER_LOWER)
+                    {
+                        break;
+                    }
+                    let extra = t.rate(next).saturating_sub(t.rate(l));
+                    let need = if raising {
+                        (used + extra) * 5 / 4
+                    } else {
+                        used + extra
+                    };
+                    if budget.is_some_and(|b| need > b) {
+                        break;
+                    }
+                    used += extra;
+                    l = next;
+                }
+                *choice = Some(l);
+            }
+        }
+        for (idx, key, cap, choice) in entries {
+            let slot = &mut p.slots[idx];
+            slot.cap = cap;
+            if slot.target == choice {
+                continue;
+            }
+            if let (Some(c), Some(n)) = (slot.current, choice)
+                && n < c
+            {
+                slot.lowered_at = Some(now);
+            }
+            slot.target = choice;
+            match choice {
+                None => slot.current = None,
+                Some(n) if slot.current != Some(n) => keyframes.push((key, n)),
+                Some(_) => {}
+            }
+        }
+        // Let the bandwidth estimator probe towards what would be sent without limits.
+        let changed = desired.abs_diff(p.desired_sent) * 10 > p.desired_sent;
+        if changed {
+            p.desired_sent = desired;
+            self.outputs.push_back(Output::DesiredBitrate {
+                to: sub,
+                bps: desired,
+            });
+        }
+    }
+
+    /// Tell publishers which layers of their video anyone needs. A layer is turned on at once
+    /// when needed, and off only after [`PAUSE_AFTER`] unneeded.
+    fn update_publish_layers(&mut self, now: Instant) {
+        for (key, t) in self.tracks.iter_mut() {
+            if t.kind != Kind::Video {
+                continue;
+            }
+            let mut needed = [false; MAX_LAYERS];
+            for &(sub, idx) in &t.subscribers {
+                let Some(slot) = self.participants.get(&sub).and_then(|p| p.slots.get(idx)) else {
+                    continue;
+                };
+                match slot.target {
+                    // Nothing flowing yet: everything up to the cap may be wanted.
+                    None => needed[..=slot.cap as usize].fill(true),
+                    Some(target) => {
+                        needed[target as usize] = true;
+                        // One layer up stays on so the receiver can be raised when it can take it.
+                        if target < slot.cap {
+                            needed[target as usize + 1] = true;
+                        }
+                    }
+                }
+                if let Some(c) = slot.current {
+                    needed[c as usize] = true;
+                }
+                // The lowest layer stays on for anyone subscribed: when a receiver's downlink
+                // collapses it can drop to it at the next keyframe instead of freezing.
+                needed[0] = true;
+            }
+            let lc = t.layer_count as usize;
+            let mut active = [false; MAX_LAYERS];
+            for l in 0..lc {
+                if needed[l] {
+                    t.unneeded_since[l] = None;
+                    active[l] = true;
+                } else {
+                    let since = *t.unneeded_since[l].get_or_insert(now);
+                    active[l] = now < since + PAUSE_AFTER;
+                }
+            }
+            let sent = t.publish_sent.unwrap_or([true; MAX_LAYERS]);
+            if active[..lc] != sent[..lc] {
+                t.publish_sent = Some(active);
+                self.outputs.push_back(Output::Signal {
+                    to: key.0,
+                    msg: ServerMessage::PublishLayers {
+                        mid: key.1.as_str().to_owned(),
+                        active: active[..lc].to_vec(),
+                    },
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! Simulcast layer choice, last-N and publisher layer pausing, driven with a virtual clock and a
+//! simulated publisher sending three layers (about 150, 500 and 1,500 kbit/s) at 30 frames/s.
+
+use std::time::{Duration, Instant};
+
+use conclave_proto::{Kind, ParticipantId, ServerMessage};
+use conclave_room::{
+    Access, Forward, JoinRequest, LayerPolicy, Mid, Output, PacketIn, Pid, Published, Room,
+    RoomConfig,
+};
+
+fn mid(s: &str) -> Mid {
+    Mid::new(s).unwrap()
+}
+
+/// Bytes per frame of each layer at 30 frames/s.
+const FRAME_BYTES: [u32; 3] = [625, 2_083, 6_250];
+const FRAME: Duration = Duration::from_micros(33_333);
+
+struct Sim {
+    room: Room,
+    now: Instant,
+    seq: [u64; 3],
+    ts: u32,
+    frame: u64,
+    /// Layers the publisher currently sends (it obeys `publish_layers`).
+    sending: [bool; 3],
+}
+
+impl Sim {
+    fn new(config: RoomConfig) -> Self {
+        Self {
+            room: Room::new("sim", config, None),
+            now: Instant::now(),
+            seq: [1000, 2000, 3000],
+            ts: 0,
+            frame: 0,
+            sending: [true; 3],
+        }
+    }
+
+    fn join(&mut self, name: &str) -> Pid {
+        let req = JoinRequest {
+            id: ParticipantId(format!("id-{name}")),
+            resume_token: format!("token-{name}"),
+            resume: None,
+            name: name.into(),
+            sealed_name: None,
+            encrypts: true,
+            access: Access::default(),
+        };
+        self.room.join(self.now, req).unwrap().pid
+    }
+
+    /// Publish a camera with `layers` simulcast layers (mid 1), optionally a screen (mid 9), and
+    /// offer `slots` video receive slots (mids 20..).
+    fn media(&mut self, pid: Pid, layers: u8, screen: bool, slots: usize) {
+        let mut published = vec![Published {
+            mid: mid("1"),
+            kind: Kind::Video,
+            layers,
+            screen: false,
+        }];
+        if screen {
+            published.push(Published {
+                mid: mid("9"),
+                kind: Kind::Video,
+                layers: 1,
+                screen: true,
+            });
+        }
+        let slots: Vec<(Mid, Kind)> = (0..slots)
+            .map(|i| (mid(&(20 + i).to_string()), Kind::Video))
+            .collect();
+        self.room.set_media(self.now, pid, &published, &slots);
+    }
+
+    /// One frame of every layer being sent, from `publisher`; a keyframe every `gop` frames.
+    /// Returns what was forwarded, with the layer each forward came from.
+    fn frame(&mut self, publisher: Pid, gop: u64) -> Vec<(Forward, u8)> {
+        let key = self.frame.is_multiple_of(gop);
+        let mut all = Vec::new();
+        for layer in 0..3u8 {
+            if !self.sending[layer as usize] {
+                continue;
+            }
+            let bytes = FRAME_BYTES[layer as usize];
+            let packets = bytes.div_ceil(1200);
+            for p in 0..packets {
+                self.seq[layer as usize] += 1;
+                let pkt = PacketIn {
+                    seq: self.seq[layer as usize],
+                    ts: self.ts,
+                    keyframe: key && p == 0,
+                    layer,
+                    bytes: bytes / packets + 60,
+                    audio_level: None,
+                    at: self.now,
+                };
+                let mut out = Vec::new();
+                self.room.on_rtp(publisher, mid("1"), pkt, &mut out);
+                all.extend(out.into_iter().map(|f| (f, layer)));
+            }
+        }
+        self.ts = self.ts.wrapping_add(3000);
+        self.frame += 1;
+        self.now += FRAME;
+        if self.room.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.room.handle_timeout(self.now);
+        }
+        all
+    }
+
+    /// Run `secs` of video; returns the layer received by `sub` in the last second (the most
+    /// frequent one) and everything the room said.
+    fn run(&mut self, publisher: Pid, sub: Pid, secs: f64, gop: u64) -> (Option<u8>, Vec<Output>) {
+        let frames = (secs * 30.0) as usize;
+        let mut outputs = Vec::new();
+        let mut counts = [0usize; 3];
+        for i in 0..frames {
+            let f = self.frame(publisher, gop);
+            if i + 30 >= frames {
+                for (fw, layer) in f.iter().filter(|(fw, _)| fw.to == sub) {
+                    let _ = fw;
+                    counts[*layer as usize] += 1;
+                }
+            }
+            while let Some(o) = self.room.poll_output() {
+                if let Output::Signal {
+                    to,
+                    msg: ServerMessage::PublishLayers { active, .. },
+                } = &o
+                    && *to == publisher
+                {
+                    for (i, a) in active.iter().enumerate() {
+                        self.sending[i] = *a;
+                    }
+                }
+                outputs.push(o);
+            }
+        }
+        let best = (0..3u8)
+            .filter(|l| counts[*l as usize] > 0)
+            .max_by_key(|l| counts[*l as usize]);
+        (best, outputs)
+    }
+}
+
+#[test]
+fn receiver_gets_top_layer_with_enough_bandwidth_and_switches_down_and_up_at_keyframes() {
+    let mut s = Sim::new(RoomConfig::default());
+    let a = s.join("alice");
+    let b = s.join("bob");
+    s.media(a, 3, false, 1);
+    s.media(b, 3, false, 1);
+    s.room.set_estimate(b, 5_000_000);
+    let (layer, _) = s.run(a, b, 6.0, 60);
+    assert_eq!(layer, Some(2), "plenty of bandwidth: 720p");
+
+    // The downlink collapses to 400 kbit/s: down to the lowest layer.
+    s.room.set_estimate(b, 400_000);
+    let (layer, _) = s.run(a, b, 4.0, 60);
+    assert_eq!(layer, Some(0));
+    // 900 kbit/s: the middle layer fits, but not right after a drop (no flapping).
+    s.room.set_estimate(b, 900_000);
+    let (layer, _) = s.run(a, b, 1.0, 60);
+    assert_eq!(layer, Some(0), "held down for a while after lowering");
+    let (layer, _) = s.run(a, b, 6.0, 60);
+    assert_eq!(layer, Some(1));
+    // Recovered: back to the top.
+    s.room.set_estimate(b, 5_000_000);
+    let (layer, _) = s.run(a, b, 8.0, 60);
+    assert_eq!(layer, Some(2));
+}
+
+#[test]
+fn numbering_stays_continuous_across_layer_switches() {
+    let mut s = Sim::new(RoomConfig::default());
+    let a = s.join("alice");
+    let b = s.join("bob");
+    s.media(a, 3, false, 1);
+    s.media(b, 3, false, 1);
+    let mut last: Option<u64> = None;
+    for step in 0..4 {
+        s.room
+            .set_estimate(b, if step % 2 == 0 { 5_000_000 } else { 300_000 });
+        for _ in 0..(6 * 30) {
+            for (f, _) in s.frame(a, 45) {
+                if f.to != b {
+                    continue;
+                }
+                if let Some(l) = last {
+                    assert_eq!(f.out.seq, l + 1, "a gap or a repeat in what bob receives");
+                }
+                last = Some(f.out.seq);
+            }
+            while s.room.poll_output().is_some() {}
+        }
+    }
+    assert!(last.is_some());
+}
+
+#[test]
+fn small_tile_gets_a_small_layer_and_unneeded_layers_are_paused() {
+    let mut s = Sim::new(RoomConfig::default());
+    let a = s.join("alice");
+    let b = s.join("bob");
+    s.media(a, 3, false, 1);
+    s.media(b, 3, false, 1);
+    s.room.set_estimate(b, 10_000_000);
+    // Bob shows Alice as a 180-pixel thumbnail.
+    s.room
+        .set_view(s.now, b, &[(ParticipantId("id-alice".into()), 180)]);
+    let (layer, outputs) = s.run(a, b, 6.0, 60);
+    assert_eq!(layer, Some(0), "a thumbnail never gets 720p");
+    // Nobody needs Alice's 360p and 720p: she is told to pause them.
+    let told: Vec<&Vec<bool>> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Signal {
+                to,
+                msg: ServerMessage::PublishLayers { active, .. },
+            } if *to == a => Some(active),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        told.last().map(|v| v.as_slice()),
+        Some(&[true, false, false][..])
+    );
+    assert_eq!(s.sending, [true, false, false]);
+    // Bob enlarges the tile: the layer is resumed and received.
+    s.room
+        .set_view(s.now, b, &[(ParticipantId("id-alice".into()), 720)]);
+    let (layer, _) = s.run(a, b, 6.0, 60);
+    assert!(s.sending[2]);
+    assert_eq!(layer, Some(2));
+    // Bob hides Alice (another page): nothing forwarded, and after a while Alice sends no video
+    // at all, as nobody else watches.
+    s.room.set_view(s.now, b, &[]);
+    let (layer, _) = s.run(a, b, 5.0, 60);
+    assert_eq!(layer, None);
+    assert_eq!(s.sending, [false, false, false]);
+}
+
+#[test]
+fn highest_policy_always_forwards_the_top_layer() {
+    let config = RoomConfig {
+        layer_policy: LayerPolicy::Highest,
+        ..Default::default()
+    };
+    let mut s = Sim::new(config);
+    let a = s.join("alice");
+    let b = s.join("bob");
+    s.media(a, 3, false, 1);
+    s.media(b, 3, false, 1);
+    s.room.set_estimate(b, 300_000);
+    s.room
+        .set_view(s.now, b, &[(ParticipantId("id-alice".into()), 180)]);
+    let (layer, _) = s.run(a, b, 4.0, 60);
+    assert_eq!(layer, Some(2));
+}
+
+#[test]
+fn last_n_limits_forwarded_video_and_screen_share_comes_first() {
+    let config = RoomConfig {
+        last_n: 2,
+        ..Default::default()
+    };
+    let mut s = Sim::new(config);
+    let viewer = s.join("viewer");
+    let others: Vec<Pid> = (0..4).map(|i| s.join(&format!("p{i}"))).collect();
+    s.media(viewer, 3, false, 4);
+    for (i, p) in others.iter().enumerate() {
+        s.media(*p, 3, i == 3, 4);
+    }
+    let outputs: Vec<Output> = std::iter::from_fn(|| s.room.poll_output()).collect();
+    let subs = outputs
+        .iter()
+        .rev()
+        .find_map(|o| match o {
+            Output::Signal {
+                to,
+                msg:
+                    ServerMessage::Subscriptions {
+                        slots,
+                        subscriptions,
+                    },
+            } if *to == viewer => Some((*slots, subscriptions.clone())),
+            _ => None,
+        })
+        .expect("viewer told what it receives");
+    // Two cameras (last-N) plus the screen share, which never counts against it.
+    assert_eq!(subs.0.video, 3);
+    assert_eq!(subs.1.iter().filter(|s| s.screen).count(), 1);
+    assert_eq!(
+        subs.1.iter().find(|s| s.screen).unwrap().participant_id,
+        ParticipantId("id-p3".into())
+    );
+}
