@@ -5,7 +5,10 @@
 //   left`; `document.body.dataset.reason` is the error code or `closed` reason that ended or
 //   refused the join (absent otherwise);
 // - tiles carry `data-participant`, `data-local`, `data-video`, `data-audio`, `data-moderator`
-//   (see tiles.js); moderator controls carry `data-action` (see moderation.js);
+//   (see tiles.js), the active speaker's `data-speaking`; tiles on other pages stay in the DOM,
+//   `hidden` (see grid.js for layouts, pages and `#grid[data-layout]`); toolbar buttons
+//   `[data-action="layout"]`, `[data-action="screen"]` (see screen-share.js), pager
+//   `[data-action="page-prev|page-next"]`; moderator controls carry `data-action` (see moderation.js);
 // - `?name=` prefills the name, `&autojoin=1` skips the pre-join page, `?jwt=` is a join token
 //   (removed from the address bar at once; passwords are never taken from the URL), `#<secret>`
 //   is the meeting's end-to-end encryption secret (never sent to the server);
@@ -247,7 +250,6 @@ function upsertRemote(info) {
   tile.setState(p.audio, p.video);
   tile.setModerator(!!p.moderator);
   tile.setE2ee(p.e2ee !== false);
-  if (p.id === conn?.activeSpeaker) grid.setSpeaker(p.id);
   screen.update(participants);
   renderPeople();
 }

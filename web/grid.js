@@ -162,7 +162,14 @@ export class Grid {
     if (!tile.local && !this.order.includes(tile.id)) this.order.push(tile.id);
     if (tile.local) this.el.prepend(tile.el);
     else this.el.append(tile.el);
-    if (tile.id === this.speaker) tile.el.dataset.speaking = '';
+    if (tile.id === this.speaker) {
+      // The speaker was announced before their tile existed.
+      tile.el.dataset.speaking = '';
+      if (!tile.local) {
+        this.stageId = tile.id;
+        this.bringToFirstPage(tile.id);
+      }
+    }
     this.layout();
   }
 

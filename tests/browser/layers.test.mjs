@@ -119,3 +119,62 @@ test('the received layer follows the tile size; the active speaker is marked', {
     await server.stop();
   }
 });
+
+test('grid pages: own tile on page 1, speaker brought to page 1, other pages hidden and not in the view', { timeout: 60000 }, async () => {
+  const server = await startServer();
+  const s = await openBrowser(server.url);
+  try {
+    await s.page.goto(`${server.url}/`);
+    // The page's own layout module, on 21 tiles without media (one local, twenty remote).
+    const r = await s.page.evaluate(async () => {
+      const { Grid } = await import('/assets/grid.js');
+      const { Tile } = await import('/assets/tiles.js');
+      const el = document.createElement('section');
+      el.className = 'grid';
+      el.style.cssText = 'position: fixed; inset: 0; background: #000';
+      document.body.append(el);
+      /** @type {{participant_id: string, height: number}[][]} */
+      const views = [];
+      const grid = new Grid(el, { onView: (v) => views.push(v) });
+      grid.add(new Tile('me', 'Me', true));
+      for (let i = 0; i < 20; i++) grid.add(new Tile(`p${i}`, `P ${i}`, false));
+      const settle = () => new Promise((res) => setTimeout(res, 800));
+      const snapshot = () => ({
+        tiles: el.querySelectorAll('[data-participant]').length,
+        shown: [...el.querySelectorAll('[data-participant]:not([hidden])')].map((t) => /** @type {HTMLElement} */ (t).dataset.participant),
+        pages: el.dataset.pages,
+        view: views[views.length - 1],
+      });
+      await settle();
+      const first = snapshot();
+      grid.setSpeaker('p18');
+      await settle();
+      const speaking = { ...snapshot(), marked: el.querySelector('[data-speaking]')?.getAttribute('data-participant') };
+      grid.turnPage(1);
+      await settle();
+      const second = { ...snapshot(), page: el.dataset.page };
+      return { first, speaking, second };
+    });
+    const { first, speaking, second } = r;
+    assert.equal(first.tiles, 21, 'every tile stays in the DOM');
+    assert.equal(first.pages, '2');
+    assert.equal(first.shown.length, 16);
+    assert.ok(first.shown.includes('me'), 'own tile on page 1');
+    assert.deepEqual(first.view.map((t) => t.participant_id), first.shown.filter((id) => id !== 'me'));
+    assert.ok(first.view.every((t) => t.height > 0 && t.height % 10 === 0), JSON.stringify(first.view));
+    assert.ok(!first.view.some((t) => t.participant_id === 'p18'), 'tiles on page 2 are not in the view');
+    // The active speaker comes to page 1 (and first in the view); one tile goes to page 2.
+    assert.equal(speaking.marked, 'p18');
+    assert.ok(speaking.shown.includes('p18'));
+    assert.equal(speaking.shown.length, 16);
+    assert.equal(speaking.view[0].participant_id, 'p18');
+    assert.equal(second.page, '2');
+    assert.equal(second.shown.length, 5);
+    assert.ok(!second.shown.includes('me') && !second.shown.includes('p18'));
+    assert.deepEqual(second.view.map((t) => t.participant_id).sort(), [...second.shown].sort());
+    assert.deepEqual(s.errors, []);
+  } finally {
+    await s.close();
+    await server.stop();
+  }
+});
