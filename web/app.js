@@ -5,7 +5,10 @@
 //   left`; `document.body.dataset.reason` is the error code or `closed` reason that ended or
 //   refused the join (absent otherwise);
 // - tiles carry `data-participant`, `data-local`, `data-video`, `data-audio`, `data-moderator`
-//   (see tiles.js); moderator controls carry `data-action` (see moderation.js);
+//   (see tiles.js), the active speaker's `data-speaking`; tiles on other pages stay in the DOM,
+//   `hidden` (see grid.js for layouts, pages and `#grid[data-layout]`); toolbar buttons
+//   `[data-action="layout"]`, `[data-action="screen"]` (see screen-share.js), pager
+//   `[data-action="page-prev|page-next"]`; moderator controls carry `data-action` (see moderation.js);
 // - `?name=` prefills the name, `&autojoin=1` skips the pre-join page, `?jwt=` is a join token
 //   (removed from the address bar at once; passwords are never taken from the URL), `#<secret>`
 //   is the meeting's end-to-end encryption secret (never sent to the server);
@@ -16,9 +19,11 @@
 
 import { Connection } from './protocol.js';
 import { getCameraTrack, getMicTrack, MESSAGES } from './media.js';
-import { Grid, Tile } from './tiles.js';
+import { Tile } from './tiles.js';
+import { Grid } from './grid.js';
+import { ScreenShare } from './screen-share.js';
 import { ICONS } from './icons.js';
-import { toast } from './dom.js';
+import { $, toast } from './dom.js';
 import { ui, me, setState, setReason, ROOM_RE, RESERVED, NAME_KEY } from './page.js';
 import { setToggle, acquireMedia, stopLocalMedia, showPrejoin, wirePrejoin } from './prejoin.js';
 import { errorText, drainingText, CLOSED_TEXT, REFUSED_TITLE, PASSWORD_ERRORS } from './messages.js';
@@ -42,9 +47,31 @@ const HOST_RETRY_MS = 5000;
 
 /** @type {Connection|null} */
 let conn = null;
-const grid = new Grid(ui.grid);
+const pager = {
+  box: $('pager', HTMLElement),
+  label: $('pager-label', HTMLElement),
+  prev: /** @type {HTMLButtonElement} */ (document.querySelector('[data-action="page-prev"]')),
+  next: /** @type {HTMLButtonElement} */ (document.querySelector('[data-action="page-next"]')),
+};
+const layoutBtn = $('layout-btn', HTMLButtonElement);
+const grid = new Grid(ui.grid, {
+  // The server forwards only what is drawn, each in the layer that fits its height.
+  onView: (tiles) => conn?.sendView(tiles),
+  onPages: (page, pages) => {
+    pager.box.hidden = pages <= 1;
+    pager.label.textContent = `${page + 1} / ${pages}`;
+    pager.prev.disabled = page === 0;
+    pager.next.disabled = page >= pages - 1;
+  },
+});
 /** @type {Map<string, ParticipantInfo>} */
 const participants = new Map();
+const screen = new ScreenShare({
+  grid,
+  button: $('screen-btn', HTMLButtonElement),
+  nameOf: (id) => participants.get(id)?.name ?? 'Someone',
+  setLayout,
+});
 /** @type {Tile|null} */
 let localTile = null;
 /** @type {ReturnType<typeof setTimeout>|null} */
@@ -223,6 +250,7 @@ function upsertRemote(info) {
   tile.setState(p.audio, p.video);
   tile.setModerator(!!p.moderator);
   tile.setE2ee(p.e2ee !== false);
+  screen.update(participants);
   renderPeople();
 }
 
@@ -241,6 +269,7 @@ function removeRemote(id) {
   serverNames.delete(id);
   crypt.extras?.removeParticipant(id);
   grid.remove(id);
+  screen.update(participants);
   renderPeople();
 }
 
@@ -251,6 +280,7 @@ function applyRemoteMedia(media) {
     const m = media.get(id);
     tile.setTracks(m?.audio ?? null, m?.video ?? null);
   }
+  screen.update(participants, media);
 }
 
 /**
@@ -284,6 +314,7 @@ function startMeeting(opts = {}) {
   });
   conn = c;
   mod.attach(c);
+  screen.attach(c);
   if (cannotEncrypt) crypt.startPlain(c);
   else crypt.start(c, { room: me.room, secret: me.secret, name: me.name });
   showPlainSelf(cannotEncrypt);
@@ -304,6 +335,8 @@ function startMeeting(opts = {}) {
     if (state === 'joined') {
       background = false;
       setReason(null);
+      // A new session on the server knows nothing of what we show.
+      grid.sendView();
     }
     if (state === 'joining' || state === 'joined' || state === 'reconnecting') setState(state);
   });
@@ -344,6 +377,9 @@ function startMeeting(opts = {}) {
   c.addEventListener('participant_left', (ev) => {
     if (c === conn) removeRemote(/** @type {CustomEvent} */ (ev).detail.id);
   });
+  c.addEventListener('active_speaker', (ev) => {
+    if (c === conn) grid.setSpeaker(/** @type {CustomEvent} */ (ev).detail.id ?? null);
+  });
   c.addEventListener('media', (ev) => {
     if (c === conn) applyRemoteMedia(/** @type {CustomEvent} */ (ev).detail.media);
   });
@@ -367,7 +403,8 @@ function startMeeting(opts = {}) {
     const { code, message, fatal } = /** @type {CustomEvent} */ (ev).detail;
     const text = errorText(code, message);
     if (!fatal) {
-      toast(text, { kind: 'error' });
+      if (code === 'screen_share_busy') screen.busy();
+      else toast(text, { kind: 'error' });
       return;
     }
     onJoinRefused(code, text);
@@ -430,9 +467,13 @@ function onJoinRefused(code, text) {
 /**
  * A moderator turned our microphone or camera off: do the same locally (so the buttons tell the
  * truth and nothing is captured), tell the server, and say so. The user may turn it on again.
- * @param {'muted'|'video_stopped'} action
+ * @param {'muted'|'video_stopped'|'screen_stopped'} action
  */
 async function onModerated(action) {
+  if (action === 'screen_stopped') {
+    screen.stoppedByModerator();
+    return;
+  }
   if (action === 'muted') {
     me.micOn = false;
     if (me.audio) me.audio.enabled = false;
@@ -453,12 +494,26 @@ async function onModerated(action) {
   updateControls();
 }
 
+/**
+ * Switch between the grid and speaker view. The button is a toggle with a constant name
+ * ("Speaker view", pressed in speaker view); its icon shows the view a press switches to.
+ * @param {import('./grid.js').LayoutMode} mode
+ */
+function setLayout(mode) {
+  grid.setMode(mode);
+  const speaker = mode === 'speaker';
+  layoutBtn.setAttribute('aria-pressed', String(speaker));
+  layoutBtn.innerHTML = speaker ? ICONS.gridView : ICONS.speakerView;
+  layoutBtn.title = speaker ? 'Back to the grid' : 'Speaker view: the active speaker large';
+}
+
 /** @param {{keepMedia?: boolean}} [opts] */
 function endMeeting(opts = {}) {
   const c = conn;
   conn = null;
   c?.leave();
   mod.reset();
+  screen.reset();
   crypt.stop();
   showPlainSelf(false);
   grid.clear();
@@ -572,6 +627,12 @@ function wireMeeting() {
     grid.layout();
   });
   ui.peopleBtn.innerHTML = ICONS.people;
+  layoutBtn.addEventListener('click', () => setLayout(grid.mode === 'grid' ? 'speaker' : 'grid'));
+  setLayout('grid');
+  pager.prev.innerHTML = ICONS.prev;
+  pager.next.innerHTML = ICONS.next;
+  pager.prev.addEventListener('click', () => grid.turnPage(-1));
+  pager.next.addEventListener('click', () => grid.turnPage(1));
   ui.peopleBtn.title = 'Participants';
   ui.leaveBtn.innerHTML = ICONS.leave;
   ui.leaveBtn.title = 'Leave meeting';

@@ -21,4 +21,9 @@ export const ICONS = {
   leave: wrap(
     '<path d="M3 14.5c5-4.7 13-4.7 18 0l-2.3 2.3a1 1 0 0 1-1.3.1l-2.4-1.7v-2.6a10 10 0 0 0-6 0v2.6l-2.4 1.7a1 1 0 0 1-1.3-.1z"/>',
   ),
+  gridView: wrap('<rect x="3" y="3" width="8" height="8" rx="1.5"/><rect x="13" y="3" width="8" height="8" rx="1.5"/><rect x="3" y="13" width="8" height="8" rx="1.5"/><rect x="13" y="13" width="8" height="8" rx="1.5"/>'),
+  speakerView: wrap('<rect x="2" y="3" width="20" height="12" rx="2"/><rect x="2" y="17" width="5" height="4" rx="1"/><rect x="9.5" y="17" width="5" height="4" rx="1"/><rect x="17" y="17" width="5" height="4" rx="1"/>'),
+  screen: wrap('<rect x="2" y="4" width="20" height="13" rx="2"/><path d="M8 21h8"/><path d="M12 17v4"/><path d="M12 14V8"/><path d="M9 10.5l3-3 3 3"/>'),
+  prev: wrap('<path d="M15 6l-6 6 6 6"/>'),
+  next: wrap('<path d="M9 6l6 6-6 6"/>'),
 };

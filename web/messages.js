@@ -24,6 +24,7 @@ export const ERROR_TEXT = /** @type {Record<string, (m: string) => string>} */ (
   unknown_participant: () => 'That person is no longer here.',
   removed: () => 'A moderator removed you from the meeting. You cannot rejoin it with this session.',
   lobby_full: () => 'Too many people are waiting to get in. Try again in a few minutes.',
+  screen_share_busy: () => 'Someone else is presenting. Only one person can present at a time: ask them to stop first.',
   e2ee_required: () =>
     'This meeting is end-to-end encrypted and your browser cannot encrypt. Ask a moderator to allow ' +
     'participants who cannot encrypt, then try again.',

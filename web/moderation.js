@@ -4,7 +4,8 @@
 // to moderators and sends their commands.
 //
 // Test hooks: buttons carry `data-action` (`mute-all`, `lock`, `lobby`, `password`, `e2ee`, `end-meeting`;
-// per participant `mute`, `stop-video`, `remove`, `set-moderator` with `data-target="<id>"`; per
+// per participant `mute`, `stop-video`, `stop-screen-share` (while they present), `remove`,
+// `set-moderator` with `data-target="<id>"`; per
 // knock `admit`, `deny` with `data-knock="<knock id>"`); indicators `[data-indicator=locked|lobby|
 // password|e2ee-off]` (and the `#e2ee-policy` banner while encryption is not required); `document.body.dataset.moderator` is present while we are a moderator. A knock's
 // `.knock-name` is the knocker's name as far as we can read it (see KnockName).
@@ -312,7 +313,13 @@ export class Moderation {
         this.conn?.remove(p.id);
       }
     });
-    box.append(mute, cam, mod, remove);
+    box.append(mute, cam);
+    if (/** @type {ParticipantInfo & {screen?: boolean}} */ (p).screen) {
+      const screen = button('Stop screen share', `Stop ${p.name}'s screen share`, { action: 'stop-screen-share', target: p.id });
+      screen.addEventListener('click', () => this.conn?.send({ type: 'stop_screen_share', participant_id: p.id }));
+      box.append(screen);
+    }
+    box.append(mod, remove);
     return [box];
   }
 }
