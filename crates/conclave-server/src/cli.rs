@@ -36,10 +36,16 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:40000", value_name = "HOST:PORT")]
     pub udp: SocketAddr,
 
-    /// Address announced to browsers in ICE candidates. Defaults to the --udp host when that is a
-    /// specific address; required when --udp binds to 0.0.0.0 or [::].
-    #[arg(long, value_name = "IP")]
-    pub public_ip: Option<IpAddr>,
+    /// Address announced to browsers in ICE candidates; repeat it for IPv4 and IPv6 (one host
+    /// candidate each). Defaults to the --udp host when that is a specific address; required
+    /// when --udp binds to 0.0.0.0 or [::] (`[::]` takes IPv4 and IPv6 on one socket).
+    #[arg(
+        long,
+        env = "CONCLAVE_PUBLIC_IP",
+        value_delimiter = ',',
+        value_name = "IP"
+    )]
+    pub public_ip: Vec<IpAddr>,
 
     /// Media worker threads; each room lives on one. Defaults to one per CPU core.
     #[arg(long, value_name = "N")]
@@ -85,6 +91,9 @@ pub struct ServeArgs {
     /// Default: no embedding.
     #[arg(long, env = "CONCLAVE_FRAME_ANCESTORS", value_name = "ORIGINS")]
     pub frame_ancestors: Option<String>,
+
+    #[command(flatten)]
+    pub reach: crate::reach::ReachArgs,
 
     /// Log filter, e.g. `info` or `conclave=debug,str0m=warn`. Overrides RUST_LOG.
     #[arg(long, value_name = "FILTER")]
@@ -146,19 +155,35 @@ fn parse_duration_secs(s: &str) -> Result<i64, String> {
 }
 
 impl ServeArgs {
-    /// The address put into ICE candidates.
-    pub fn candidate_addr(&self) -> Result<SocketAddr, String> {
-        let ip = match self.public_ip {
-            Some(ip) => ip,
-            None if self.udp.ip().is_unspecified() => {
+    /// The addresses put into ICE candidates.
+    pub fn candidate_ips(&self) -> Result<Vec<IpAddr>, String> {
+        if !self.public_ip.is_empty() {
+            let mut ips = self.public_ip.clone();
+            ips.dedup();
+            if let Some(bad) = ips
+                .iter()
+                .find(|ip| ip.is_unspecified() || ip.is_multicast())
+            {
                 return Err(format!(
-                    "--udp {} binds to all interfaces; give the address browsers reach with --public-ip",
-                    self.udp
+                    "--public-ip {bad} is not an address browsers can reach"
                 ));
             }
-            None => self.udp.ip(),
-        };
-        Ok(SocketAddr::new(ip, self.udp.port()))
+            if self.udp.is_ipv4() && ips.iter().any(|ip| ip.is_ipv6()) {
+                return Err(format!(
+                    "--udp {} is IPv4 only; bind [::]:{} to serve IPv6 addresses too",
+                    self.udp,
+                    self.udp.port()
+                ));
+            }
+            return Ok(ips);
+        }
+        if self.udp.ip().is_unspecified() {
+            return Err(format!(
+                "--udp {} binds to all interfaces; give the address browsers reach with --public-ip",
+                self.udp
+            ));
+        }
+        Ok(vec![self.udp.ip()])
     }
 
     pub fn worker_count(&self) -> usize {

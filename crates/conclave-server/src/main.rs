@@ -7,9 +7,11 @@ mod http;
 mod ids;
 mod media;
 mod privacy;
+mod reach;
 mod rooms_cmd;
 mod signaling;
 mod tap;
+mod turn;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -23,7 +25,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::auth::{Throttle, TokenVerifier};
 use crate::cli::{AdhocRooms, Cli, Cmd, ServeArgs};
-use crate::media::{MediaPlane, SettingsUpdate};
+use crate::media::{MediaAddrs, MediaPlane, SettingsUpdate};
+use crate::reach::{IceConfig, TcpPlan, TurnCredentials};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -35,6 +38,8 @@ pub struct AppState {
     /// Lobby knocks per source address.
     pub knocks: Arc<Throttle>,
     pub http: Arc<http::HttpConfig>,
+    /// TURN servers and ICE policy handed to each participant in `welcome`.
+    pub ice: Arc<IceConfig>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -58,7 +63,8 @@ fn init_logging(filter: Option<&str>) {
     let filter = filter
         .map(EnvFilter::new)
         .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("conclave=info,conclave_server=info,warn"));
+        // The TURN crate's own messages name client addresses: never by default.
+        .unwrap_or_else(|| EnvFilter::new("conclave=info,conclave_server=info,warn,turn=off"));
     // Colours only on a terminal: log files and journald get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt()
@@ -70,7 +76,8 @@ fn init_logging(filter: Option<&str>) {
 
 fn serve(cli: Cli) -> Result<(), String> {
     let args = cli.serve.clone();
-    let candidate = args.candidate_addr()?;
+    let ips = args.candidate_ips()?;
+    args.reach.validate()?;
     let tokens = token_verifier(&args)?.map(Arc::new);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -84,6 +91,24 @@ fn serve(cli: Cli) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         let socket =
             UdpSocket::bind(args.udp).map_err(|e| format!("cannot bind UDP {}: {e}", args.udp))?;
+        let udp_port = socket
+            .local_addr()
+            .map_err(|e| format!("UDP socket: {e}"))?
+            .port();
+        let tcp = bind_ice_tcp(
+            args.reach
+                .tcp_plan(SocketAddr::new(args.udp.ip(), udp_port)),
+        )
+        .await?;
+        let media_addrs = MediaAddrs {
+            ips: ips.clone(),
+            udp_port,
+            tcp_port: tcp
+                .as_ref()
+                .and_then(|l| l.local_addr().ok())
+                .map(|a| a.port()),
+        };
+        let (_turn, ice) = start_turn(&args, &media_addrs).await?;
         let workers = args.worker_count();
         let room_config = conclave_room::RoomConfig {
             reconnect_grace: Duration::from_secs(args.reconnect_grace),
@@ -91,8 +116,15 @@ fn serve(cli: Cli) -> Result<(), String> {
             ..Default::default()
         };
         let (settings_tx, settings_rx) = tokio::sync::mpsc::unbounded_channel();
-        let media = MediaPlane::start(socket, candidate, workers, room_config, Some(settings_tx))
-            .map_err(|e| format!("cannot start media workers: {e}"))?;
+        let media = MediaPlane::start(
+            socket,
+            tcp,
+            media_addrs,
+            workers,
+            room_config,
+            Some(settings_tx),
+        )
+        .map_err(|e| format!("cannot start media workers: {e}"))?;
         tokio::spawn(save_settings(store.clone(), settings_rx));
         tokio::spawn(expire_rooms(store.clone()));
         let facts = privacy::Facts::from_args(&args, tokens.is_some());
@@ -106,11 +138,64 @@ fn serve(cli: Cli) -> Result<(), String> {
                 args.frame_ancestors.as_deref(),
                 facts,
             )),
+            ice: Arc::new(ice),
         };
         let result = run_http(&args, state, workers).await;
         store.close().await;
         result
     })
+}
+
+/// The ICE-TCP listener, if wanted. The default (the UDP port number, over TCP) is best effort:
+/// when that TCP port is taken, media still works over UDP.
+async fn bind_ice_tcp(plan: TcpPlan) -> Result<Option<tokio::net::TcpListener>, String> {
+    match plan {
+        TcpPlan::Off => Ok(None),
+        TcpPlan::Required(a) => tokio::net::TcpListener::bind(a)
+            .await
+            .map(Some)
+            .map_err(|e| format!("cannot bind ICE-TCP {a}: {e}")),
+        TcpPlan::BestEffort(a) => match tokio::net::TcpListener::bind(a).await {
+            Ok(l) => Ok(Some(l)),
+            Err(e) => {
+                tracing::warn!(error = %e, port = a.port(), "ICE-TCP off: its port is not available");
+                Ok(None)
+            }
+        },
+    }
+}
+
+/// Start the built-in TURN server if configured, and settle what `welcome` hands out.
+async fn start_turn(
+    args: &ServeArgs,
+    media: &MediaAddrs,
+) -> Result<(Option<turn::TurnServer>, IceConfig), String> {
+    let reach = &args.reach;
+    let Some(listen) = reach.turn_listen else {
+        return Ok((None, reach.ice_config(&[], None)?));
+    };
+    let generated = reach.turn_secret.is_none().then(reach::random_secret);
+    let secret = reach
+        .turn_secret
+        .as_deref()
+        .or(generated.as_deref())
+        .unwrap_or_default();
+    let ttl = Duration::from_secs(reach.turn_credential_ttl.max(60));
+    let server = turn::start(listen, &media.ips, media, TurnCredentials::new(secret, ttl)).await?;
+    let public: Vec<SocketAddr> = if listen.ip().is_unspecified() {
+        media
+            .ips
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, listen.port()))
+            .collect()
+    } else {
+        vec![listen]
+    };
+    tracing::info!(port = listen.port(), "built-in TURN server on UDP and TCP");
+    Ok((
+        Some(server),
+        reach.ice_config(&public, generated.as_deref())?,
+    ))
 }
 
 fn token_verifier(args: &ServeArgs) -> Result<Option<TokenVerifier>, String> {

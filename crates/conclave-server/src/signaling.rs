@@ -121,10 +121,16 @@ async fn connection(mut socket: WebSocket, state: AppState, peer_ip: IpAddr) {
             }
             event = events_rx.recv() => {
                 // The worker dropped our sender: this participant was removed or resumed elsewhere.
-                let Some(event) = event else {
+                let Some(mut event) = event else {
                     let _ = close(&mut socket, CLOSE_NORMAL, "ended").await;
                     break;
                 };
+                // Each welcome gets its own short-lived TURN credentials (the room core knows no
+                // transport details).
+                if let ServerMessage::Welcome { ice_servers, ice_transport_policy, .. } = &mut event {
+                    *ice_servers = state.ice.ice_servers();
+                    *ice_transport_policy = state.ice.policy;
+                }
                 if let (Some(s), ServerMessage::Welcome { moderator, .. } | ServerMessage::Role { moderator }) = (session.as_mut(), &event) {
                     s.moderator = *moderator;
                 }

@@ -1,7 +1,6 @@
 //! One participant's WebRTC transport: a `str0m::Rtc` in RTP mode plus what the worker needs to
 //! route to it.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use conclave_proto::Kind;
@@ -9,8 +8,12 @@ use conclave_room::{Forward, Mid as RoomMid};
 use str0m::change::SdpOffer;
 use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt};
+use str0m::net::{Protocol, TcpType};
 use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Candidate, Rtc, RtcError};
+
+use super::MediaAddrs;
+use super::udp::Remote;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -29,7 +32,7 @@ pub struct Peer {
     /// Our ICE ufrag, registered in the routes.
     pub ufrag: String,
     /// Remote addresses seen for this peer, registered in the routes.
-    pub addrs: Vec<SocketAddr>,
+    pub addrs: Vec<Remote>,
     /// Every m-line negotiated so far, in order.
     pub mids: Vec<(Mid, MediaKind)>,
     pub next_timeout: Option<Instant>,
@@ -38,7 +41,7 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn new(now: Instant, candidate: SocketAddr) -> Result<Self, RtcError> {
+    pub fn new(now: Instant, media: &MediaAddrs) -> Result<Self, RtcError> {
         let mut rtc = Rtc::builder()
             .set_rtp_mode(true)
             // Opus and VP8 are what every browser sends and receives; one codec per kind means
@@ -47,8 +50,18 @@ impl Peer {
             .enable_opus(true, false)
             .enable_vp8(true)
             .build(now);
-        let c = Candidate::host(candidate, "udp")?;
-        rtc.add_local_candidate(c);
+        for (proto, addr) in media.candidates() {
+            let c = match proto {
+                // Passive only: browsers connect to us (RFC 6544); we never dial out.
+                Protocol::Tcp => Candidate::builder()
+                    .tcp()
+                    .host(addr)
+                    .tcptype(TcpType::Passive)
+                    .build()?,
+                _ => Candidate::host(addr, "udp")?,
+            };
+            rtc.add_local_candidate(c);
+        }
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         Ok(Self {
             rtc,

@@ -24,14 +24,22 @@ impl Server {
 
     /// Start with a given data directory (to keep stored rooms across restarts).
     pub fn start_with_data(data_dir: &std::path::Path, extra: &[&str]) -> Self {
-        let http = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let udp = UdpSocket::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        Self::start_at(data_dir, std::net::Ipv4Addr::LOCALHOST.into(), extra)
+    }
+
+    /// Start on IPv6 loopback only (`::1`).
+    pub fn start_v6(extra: &[&str]) -> Self {
+        let data_dir = std::env::temp_dir().join(format!(
+            "conclave-test-data-{}-{}",
+            std::process::id(),
+            next_id()
+        ));
+        Self::start_at(&data_dir, std::net::Ipv6Addr::LOCALHOST.into(), extra)
+    }
+
+    fn start_at(data_dir: &std::path::Path, ip: std::net::IpAddr, extra: &[&str]) -> Self {
+        let http = TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap();
+        let udp = UdpSocket::bind((ip, 0)).unwrap().local_addr().unwrap();
         let log_path = std::env::temp_dir().join(format!(
             "conclave-test-{}-{}.log",
             std::process::id(),
