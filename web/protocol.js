@@ -39,7 +39,11 @@ export const PROTOCOL_VERSION = 1;
  */
 
 /**
- * @typedef {{type: 'welcome', version: number, participant_id: string, resume: string, room: string, participants: ParticipantInfo[], moderator?: boolean, settings?: RoomSettings}} WelcomeMsg
+ * TURN servers with short-lived credentials, from the server's own configuration.
+ * @typedef {{urls: string[], username?: string, credential?: string}} IceServer
+ */
+/**
+ * @typedef {{type: 'welcome', version: number, participant_id: string, resume: string, room: string, participants: ParticipantInfo[], moderator?: boolean, settings?: RoomSettings, ice_servers?: IceServer[], ice_transport_policy?: 'all' | 'relay'}} WelcomeMsg
  * @typedef {{type: 'answer', sdp: string}} AnswerMsg
  * @typedef {{type: 'subscriptions', slots: {audio: number, video: number}, subscriptions: Subscription[]}} SubscriptionsMsg
  * @typedef {{type: 'participant_joined', participant: ParticipantInfo}} JoinedMsg
@@ -90,7 +94,10 @@ export const DEFAULT_SETTINGS = Object.freeze({ locked: false, lobby: false, pas
  */
 const RETRYABLE_JOIN_ERRORS = new Set(['unavailable', 'not_joined']);
 
-/** Peer connection configuration: never any external STUN/TURN server (privacy rule). */
+/**
+ * Peer connection configuration. ICE servers come only from the server's `welcome` (its own TURN
+ * server, or the one its operator chose); there is no built-in default (privacy rule).
+ */
 const PC_CONFIG = /** @type {RTCConfiguration} */ ({
   iceServers: [],
   bundlePolicy: 'max-bundle',
@@ -152,6 +159,10 @@ export class Connection extends EventTarget {
     this.state = 'idle';
     /** @type {WebSocket|null} */
     this.ws = null;
+    /** ICE servers and policy from the last `welcome`. @type {IceServer[]} */
+    this.iceServers = [];
+    /** @type {RTCIceTransportPolicy} */
+    this.iceTransportPolicy = 'all';
     /** @type {RTCPeerConnection|null} */
     this.pc = null;
     /** @type {string|null} */
@@ -483,6 +494,8 @@ export class Connection extends EventTarget {
         this.attempt = 0;
         this.moderator = !!msg.moderator;
         this.settings = { ...DEFAULT_SETTINGS, ...msg.settings };
+        this.iceServers = msg.ice_servers ?? [];
+        this.iceTransportPolicy = msg.ice_transport_policy === 'relay' ? 'relay' : 'all';
         this.createPc(gen);
         this.setState('joined');
         this.emit('welcome', { msg, resumed });
@@ -573,7 +586,13 @@ export class Connection extends EventTarget {
   /** @param {number} gen */
   createPc(gen) {
     if (this.pc) this.pc.close();
-    const pc = new RTCPeerConnection({ ...PC_CONFIG, ...this.transforms?.pcConfig });
+    // The welcome's ICE servers last: nothing else may add or replace them.
+    const pc = new RTCPeerConnection({
+      ...PC_CONFIG,
+      ...this.transforms?.pcConfig,
+      iceServers: this.iceServers,
+      iceTransportPolicy: this.iceTransportPolicy,
+    });
     this.pc = pc;
     if (this.publish.audio) {
       this.audioTx = pc.addTransceiver(this.audioTrack ?? 'audio', { direction: 'sendonly' });
