@@ -164,7 +164,8 @@ enum Flow {
 }
 
 pub(crate) struct Refusal {
-    reply: ServerMessage,
+    /// Boxed: `Result<_, Refusal>` stays small on the success path.
+    reply: Box<ServerMessage>,
     /// Close the connection after replying.
     fatal: bool,
 }
@@ -178,7 +179,7 @@ fn error(code: ErrorCode, message: impl Into<String>) -> ServerMessage {
 
 pub(crate) fn refuse(code: ErrorCode, message: impl Into<String>, fatal: bool) -> Refusal {
     Refusal {
-        reply: error(code, message),
+        reply: Box::new(error(code, message)),
         fatal,
     }
 }
