@@ -3,9 +3,12 @@
 // This machine cannot block UDP for one browser alone, so relay-only ICE is the stand-in for a
 // firewall that lets nothing but the TURN port through: no host candidate is ever tried.
 // The second case hands out only the TURN-over-TCP URL, as for a network that blocks all UDP.
+// The third needs no TURN: in a network namespace that drops all UDP, browsers use ICE-TCP.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { startServer, openBrowser, poll, sleep, randomRoom, randomSecret, remoteTiles, freeTcpPort } from './harness.mjs';
 
 /** @typedef {Awaited<ReturnType<typeof openBrowser>>} Session */
@@ -25,21 +28,19 @@ function selectedLocalCandidate(s) {
     });
     if (!pair) return null;
     const local = stats.get(pair.localCandidateId);
-    return { type: local?.candidateType, relayProtocol: local?.relayProtocol ?? null };
+    return { type: local?.candidateType, protocol: local?.protocol, relayProtocol: local?.relayProtocol ?? null };
   });
 }
 
 /**
+ * Two browsers meet; each must decode the other's video over the expected path.
  * @param {string} label
- * @param {(turn: string) => string[]} urls extra server arguments naming the TURN URLs
- * @param {string|null} protocol the TURN transport the browsers must end up on, if forced
+ * @param {string[]} args extra server arguments
+ * @param {{type?: string, protocol?: string, relayProtocol?: string}} path the selected local
+ *   candidate (an active TCP candidate shows as `prflx` once its real port is learned)
  */
-async function relayedMeeting(label, urls, protocol) {
-  const turnPort = await freeTcpPort();
-  const turn = `127.0.0.1:${turnPort}`;
-  const server = await startServer({
-    args: ['--turn-listen', turn, '--ice-transport-policy', 'relay', ...urls(turn)],
-  });
+async function meetingOver(label, args, path) {
+  const server = await startServer({ args });
   /** @type {Session[]} */
   const sessions = [];
   try {
@@ -64,8 +65,10 @@ async function relayedMeeting(label, urls, protocol) {
       );
       const local = await selectedLocalCandidate(s);
       console.log(`${label}: ${names[i]} video ${tiles[0].width}x${tiles[0].height} frames=${tiles[0].frames}, local candidate ${JSON.stringify(local)}`);
-      assert.equal(local?.type, 'relay', `${names[i]} sends through TURN`);
-      if (protocol) assert.equal(local?.relayProtocol, protocol, `${names[i]} reaches TURN over ${protocol}`);
+      if (path.type) assert.equal(local?.type, path.type, `${names[i]}: candidate type`);
+      else assert.notEqual(local?.type, 'relay', `${names[i]}: straight to the server`);
+      if (path.protocol) assert.equal(local?.protocol, path.protocol, `${names[i]}: transport to the server`);
+      if (path.relayProtocol) assert.equal(local?.relayProtocol, path.relayProtocol, `${names[i]}: transport to TURN`);
       // No request to anything but the server's own origin (TURN is not an HTTP request, and
       // its address came from the server).
       assert.deepEqual(s.foreign, []);
@@ -76,10 +79,56 @@ async function relayedMeeting(label, urls, protocol) {
   }
 }
 
-test('relay-only browsers meet through the built-in TURN server', { timeout: 180000 }, async () => {
-  await relayedMeeting('TURN UDP+TCP', () => [], null);
+/** Built-in TURN on a free port, browsers told to use relayed candidates only. */
+async function relayOnly() {
+  const turn = `127.0.0.1:${await freeTcpPort()}`;
+  return { turn, args: ['--turn-listen', turn, '--ice-transport-policy', 'relay'] };
+}
+
+// Inside the namespace below, only the ICE-TCP case runs; outside, it starts the namespace.
+const IN_NETNS = process.env.CONCLAVE_UDP_BLOCKED === '1';
+
+test('relay-only browsers meet through the built-in TURN server', { timeout: 180000, skip: IN_NETNS }, async () => {
+  const { args } = await relayOnly();
+  await meetingOver('TURN UDP+TCP', args, { type: 'relay' });
 });
 
-test('relay-only browsers meet through TURN over TCP', { timeout: 180000 }, async () => {
-  await relayedMeeting('TURN TCP', (turn) => ['--turn-url', `turn:${turn}?transport=tcp`], 'tcp');
+test('relay-only browsers meet through TURN over TCP', { timeout: 180000, skip: IN_NETNS }, async () => {
+  const { turn, args } = await relayOnly();
+  // Only the TCP URL is handed out, as for a network that blocks all UDP.
+  await meetingOver('TURN TCP', [...args, '--turn-url', `turn:${turn}?transport=tcp`], { type: 'relay', relayProtocol: 'tcp' });
+});
+
+test('with all UDP dropped, browsers meet over ICE-TCP', { timeout: 180000 }, async (t) => {
+  if (IN_NETNS) {
+    await meetingOver('ICE-TCP', [], { protocol: 'tcp' });
+    return;
+  }
+  // A network namespace of this test's own whose loopback drops every UDP packet (nftables,
+  // input hook): server and browsers run in it, so nothing but TCP gets through.
+  const nft = spawnSync('sh', ['-c', 'command -v unshare && command -v nft && command -v ip']);
+  if (nft.status !== 0 || process.getuid?.() !== 0) {
+    t.skip('needs root, unshare, ip and nft (nftables)');
+    return;
+  }
+  const script = [
+    'set -e',
+    'ip link set lo up',
+    'nft add table inet conclave_test',
+    "nft add chain inet conclave_test input '{ type filter hook input priority 0; }'",
+    'nft add rule inet conclave_test input meta l4proto udp drop',
+    `exec node --test --test-name-pattern='ICE-TCP' ${JSON.stringify(fileURLToPath(import.meta.url))}`,
+  ].join('\n');
+  // A test run of its own (node:test refuses to nest runs that share its context variable).
+  const env = { ...process.env, CONCLAVE_UDP_BLOCKED: '1' };
+  delete env.NODE_TEST_CONTEXT;
+  const r = spawnSync('unshare', ['-n', 'sh', '-c', script], {
+    env,
+    encoding: 'utf8',
+    timeout: 170000,
+  });
+  const out = `${r.stdout}${r.stderr}`;
+  for (const line of out.split('\n').filter((l) => l.startsWith('# ICE-TCP'))) console.log(line.slice(2));
+  assert.equal(r.status, 0, `meeting in a namespace without UDP failed:\n${out}`);
+  assert.match(out, /# pass 1/, out);
 });
