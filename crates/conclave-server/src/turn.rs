@@ -38,6 +38,8 @@ const MAX_TCP_FRAME: usize = 1600;
 const MAX_TCP_CONNECTIONS: usize = 4096;
 /// Frames queued towards one TCP client before more are dropped.
 const TCP_SEND_QUEUE: usize = 256;
+/// A TCP client must send its first request this soon, so idle connections cannot pile up.
+const FIRST_REQUEST_WITHIN: Duration = Duration::from_secs(10);
 
 /// A running built-in TURN server; dropping it does not stop it (it lives as long as the process).
 pub struct TurnServer {
@@ -271,9 +273,20 @@ async fn tcp_client(
     let _ = stream.set_nodelay(true);
     let (mut rd, mut wr) = stream.into_split();
     let reader = async {
+        let mut first = true;
         loop {
             let mut header = [0u8; 4];
-            if rd.read_exact(&mut header).await.is_err() {
+            let read = rd.read_exact(&mut header);
+            let ok = if first {
+                first = false;
+                matches!(
+                    tokio::time::timeout(FIRST_REQUEST_WITHIN, read).await,
+                    Ok(Ok(_))
+                )
+            } else {
+                read.await.is_ok()
+            };
+            if !ok {
                 return;
             }
             let Some(len) = frame_len(header) else {
