@@ -75,6 +75,39 @@ async fn ipv6_loopback_over_udp_and_tcp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_dual_stack_socket_serves_ipv4_and_ipv6() {
+    // --udp [::]:port with --public-ip 127.0.0.1 and ::1: one socket, two host candidates per
+    // transport. An IPv4 participant, an IPv6 participant and one over ICE-TCP meet.
+    let server = common::Server::start_dual_stack(&[]);
+    let room = "dual-stack";
+    let mut v4 = ParticipantConfig::new(server.http, room, "v4");
+    v4.bind_ip = "127.0.0.1".parse().unwrap();
+    let mut v6 = ParticipantConfig::new(server.http, room, "v6");
+    v6.bind_ip = "::1".parse().unwrap();
+    let mut tcp = ParticipantConfig::new(server.http, room, "tcp");
+    tcp.ice_tcp_only = true;
+    let tasks: Vec<_> = [v4, v6, tcp]
+        .into_iter()
+        .map(|mut c| {
+            c.duration = Duration::from_secs(4);
+            tokio::spawn(run_participant(c))
+        })
+        .collect();
+    let mut reports = Vec::new();
+    for t in tasks {
+        reports.push(t.await.unwrap().expect("participant"));
+    }
+    let names = ["IPv4", "IPv6", "ICE-TCP"];
+    for (i, r) in reports.iter().enumerate() {
+        for (j, from) in reports.iter().enumerate() {
+            if i != j {
+                assert_receives(r, from, &format!("{} from {}", names[i], names[j]));
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_for_nobody_closes_only_that_connection() {
     use std::io::{Read, Write};
     let port = free_tcp_port("127.0.0.1");

@@ -38,8 +38,37 @@ impl Server {
     }
 
     fn start_at(data_dir: &std::path::Path, ip: std::net::IpAddr, extra: &[&str]) -> Self {
+        Self::start_bound(data_dir, ip, ip, extra)
+    }
+
+    /// HTTP on IPv4 loopback, media on one dual-stack socket (`[::]`) announcing 127.0.0.1 and ::1.
+    pub fn start_dual_stack(extra: &[&str]) -> Self {
+        let data_dir = std::env::temp_dir().join(format!(
+            "conclave-test-data-{}-{}",
+            std::process::id(),
+            next_id()
+        ));
+        let mut args = vec!["--public-ip", "127.0.0.1", "--public-ip", "::1"];
+        args.extend_from_slice(extra);
+        Self::start_bound(
+            &data_dir,
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::Ipv6Addr::UNSPECIFIED.into(),
+            &args,
+        )
+    }
+
+    fn start_bound(
+        data_dir: &std::path::Path,
+        ip: std::net::IpAddr,
+        media_ip: std::net::IpAddr,
+        extra: &[&str],
+    ) -> Self {
         let http = TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap();
-        let udp = UdpSocket::bind((ip, 0)).unwrap().local_addr().unwrap();
+        let udp = UdpSocket::bind((media_ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let log_path = std::env::temp_dir().join(format!(
             "conclave-test-{}-{}.log",
             std::process::id(),
