@@ -43,7 +43,14 @@ fn assert_receives(r: &Report, from: &Report, who: &str) {
             .received
             .get(&(from.clone(), kind))
             .unwrap_or_else(|| panic!("{who} received no {kind:?}"));
-        println!("{who} {kind:?}: {} packets, {} lost", t.packets, t.lost());
+        let mut lat = t.latencies_us.clone();
+        lat.sort_unstable();
+        let p50 = lat.get(lat.len() / 2).copied().unwrap_or(0);
+        println!(
+            "{who} {kind:?}: {} packets, {} lost, latency p50 {p50} us",
+            t.packets,
+            t.lost()
+        );
         assert!(
             t.packets >= 50,
             "{who} got only {} {kind:?} packets",
