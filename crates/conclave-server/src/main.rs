@@ -108,6 +108,9 @@ fn serve(cli: Cli) -> Result<(), String> {
                 .and_then(|l| l.local_addr().ok())
                 .map(|a| a.port()),
         };
+        if let Some(port) = media_addrs.tcp_port {
+            tracing::info!(port, "ICE-TCP on");
+        }
         let (_turn, ice) = start_turn(&args, &media_addrs).await?;
         let workers = args.worker_count();
         let room_config = conclave_room::RoomConfig {
