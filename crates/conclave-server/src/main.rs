@@ -60,11 +60,17 @@ fn main() -> std::process::ExitCode {
 
 fn init_logging(filter: Option<&str>) {
     // Default: our own info lines; str0m only warnings (its debug output names addresses).
+    // The TURN crate's own messages name client addresses: off unless the filter names it.
     let filter = filter
-        .map(EnvFilter::new)
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        // The TURN crate's own messages name client addresses: never by default.
-        .unwrap_or_else(|| EnvFilter::new("conclave=info,conclave_server=info,warn,turn=off"));
+        .map(str::to_owned)
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "conclave=info,conclave_server=info,warn".to_owned());
+    let filter = if filter.contains("turn") {
+        filter
+    } else {
+        format!("{filter},turn=off")
+    };
+    let filter = EnvFilter::new(filter);
     // Colours only on a terminal: log files and journald get plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     tracing_subscriber::fmt()
