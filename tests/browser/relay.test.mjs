@@ -3,11 +3,17 @@
 // This machine cannot block UDP for one browser alone, so relay-only ICE is the stand-in for a
 // firewall that lets nothing but the TURN port through: no host candidate is ever tried.
 // The second case hands out only the TURN-over-TCP URL, as for a network that blocks all UDP.
-// The third needs no TURN: in a network namespace that drops all UDP, browsers use ICE-TCP.
+// The third does the same through an external coturn configured with `use-auth-secret` and the
+// same secret (skipped when coturn is not installed). The last needs no TURN: in a network
+// namespace that drops all UDP, browsers use ICE-TCP.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { startServer, openBrowser, poll, sleep, randomRoom, randomSecret, remoteTiles, freeTcpPort } from './harness.mjs';
 
@@ -97,6 +103,40 @@ test('relay-only browsers meet through TURN over TCP', { timeout: 180000, skip: 
   const { turn, args } = await relayOnly();
   // Only the TCP URL is handed out, as for a network that blocks all UDP.
   await meetingOver('TURN TCP', [...args, '--turn-url', `turn:${turn}?transport=tcp`], { type: 'relay', relayProtocol: 'tcp' });
+});
+
+test('relay-only browsers meet through an external coturn over TCP (use-auth-secret)', { timeout: 180000, skip: IN_NETNS }, async (t) => {
+  if (spawnSync('sh', ['-c', 'command -v turnserver']).status !== 0) {
+    t.skip('needs coturn (turnserver)');
+    return;
+  }
+  const secret = 'test-only-turn-secret-0123456789';
+  const port = await freeTcpPort();
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'conclave-coturn-'));
+  // coturn as an operator would run it next to Conclave, sharing only the secret. Loopback
+  // peers must be allowed here because the media server is on 127.0.0.1.
+  const coturn = spawn('turnserver', [
+    '-n', '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1', `--listening-port=${port}`,
+    '--use-auth-secret', `--static-auth-secret=${secret}`, '--realm=conclave.test',
+    '--allow-loopback-peers', '--no-tls', '--no-dtls', '--no-cli', '--no-stdout-log',
+    `--db=${path.join(dir, 'turndb')}`, `--pidfile=${path.join(dir, 'pid')}`,
+    `--log-file=${path.join(dir, 'log')}`,
+  ], { stdio: 'ignore' });
+  try {
+    await poll(
+      () => new Promise((resolve) => {
+        const c = net.connect(port, '127.0.0.1', () => { c.end(); resolve(true); });
+        c.on('error', () => resolve(false));
+      }),
+      { timeout: 15000, what: 'coturn listening' },
+    );
+    await meetingOver('coturn TCP', [
+      '--turn-url', `turn:127.0.0.1:${port}?transport=tcp`, '--turn-secret', secret, '--ice-transport-policy', 'relay',
+    ], { type: 'relay', relayProtocol: 'tcp' });
+  } finally {
+    coturn.kill('SIGTERM');
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('with all UDP dropped, browsers meet over ICE-TCP', { timeout: 180000 }, async (t) => {
