@@ -41,7 +41,11 @@ export const PROTOCOL_VERSION = 1;
  */
 
 /**
- * @typedef {{type: 'welcome', version: number, participant_id: string, resume: string, room: string, participants: ParticipantInfo[], moderator?: boolean, settings?: RoomSettings}} WelcomeMsg
+ * TURN servers with short-lived credentials, from the server's own configuration.
+ * @typedef {{urls: string[], username?: string, credential?: string}} IceServer
+ */
+/**
+ * @typedef {{type: 'welcome', version: number, participant_id: string, resume: string, room: string, participants: ParticipantInfo[], moderator?: boolean, settings?: RoomSettings, ice_servers?: IceServer[], ice_transport_policy?: 'all' | 'relay'}} WelcomeMsg
  * @typedef {{type: 'answer', sdp: string}} AnswerMsg
  * @typedef {{type: 'subscriptions', slots: {audio: number, video: number}, subscriptions: Subscription[]}} SubscriptionsMsg
  * @typedef {{type: 'participant_joined', participant: ParticipantInfo}} JoinedMsg
@@ -98,7 +102,6 @@ export const DEFAULT_SETTINGS = Object.freeze({ locked: false, lobby: false, pas
  */
 const RETRYABLE_JOIN_ERRORS = new Set(['unavailable', 'not_joined', 'draining']);
 
-/** Peer connection configuration: never any external STUN/TURN server (privacy rule). */
 /**
  * Camera simulcast layers, lowest first: about 180p, 360p and 720p from a 720p camera.
  * @type {RTCRtpEncodingParameters[]}
@@ -109,6 +112,10 @@ const SIMULCAST = [
   { rid: 'h', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
 ];
 
+/**
+ * Peer connection configuration. ICE servers come only from the server's `welcome` (its own TURN
+ * server, or the one its operator chose); there is no built-in default (privacy rule).
+ */
 const PC_CONFIG = /** @type {RTCConfiguration} */ ({
   iceServers: [],
   bundlePolicy: 'max-bundle',
@@ -170,6 +177,10 @@ export class Connection extends EventTarget {
     this.state = 'idle';
     /** @type {WebSocket|null} */
     this.ws = null;
+    /** ICE servers and policy from the last `welcome`. @type {IceServer[]} */
+    this.iceServers = [];
+    /** @type {RTCIceTransportPolicy} */
+    this.iceTransportPolicy = 'all';
     /** @type {RTCPeerConnection|null} */
     this.pc = null;
     /** @type {string|null} */
@@ -515,6 +526,8 @@ export class Connection extends EventTarget {
         this.settings = { ...DEFAULT_SETTINGS, ...msg.settings };
         this.sharing.clear();
         for (const p of msg.participants) this.noteSharing(p);
+        this.iceServers = msg.ice_servers ?? [];
+        this.iceTransportPolicy = msg.ice_transport_policy === 'relay' ? 'relay' : 'all';
         this.createPc(gen);
         this.setState('joined');
         this.emit('welcome', { msg, resumed });
@@ -621,7 +634,13 @@ export class Connection extends EventTarget {
   /** @param {number} gen */
   createPc(gen) {
     if (this.pc) this.pc.close();
-    const pc = new RTCPeerConnection({ ...PC_CONFIG, ...this.transforms?.pcConfig });
+    // The welcome's ICE servers last: nothing else may add or replace them.
+    const pc = new RTCPeerConnection({
+      ...PC_CONFIG,
+      ...this.transforms?.pcConfig,
+      iceServers: this.iceServers,
+      iceTransportPolicy: this.iceTransportPolicy,
+    });
     this.pc = pc;
     if (this.publish.audio) {
       this.audioTx = pc.addTransceiver(this.audioTrack ?? 'audio', { direction: 'sendonly' });

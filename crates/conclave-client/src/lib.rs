@@ -16,13 +16,16 @@ use futures_util::{SinkExt, StreamExt};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::net::TcpType;
 use str0m::net::{Protocol, Receive};
 use str0m::rtp::RtpWrite;
 use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use thiserror::Error;
+use tokio::io::AsyncWriteExt;
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_util::codec::LengthDelimitedCodec;
 
 const MARKER: &[u8; 4] = b"CNCL";
 const AUDIO_INTERVAL: Duration = Duration::from_millis(20);
@@ -73,6 +76,9 @@ pub struct ParticipantConfig {
     /// Room or moderator password, and join token, sent in `join`.
     pub password: Option<String>,
     pub token: Option<String>,
+    /// Offer no UDP candidate: connect to the server's passive ICE-TCP candidate only (what a
+    /// browser behind a firewall that blocks UDP does).
+    pub ice_tcp_only: bool,
 }
 
 impl ParticipantConfig {
@@ -91,6 +97,7 @@ impl ParticipantConfig {
             seed: 1,
             password: None,
             token: None,
+            ice_tcp_only: false,
         }
     }
 }
@@ -130,6 +137,13 @@ pub struct Report {
 /// A simulated participant's WebRTC stack: RTP mode, Opus and VP8 (what the server accepts),
 /// one host candidate at `local`.
 pub fn new_rtc(now: Instant, local: SocketAddr) -> Result<Rtc, str0m::RtcError> {
+    let mut rtc = bare_rtc(now);
+    rtc.add_local_candidate(Candidate::host(local, "udp")?);
+    Ok(rtc)
+}
+
+/// The same stack without any candidate yet.
+fn bare_rtc(now: Instant) -> Rtc {
     // No transport-wide congestion feedback: a simulated participant measures what arrives and
     // is not a congestion-controlled receiver, so the server neither estimates nor paces its
     // downlink (as for any client without it) and every forwarded packet is counted.
@@ -139,15 +153,74 @@ pub fn new_rtc(now: Instant, local: SocketAddr) -> Result<Rtc, str0m::RtcError> 
             exts.set(id, ext.clone());
         }
     }
-    let mut rtc = Rtc::builder()
+    Rtc::builder()
         .set_rtp_mode(true)
         .clear_codecs()
         .enable_opus(true, false)
         .enable_vp8(true)
         .set_extension_map(exts)
-        .build(now);
-    rtc.add_local_candidate(Candidate::host(local, "udp")?);
-    Ok(rtc)
+        .build(now)
+}
+
+/// The server's passive ICE-TCP candidate in an SDP answer
+/// (`a=candidate:<f> 1 tcp <prio> <ip> <port> typ host tcptype passive`).
+pub fn passive_tcp_candidate(sdp: &str) -> Option<SocketAddr> {
+    sdp.lines().find_map(|l| {
+        let f: Vec<&str> = l.strip_prefix("a=candidate:")?.split_whitespace().collect();
+        let passive = f.get(2)?.eq_ignore_ascii_case("tcp")
+            && f.windows(2).any(|w| w[0] == "tcptype" && w[1] == "passive");
+        if !passive {
+            return None;
+        }
+        Some(SocketAddr::new(
+            f.get(4)?.parse().ok()?,
+            f.get(5)?.parse().ok()?,
+        ))
+    })
+}
+
+/// One ICE-TCP connection to the server (RFC 4571 framing).
+struct TcpLink {
+    local: SocketAddr,
+    remote: SocketAddr,
+    frames: tokio_util::codec::FramedRead<tokio::net::tcp::OwnedReadHalf, LengthDelimitedCodec>,
+    write: tokio::net::tcp::OwnedWriteHalf,
+}
+
+impl TcpLink {
+    async fn connect(rtc: &mut Rtc, server: SocketAddr) -> Result<Self, ClientError> {
+        let stream = tokio::net::TcpStream::connect(server).await?;
+        stream.set_nodelay(true)?;
+        let local = stream.local_addr()?;
+        let candidate = Candidate::builder()
+            .tcp()
+            .host(local)
+            .tcptype(TcpType::Active)
+            .build()
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        rtc.add_local_candidate(candidate);
+        let (rd, write) = stream.into_split();
+        let codec = LengthDelimitedCodec::builder()
+            .length_field_length(2)
+            .max_frame_length(4096)
+            .new_codec();
+        Ok(Self {
+            local,
+            remote: server,
+            frames: tokio_util::codec::FramedRead::new(rd, codec),
+            write,
+        })
+    }
+
+    async fn send(&mut self, data: &[u8]) -> Result<(), ClientError> {
+        let len = u16::try_from(data.len())
+            .map_err(|_| ClientError::Protocol("packet too long for ICE-TCP".into()))?;
+        let mut buf = Vec::with_capacity(data.len() + 2);
+        buf.extend_from_slice(&len.to_be_bytes());
+        buf.extend_from_slice(data);
+        self.write.write_all(&buf).await?;
+        Ok(())
+    }
 }
 
 /// Join, publish and receive for `cfg.duration` once media flows, then leave.
@@ -157,7 +230,12 @@ pub async fn run_participant(cfg: ParticipantConfig) -> Result<Report, ClientErr
     let socket = UdpSocket::bind((cfg.bind_ip, 0)).await?;
     let local = socket.local_addr()?;
     let now = Instant::now();
-    let mut rtc = new_rtc(now, local)?;
+    let mut rtc = if cfg.ice_tcp_only {
+        bare_rtc(now)
+    } else {
+        new_rtc(now, local)?
+    };
+    let mut tcp: Option<TcpLink> = None;
 
     let join = ClientMessage::Join {
         version: PROTOCOL_VERSION,
@@ -243,9 +321,15 @@ pub async fn run_participant(cfg: ParticipantConfig) -> Result<Report, ClientErr
         // Drain str0m.
         loop {
             match rtc.poll_output()? {
-                Output::Transmit(t) => {
-                    socket.send_to(&t.contents, t.destination).await?;
-                }
+                Output::Transmit(t) => match (&mut tcp, t.proto) {
+                    (Some(link), Protocol::Tcp) if t.destination == link.remote => {
+                        link.send(&t.contents).await?;
+                    }
+                    (_, Protocol::Udp) => {
+                        socket.send_to(&t.contents, t.destination).await?;
+                    }
+                    _ => {}
+                },
                 Output::Timeout(t) => {
                     next_timeout = t;
                     break;
@@ -268,6 +352,11 @@ pub async fn run_participant(cfg: ParticipantConfig) -> Result<Report, ClientErr
                 let Some(msg) = msg else { return Err(ClientError::Protocol("signaling closed".into())) };
                 if let Message::Text(text) = msg? {
                     let m: ServerMessage = serde_json::from_str(text.as_str()).map_err(|e| ClientError::Protocol(e.to_string()))?;
+                    if let (true, None, ServerMessage::Answer { sdp }) = (cfg.ice_tcp_only, &tcp, &m) {
+                        let server = passive_tcp_candidate(sdp)
+                            .ok_or_else(|| ClientError::Protocol("no ICE-TCP candidate in the answer".into()))?;
+                        tcp = Some(TcpLink::connect(&mut rtc, server).await?);
+                    }
                     st.on_signal(&mut rtc, m)?;
                 }
             }
@@ -278,6 +367,14 @@ pub async fn run_participant(cfg: ParticipantConfig) -> Result<Report, ClientErr
                 }
                 if let Ok(contents) = buf[..n].try_into() {
                     let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Udp, source, destination: local, contents });
+                    rtc.handle_input(input)?;
+                }
+            }
+            f = async { tcp.as_mut().expect("guarded").frames.next().await }, if tcp.is_some() => {
+                let link = tcp.as_ref().expect("guarded");
+                let frame = f.ok_or_else(|| ClientError::Protocol("ICE-TCP connection closed".into()))??;
+                if let Ok(contents) = frame[..].try_into() {
+                    let input = Input::Receive(Instant::now(), Receive { proto: Protocol::Tcp, source: link.remote, destination: link.local, contents });
                     rtc.handle_input(input)?;
                 }
             }

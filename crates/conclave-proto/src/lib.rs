@@ -167,6 +167,13 @@ pub enum ServerMessage {
         /// Whether this participant is a moderator.
         moderator: bool,
         settings: RoomSettings,
+        /// STUN/TURN servers the client gives its `RTCPeerConnection`, and only these. Empty when
+        /// the server has none configured (then the client uses none: no third-party default).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        ice_servers: Vec<IceServer>,
+        /// `relay` when the server wants clients to use TURN only; absent means all candidates.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ice_transport_policy: Option<IceTransportPolicy>,
     },
     /// The lobby is on: the join is waiting for a moderator. Nothing about the meeting is sent
     /// until `welcome` (admitted) or `closed` with reason `denied`.
@@ -246,6 +253,27 @@ pub struct ParticipantInfo {
 
 fn yes() -> bool {
     true
+}
+
+/// One entry of `RTCConfiguration.iceServers`: TURN URLs with short-lived credentials (the TURN
+/// REST API scheme: `username` is `<expiry-unix-seconds>:<opaque>`, `credential` is
+/// base64(HMAC-SHA1(shared secret, username))).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// `RTCConfiguration.iceTransportPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IceTransportPolicy {
+    All,
+    Relay,
 }
 
 /// Room settings every participant may see.

@@ -98,3 +98,18 @@ fn server_examples_parse_and_cover_every_message() {
     .into();
     assert_eq!(seen, all);
 }
+
+#[test]
+fn welcome_with_turn_servers_is_documented() {
+    let documented = examples("server").iter().any(|e| {
+        matches!(
+            serde_json::from_str(e),
+            Ok(ServerMessage::Welcome { ice_servers, ice_transport_policy: Some(_), .. })
+                if ice_servers.iter().any(|s| s.username.is_some() && s.credential.is_some())
+        )
+    });
+    assert!(
+        documented,
+        "docs/protocol.md shows a welcome with ice_servers and a policy"
+    );
+}

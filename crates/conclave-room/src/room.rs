@@ -531,6 +531,9 @@ impl Room {
                 .collect(),
             moderator: p.moderator,
             settings: self.settings.public(),
+            // Transport details are the signaling layer's to add; the room core knows none.
+            ice_servers: Vec::new(),
+            ice_transport_policy: None,
         };
         self.outputs.push_back(Output::Signal { to: pid, msg });
         if let Some(speaker) = self

@@ -10,10 +10,12 @@ mod lifecycle;
 mod media;
 mod metrics;
 mod privacy;
+mod reach;
 mod rooms_cmd;
 mod signaling;
 mod tap;
 mod tls;
+mod turn;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -30,8 +32,9 @@ use crate::auth::{Throttle, TokenVerifier};
 use crate::cli::{Cli, Cmd, ConfigCmd};
 use crate::config::{AdhocRooms, Defaulted, LogFormat, LogSettings, Settings};
 use crate::lifecycle::Lifecycle;
-use crate::media::{MediaPlane, SettingsUpdate};
+use crate::media::{MediaAddrs, MediaPlane, SettingsUpdate};
 use crate::metrics::Metrics;
+use crate::reach::{IceConfig, ReachArgs, TcpPlan, TurnCredentials};
 
 #[derive(Clone)]
 pub struct AppState {
@@ -45,6 +48,8 @@ pub struct AppState {
     pub http: Arc<http::HttpConfig>,
     pub lifecycle: Arc<Lifecycle>,
     pub metrics: Arc<Metrics>,
+    /// TURN servers and ICE policy handed to each participant in `welcome`.
+    pub ice: Arc<IceConfig>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -92,12 +97,18 @@ fn main() -> std::process::ExitCode {
 
 fn init_logging(log: &LogSettings) {
     // Default: our own info lines; str0m only warnings (its debug output names addresses).
+    // The TURN crate's own messages name client addresses: off unless the filter names it.
     let filter = log
         .level
-        .as_deref()
-        .map(EnvFilter::new)
-        .or_else(|| EnvFilter::try_from_default_env().ok())
-        .unwrap_or_else(|| EnvFilter::new("conclave=info,conclave_server=info,warn"));
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .unwrap_or_else(|| "conclave=info,conclave_server=info,warn".to_owned());
+    let filter = if filter.contains("turn") {
+        filter
+    } else {
+        format!("{filter},turn=off")
+    };
+    let filter = EnvFilter::new(filter);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false);
@@ -111,7 +122,8 @@ fn init_logging(log: &LogSettings) {
 }
 
 fn serve(s: Settings) -> Result<(), String> {
-    let candidate = s.candidate_addr().map_err(|e| e.to_string())?;
+    let ips = s.candidate_ips().map_err(|e| e.to_string())?;
+    let reach = s.ice.to_reach();
     let tokens = token_verifier(&s)?.map(Arc::new);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -128,6 +140,23 @@ fn serve(s: Settings) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         let udp = s.server.udp.value();
         let socket = UdpSocket::bind(udp).map_err(|e| format!("cannot bind UDP {udp}: {e}"))?;
+        let udp_port = socket
+            .local_addr()
+            .map_err(|e| format!("UDP socket: {e}"))?
+            .port();
+        let tcp = bind_ice_tcp(reach.tcp_plan(SocketAddr::new(udp.ip(), udp_port))).await?;
+        let media_addrs = MediaAddrs {
+            ips: ips.clone(),
+            udp_port,
+            tcp_port: tcp
+                .as_ref()
+                .and_then(|l| l.local_addr().ok())
+                .map(|a| a.port()),
+        };
+        if let Some(port) = media_addrs.tcp_port {
+            tracing::info!(port, "ICE-TCP on");
+        }
+        let (_turn, ice) = start_turn(&reach, &media_addrs).await?;
         let workers = s.worker_count();
         let room_config = conclave_room::RoomConfig {
             reconnect_grace: Duration::from_secs(s.server.reconnect_grace.value()),
@@ -144,7 +173,8 @@ fn serve(s: Settings) -> Result<(), String> {
         let (settings_tx, settings_rx) = tokio::sync::mpsc::unbounded_channel();
         let media = MediaPlane::start(
             socket,
-            candidate,
+            tcp,
+            media_addrs,
             workers,
             room_config,
             Some(settings_tx),
@@ -170,12 +200,64 @@ fn serve(s: Settings) -> Result<(), String> {
             )),
             lifecycle: Arc::new(Lifecycle::default()),
             metrics,
+            ice: Arc::new(ice),
         };
         let result = run_http(&s, state, tls, signals, workers).await;
         store.close().await;
         tracing::info!("stopped");
         result
     })
+}
+
+/// The ICE-TCP listener, if wanted. The default (the UDP port number, over TCP) is best effort:
+/// when that TCP port is taken, media still works over UDP.
+async fn bind_ice_tcp(plan: TcpPlan) -> Result<Option<tokio::net::TcpListener>, String> {
+    match plan {
+        TcpPlan::Off => Ok(None),
+        TcpPlan::Required(a) => tokio::net::TcpListener::bind(a)
+            .await
+            .map(Some)
+            .map_err(|e| format!("cannot bind ICE-TCP {a}: {e}")),
+        TcpPlan::BestEffort(a) => match tokio::net::TcpListener::bind(a).await {
+            Ok(l) => Ok(Some(l)),
+            Err(e) => {
+                tracing::warn!(error = %e, port = a.port(), "ICE-TCP off: its port is not available");
+                Ok(None)
+            }
+        },
+    }
+}
+
+/// Start the built-in TURN server if configured, and settle what `welcome` hands out.
+async fn start_turn(
+    reach: &ReachArgs,
+    media: &MediaAddrs,
+) -> Result<(Option<turn::TurnServer>, IceConfig), String> {
+    let Some(listen) = reach.turn_listen else {
+        return Ok((None, reach.ice_config(&[], None)?));
+    };
+    let generated = reach.turn_secret.is_none().then(reach::random_secret);
+    let secret = reach
+        .turn_secret
+        .as_deref()
+        .or(generated.as_deref())
+        .unwrap_or_default();
+    let ttl = Duration::from_secs(reach.turn_credential_ttl.max(60));
+    let server = turn::start(listen, &media.ips, media, TurnCredentials::new(secret, ttl)).await?;
+    let public: Vec<SocketAddr> = if listen.ip().is_unspecified() {
+        media
+            .ips
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, listen.port()))
+            .collect()
+    } else {
+        vec![listen]
+    };
+    tracing::info!(port = listen.port(), "built-in TURN server on UDP and TCP");
+    Ok((
+        Some(server),
+        reach.ice_config(&public, generated.as_deref())?,
+    ))
 }
 
 fn token_verifier(s: &Settings) -> Result<Option<TokenVerifier>, String> {

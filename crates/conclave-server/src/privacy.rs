@@ -17,6 +17,16 @@ pub struct Facts {
     pub reconnect_grace_secs: u64,
     pub log_filter: String,
     pub embedding: bool,
+    pub turn: Turn,
+}
+
+/// Which TURN relay, if any, browsers are told to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    None,
+    BuiltIn,
+    /// A relay the operator runs elsewhere (`--turn-url` without `--turn-listen`).
+    External,
 }
 
 impl Facts {
@@ -31,6 +41,14 @@ impl Facts {
                 .clone()
                 .unwrap_or_else(|| "conclave=info,warn".into()),
             embedding: s.server.frame_ancestors.is_some(),
+            turn: match (
+                &s.ice.turn_listen,
+                s.ice.turn_urls.as_ref().is_none_or(Vec::is_empty),
+            ) {
+                (Some(_), _) => Turn::BuiltIn,
+                (None, false) => Turn::External,
+                (None, true) => Turn::None,
+            },
         }
     }
 }
@@ -87,6 +105,15 @@ fn english_page(f: &Facts) -> String {
     } else {
         "Meetings cannot be embedded in other sites."
     };
+    let turn = match f.turn {
+        Turn::None => "",
+        Turn::BuiltIn => {
+            " If your network blocks direct media connections, your browser may send its (encrypted) media through this server's own TURN relay, which sees your IP address but not the content."
+        }
+        Turn::External => {
+            " If your network blocks direct media connections, your browser may send its (encrypted) media through a TURN relay the operator runs; it sees your IP address and how much you send, but not the content."
+        }
+    };
     html(
         "en",
         "Privacy — Conclave",
@@ -103,7 +130,7 @@ fn english_page(f: &Facts) -> String {
 <h2>How long</h2><p>Meeting state exists in memory while the meeting runs and is gone when it ends. If your connection drops, you are kept in the meeting for {grace} seconds so you can come back. There is no chat history, recording or attendance list on the server.</p>\
 <h2>What is stored</h2><p>Only rooms the operator sets up in advance: the room name, its settings (lobby on/off), salted hashes of its passwords, and an optional expiry date, in a database on this server.{hosts}</p>\
 <h2>Logs</h2><p>The server writes operational logs (level: <code>{log}</code>) with no IP addresses, names, room names, passwords, tokens or web addresses. How long logs are kept is the operator's choice.</p>\
-<h2>Other parties</h2><p>None. No external STUN/TURN servers, fonts, analytics, avatars or update checks. Media goes through this server only, so participants do not learn each other's IP addresses. {embed}</p>\
+<h2>Other parties</h2><p>None. No external STUN/TURN servers, fonts, analytics, avatars or update checks. Media goes through this server only, so participants do not learn each other's IP addresses.{turn} {embed}</p>\
 <h2>Who is responsible</h2><p>The organisation that runs this server is the controller for this processing. Ask them about your rights of access, rectification and erasure.</p>",
             grace = f.reconnect_grace_secs,
             log = escape(&f.log_filter),
@@ -127,6 +154,15 @@ fn german_page(f: &Facts) -> String {
     } else {
         "Besprechungen können nicht in andere Seiten eingebettet werden."
     };
+    let turn = match f.turn {
+        Turn::None => "",
+        Turn::BuiltIn => {
+            " Blockiert Ihr Netz direkte Medienverbindungen, kann Ihr Browser seine (verschlüsselten) Medien über das TURN-Relais dieses Servers senden; es sieht Ihre IP-Adresse, nicht aber die Inhalte."
+        }
+        Turn::External => {
+            " Blockiert Ihr Netz direkte Medienverbindungen, kann Ihr Browser seine (verschlüsselten) Medien über ein TURN-Relais des Betreibers senden; es sieht Ihre IP-Adresse und die Datenmenge, nicht aber die Inhalte."
+        }
+    };
     html(
         "de",
         "Datenschutz — Conclave",
@@ -143,7 +179,7 @@ fn german_page(f: &Facts) -> String {
 <h2>Wie lange</h2><p>Besprechungsdaten existieren im Arbeitsspeicher, solange die Besprechung läuft, und sind danach weg. Bricht Ihre Verbindung ab, bleiben Sie {grace} Sekunden lang in der Besprechung, damit Sie zurückkehren können. Auf dem Server gibt es keinen Chatverlauf, keine Aufzeichnung und keine Teilnehmerliste.</p>\
 <h2>Was gespeichert wird</h2><p>Nur Räume, die der Betreiber vorab einrichtet: Raumname, Einstellungen (Warteraum an/aus), gesalzene Hashwerte der Passwörter und ein optionales Ablaufdatum, in einer Datenbank auf diesem Server.{hosts}</p>\
 <h2>Protokolle</h2><p>Der Server schreibt Betriebsprotokolle (Stufe: <code>{log}</code>) ohne IP-Adressen, Namen, Raumnamen, Passwörter, Token oder Webadressen. Wie lange Protokolle aufbewahrt werden, entscheidet der Betreiber.</p>\
-<h2>Andere Beteiligte</h2><p>Keine. Keine externen STUN/TURN-Server, Schriftarten, Analysewerkzeuge, Avatare oder Update-Prüfungen. Medien laufen nur über diesen Server, daher erfahren Teilnehmende nicht die IP-Adressen der anderen. {embed}</p>\
+<h2>Andere Beteiligte</h2><p>Keine. Keine externen STUN/TURN-Server, Schriftarten, Analysewerkzeuge, Avatare oder Update-Prüfungen. Medien laufen nur über diesen Server, daher erfahren Teilnehmende nicht die IP-Adressen der anderen.{turn} {embed}</p>\
 <h2>Verantwortlich</h2><p>Verantwortlich für diese Verarbeitung ist die Organisation, die diesen Server betreibt. Wenden Sie sich an sie für Ihre Rechte auf Auskunft, Berichtigung und Löschung.</p>",
             grace = f.reconnect_grace_secs,
             log = escape(&f.log_filter),

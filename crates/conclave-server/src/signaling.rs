@@ -127,10 +127,16 @@ async fn connection(mut socket: WebSocket, state: AppState, peer_ip: IpAddr) {
             }
             event = events_rx.recv() => {
                 // The worker dropped our sender: this participant was removed or resumed elsewhere.
-                let Some(event) = event else {
+                let Some(mut event) = event else {
                     let _ = close(&mut socket, CLOSE_NORMAL, "ended").await;
                     break;
                 };
+                // Each welcome gets its own short-lived TURN credentials (the room core knows no
+                // transport details).
+                if let ServerMessage::Welcome { ice_servers, ice_transport_policy, .. } = &mut event {
+                    *ice_servers = state.ice.ice_servers();
+                    *ice_transport_policy = state.ice.policy;
+                }
                 if let (Some(s), ServerMessage::Welcome { moderator, .. } | ServerMessage::Role { moderator }) = (session.as_mut(), &event) {
                     s.moderator = *moderator;
                 }
@@ -180,7 +186,8 @@ enum Flow {
 }
 
 pub(crate) struct Refusal {
-    reply: ServerMessage,
+    /// Boxed: `Result<_, Refusal>` stays small on the success path.
+    reply: Box<ServerMessage>,
     /// Close the connection after replying.
     fatal: bool,
 }
@@ -194,7 +201,7 @@ fn error(code: ErrorCode, message: impl Into<String>) -> ServerMessage {
 
 pub(crate) fn refuse(code: ErrorCode, message: impl Into<String>, fatal: bool) -> Refusal {
     Refusal {
-        reply: error(code, message),
+        reply: Box::new(error(code, message)),
         fatal,
     }
 }

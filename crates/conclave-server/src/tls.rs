@@ -78,9 +78,12 @@ impl Tls {
 /// A certificate for localhost, the listen and public addresses. Kept in memory only.
 fn self_signed(s: &Settings) -> Result<(String, String, String), String> {
     let mut names = vec!["localhost".to_owned()];
-    let ips: Vec<IpAddr> = [s.server.listen.map(|a| a.ip()), s.server.public_ip]
+    let ips: Vec<IpAddr> = s
+        .server
+        .listen
+        .map(|a| a.ip())
         .into_iter()
-        .flatten()
+        .chain(s.server.public_ip.iter().flatten().copied())
         .filter(|ip| !ip.is_unspecified())
         .collect();
     names.extend(ips.iter().map(IpAddr::to_string));

@@ -8,6 +8,7 @@
 //! Adding a setting or a group: see `docs/configuration.md`.
 
 mod auth;
+mod ice;
 mod log;
 mod media;
 mod metrics;
@@ -16,7 +17,7 @@ mod tls;
 
 use std::cell::Cell;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -25,6 +26,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 pub use auth::AuthSettings;
+pub use ice::IceSettings;
 pub use log::{LogFormat, LogSettings};
 pub use media::{LayerSelection, MediaSettings};
 pub use metrics::MetricsSettings;
@@ -56,6 +58,9 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub media: MediaSettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub ice: IceSettings,
 }
 
 #[derive(Debug, Error)]
@@ -192,7 +197,11 @@ impl Settings {
     /// Everything that can be checked before binding anything, so the server never starts
     /// half-configured.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.candidate_addr()?;
+        self.candidate_ips()?;
+        self.ice
+            .to_reach()
+            .validate()
+            .map_err(|e| invalid("ice", e))?;
         let tls = &self.tls;
         match (&tls.cert, &tls.key, tls.self_signed.unwrap_or(false)) {
             (Some(_), Some(_), true) => {
@@ -252,22 +261,43 @@ impl Settings {
     }
 
     /// The address put into ICE candidates.
-    pub fn candidate_addr(&self) -> Result<SocketAddr, ConfigError> {
+    /// The addresses put into ICE candidates (the media port is the udp port).
+    pub fn candidate_ips(&self) -> Result<Vec<IpAddr>, ConfigError> {
         let udp = self.server.udp.value();
-        let ip = match self.server.public_ip {
-            Some(ip) => ip,
-            None if udp.ip().is_unspecified() => {
+        let given = self.server.public_ip.clone().unwrap_or_default();
+        if !given.is_empty() {
+            let mut ips = given;
+            ips.dedup();
+            if let Some(bad) = ips
+                .iter()
+                .find(|ip| ip.is_unspecified() || ip.is_multicast())
+            {
+                return Err(invalid(
+                    "server.public_ip",
+                    format!("{bad} is not an address browsers can reach"),
+                ));
+            }
+            if udp.is_ipv4() && ips.iter().any(|ip| ip.is_ipv6()) {
                 return Err(invalid(
                     "server.public_ip",
                     format!(
-                        "server.udp {udp} binds to all interfaces: give the address browsers reach \
-                         (--public-ip, CONCLAVE_PUBLIC_IP)"
+                        "server.udp {udp} is IPv4 only; bind [::]:{} to serve IPv6 addresses too",
+                        udp.port()
                     ),
                 ));
             }
-            None => udp.ip(),
-        };
-        Ok(SocketAddr::new(ip, udp.port()))
+            return Ok(ips);
+        }
+        if udp.ip().is_unspecified() {
+            return Err(invalid(
+                "server.public_ip",
+                format!(
+                    "server.udp {udp} binds to all interfaces: give the address browsers reach \
+                     (--public-ip, CONCLAVE_PUBLIC_IP)"
+                ),
+            ));
+        }
+        Ok(vec![udp.ip()])
     }
 
     pub fn worker_count(&self) -> usize {

@@ -17,10 +17,16 @@ pub struct ServerSettings {
     #[arg(long, env = "CONCLAVE_UDP", value_name = "HOST:PORT")]
     pub udp: Option<SocketAddr>,
 
-    /// Address announced to browsers in ICE candidates. Defaults to the udp host when that is a
-    /// specific address; required when udp binds to 0.0.0.0 or [::].
-    #[arg(long, env = "CONCLAVE_PUBLIC_IP", value_name = "IP")]
-    pub public_ip: Option<IpAddr>,
+    /// Addresses announced to browsers in ICE candidates (repeat, or comma-separate, for IPv4
+    /// and IPv6). Defaults to the udp host when that is a specific address; required when udp
+    /// binds to 0.0.0.0 or [::].
+    #[arg(
+        long,
+        env = "CONCLAVE_PUBLIC_IP",
+        value_name = "IP",
+        value_delimiter = ','
+    )]
+    pub public_ip: Option<Vec<IpAddr>>,
 
     /// Media worker threads; each room lives on one. Defaults to one per CPU core.
     #[arg(long, env = "CONCLAVE_WORKERS", value_name = "N")]

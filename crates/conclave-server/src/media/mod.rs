@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! UDP socket ──recv thread──▶ Routes (addr / ICE ufrag → worker) ──channel──▶ Worker
+//! TCP (ICE-TCP) ──task per connection──▶ Routes                   ──channel──▶ Worker
 //!                                                                             ├─ Room core (sans-IO)
 //!                                                                             └─ Peer = str0m::Rtc
 //! signaling ──Command──▶ Worker ──ServerMessage──▶ signaling (per participant channel)
@@ -12,10 +13,11 @@
 mod commands;
 mod peer;
 mod stun;
+mod tcp;
 mod udp;
 mod worker;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::sync::mpsc;
@@ -23,9 +25,60 @@ use std::time::Instant;
 
 use conclave_proto::{ErrorCode, ParticipantId, ServerMessage};
 use conclave_room::{Access, ModeratorCommand, Pid, RoomConfig, StoredSettings};
+use str0m::net::Protocol;
 use tokio::sync::{mpsc::UnboundedSender, oneshot};
 
+pub use tcp::TcpConns;
 pub use udp::Routes;
+
+/// The media server's addresses as browsers see them: one host candidate per address and
+/// transport (UDP, and TCP when ICE-TCP is on).
+#[derive(Debug, Clone)]
+pub struct MediaAddrs {
+    pub ips: Vec<IpAddr>,
+    pub udp_port: u16,
+    pub tcp_port: Option<u16>,
+}
+
+impl MediaAddrs {
+    /// Every (transport, address) we announce.
+    pub fn candidates(&self) -> Vec<(Protocol, SocketAddr)> {
+        let mut v = Vec::new();
+        for ip in &self.ips {
+            v.push((Protocol::Udp, SocketAddr::new(*ip, self.udp_port)));
+            if let Some(p) = self.tcp_port {
+                v.push((Protocol::Tcp, SocketAddr::new(*ip, p)));
+            }
+        }
+        v
+    }
+
+    /// The announced address a packet from `from` arrived at, as ICE needs it. A socket bound to
+    /// all interfaces does not say which address was hit; the one of the sender's address family
+    /// is right whenever there is one address per family.
+    pub fn local_for(&self, proto: Protocol, from: SocketAddr) -> SocketAddr {
+        let port = match proto {
+            Protocol::Udp => self.udp_port,
+            _ => self.tcp_port.unwrap_or(self.udp_port),
+        };
+        let ip = self
+            .ips
+            .iter()
+            .find(|ip| ip.is_ipv4() == from.is_ipv4())
+            .or(self.ips.first())
+            .copied()
+            .unwrap_or(from.ip());
+        SocketAddr::new(ip, port)
+    }
+
+    /// UDP media addresses: the only peers the built-in TURN server relays to.
+    pub fn udp_addrs(&self) -> Vec<SocketAddr> {
+        self.ips
+            .iter()
+            .map(|ip| SocketAddr::new(*ip, self.udp_port))
+            .collect()
+    }
+}
 
 /// Identifies one signaling connection, so a late message from a replaced connection is ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -130,6 +183,7 @@ pub struct SettingsUpdate {
 #[derive(Debug)]
 pub(crate) enum WorkerInput {
     Datagram {
+        proto: Protocol,
         from: SocketAddr,
         data: Vec<u8>,
         at: Instant,
@@ -144,17 +198,22 @@ pub struct MediaPlane {
 }
 
 impl MediaPlane {
-    /// Bind nothing new: takes the bound UDP socket, starts `workers` threads and the receive thread.
+    /// Bind nothing new: takes the bound UDP socket (and TCP listener for ICE-TCP), starts
+    /// `workers` threads, the receive thread and, with TCP, the accept task on the current
+    /// tokio runtime.
     pub fn start(
         socket: UdpSocket,
-        candidate: SocketAddr,
+        tcp: Option<tokio::net::TcpListener>,
+        addrs: MediaAddrs,
         workers: usize,
         room_config: RoomConfig,
         settings_tx: Option<UnboundedSender<SettingsUpdate>>,
         metrics: &[crate::metrics::WorkerMetrics],
     ) -> std::io::Result<Self> {
         let routes = Arc::new(Routes::default());
-        let local = socket.local_addr()?;
+        let tcp_conns = Arc::new(TcpConns::default());
+        let addrs = Arc::new(addrs);
+        let dual_stack = socket.local_addr()?.is_ipv6();
         // Datagrams queued per worker, counted up by the receive thread and down by the worker.
         let backlogs: Arc<Vec<AtomicUsize>> =
             Arc::new((0..workers).map(|_| AtomicUsize::new(0)).collect());
@@ -162,7 +221,8 @@ impl MediaPlane {
         for index in 0..workers {
             let (tx, rx) = mpsc::channel();
             let env = worker::WorkerEnv {
-                candidate,
+                addrs: addrs.clone(),
+                tcp: tcp_conns.clone(),
                 routes: routes.clone(),
                 room_config: room_config.clone(),
                 settings_tx: settings_tx.clone(),
@@ -170,13 +230,22 @@ impl MediaPlane {
                 // Callers without metrics pass none: the handles then count into nothing.
                 metrics: metrics.get(index).cloned().unwrap_or_default(),
             };
-            let w = worker::Worker::new(index, socket.try_clone()?, local, env);
+            let w = worker::Worker::new(index, socket.try_clone()?, dual_stack, env);
             std::thread::Builder::new()
                 .name(format!("media-worker-{index}"))
                 .spawn(move || w.run(rx))?;
             senders.push(tx);
         }
         let senders = Arc::new(senders);
+        if let Some(listener) = tcp {
+            tokio::spawn(tcp::accept_loop(
+                listener,
+                routes.clone(),
+                senders.clone(),
+                backlogs.clone(),
+                tcp_conns,
+            ));
+        }
         let recv_senders = senders.clone();
         std::thread::Builder::new()
             .name("media-recv".into())

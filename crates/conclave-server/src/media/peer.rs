@@ -2,7 +2,6 @@
 //! route to it.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use conclave_proto::Kind;
@@ -11,8 +10,12 @@ use str0m::bwe::Bitrate;
 use str0m::change::SdpOffer;
 use str0m::format::{Codec, CodecConfig, PayloadParams};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid, Rids};
+use str0m::net::{Protocol, TcpType};
 use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Candidate, Rtc, RtcError};
+
+use super::MediaAddrs;
+use super::udp::Remote;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
@@ -40,7 +43,7 @@ pub struct Peer {
     /// Our ICE ufrag, registered in the routes.
     pub ufrag: String,
     /// Remote addresses seen for this peer, registered in the routes.
-    pub addrs: Vec<SocketAddr>,
+    pub addrs: Vec<Remote>,
     /// Every m-line negotiated so far, in order.
     pub mids: Vec<(Mid, MediaKind)>,
     pub next_timeout: Option<Instant>,
@@ -56,7 +59,7 @@ pub struct Peer {
 }
 
 impl Peer {
-    pub fn new(now: Instant, candidate: SocketAddr) -> Result<Self, RtcError> {
+    pub fn new(now: Instant, media: &MediaAddrs) -> Result<Self, RtcError> {
         let mut config = Rtc::builder()
             .set_rtp_mode(true)
             // Opus and VP8 are what every browser sends and receives; one codec per kind means
@@ -90,8 +93,18 @@ impl Peer {
             .collect();
         *config.codec_config() = CodecConfig::new_from_payload_params(params);
         let mut rtc = config.build(now);
-        let c = Candidate::host(candidate, "udp")?;
-        rtc.add_local_candidate(c);
+        for (proto, addr) in media.candidates() {
+            let c = match proto {
+                // Passive only: browsers connect to us (RFC 6544); we never dial out.
+                Protocol::Tcp => Candidate::builder()
+                    .tcp()
+                    .host(addr)
+                    .tcptype(TcpType::Passive)
+                    .build()?,
+                _ => Candidate::host(addr, "udp")?,
+            };
+            rtc.add_local_candidate(c);
+        }
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         Ok(Self {
             rtc,

@@ -3,19 +3,30 @@
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
+use str0m::net::Protocol;
 
 use super::WorkerInput;
 use super::stun;
+
+/// A remote transport address: the same address and port over UDP and TCP are different flows.
+pub type Remote = (Protocol, SocketAddr);
+
+/// IPv4 peers on a dual-stack (`[::]`) socket appear as `::ffff:a.b.c.d`; routes, ICE and logs
+/// all use the plain IPv4 form.
+pub fn canonical(a: SocketAddr) -> SocketAddr {
+    SocketAddr::new(a.ip().to_canonical(), a.port())
+}
 
 /// Which worker serves a remote address or a server ufrag. Written by workers when a participant
 /// is created, connects or goes; read by the receive thread for every datagram.
 #[derive(Default)]
 pub struct Routes {
-    by_addr: RwLock<HashMap<SocketAddr, usize>>,
+    by_addr: RwLock<HashMap<Remote, usize>>,
     by_ufrag: RwLock<HashMap<String, usize>>,
 }
 
@@ -31,19 +42,24 @@ impl Routes {
         self.by_ufrag.write().expect("routes lock").remove(ufrag);
     }
 
-    pub fn add_addr(&self, addr: SocketAddr, worker: usize) {
+    pub fn add_addr(&self, addr: Remote, worker: usize) {
         self.by_addr
             .write()
             .expect("routes lock")
             .insert(addr, worker);
     }
 
-    pub fn remove_addr(&self, addr: &SocketAddr) {
+    pub fn remove_addr(&self, addr: &Remote) {
         self.by_addr.write().expect("routes lock").remove(addr);
     }
 
-    fn route(&self, from: &SocketAddr, data: &[u8]) -> Option<usize> {
-        if let Some(w) = self.by_addr.read().expect("routes lock").get(from) {
+    pub(super) fn route(&self, proto: Protocol, from: &SocketAddr, data: &[u8]) -> Option<usize> {
+        if let Some(w) = self
+            .by_addr
+            .read()
+            .expect("routes lock")
+            .get(&(proto, *from))
+        {
             return Some(*w);
         }
         let ufrag = stun::server_ufrag(data)?;
@@ -78,7 +94,8 @@ pub(super) fn receive_loop(
             }
         };
         let data = &buf[..n];
-        let Some(worker) = routes.route(&from, data) else {
+        let from = canonical(from);
+        let Some(worker) = routes.route(Protocol::Udp, &from, data) else {
             continue;
         };
         if backlogs[worker].load(Ordering::Relaxed) >= MAX_BACKLOG {
@@ -94,6 +111,7 @@ pub(super) fn receive_loop(
         }
         backlogs[worker].fetch_add(1, Ordering::Relaxed);
         let input = WorkerInput::Datagram {
+            proto: Protocol::Udp,
             from,
             data: data.to_vec(),
             at: Instant::now(),

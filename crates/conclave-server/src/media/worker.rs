@@ -5,7 +5,7 @@
 //! returns a timeout, and drains the room core's outputs, until nothing is dirty.
 
 use std::collections::HashMap;
-use std::net::{SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -24,7 +24,8 @@ use str0m::{Event, IceConnectionState, Input, Output};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::peer::{ForwardedPacket, Peer};
-use super::{ConnId, Routes, SettingsUpdate, WorkerInput, stun};
+use super::udp::Remote;
+use super::{ConnId, MediaAddrs, Routes, SettingsUpdate, TcpConns, WorkerInput, stun};
 use crate::metrics::WorkerMetrics;
 
 /// Longest the loop sleeps when nothing is due, so a quiet worker still notices shutdown.
@@ -39,12 +40,15 @@ const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Worker {
     pub(super) index: usize,
     socket: UdpSocket,
-    local: SocketAddr,
-    pub(super) candidate: SocketAddr,
+    /// The socket is IPv6 (dual-stack): IPv4 destinations are sent as `::ffff:a.b.c.d`.
+    dual_stack: bool,
+    pub(super) addrs: Arc<MediaAddrs>,
+    /// ICE-TCP connections' outgoing queues.
+    tcp: Arc<TcpConns>,
     pub(super) routes: Arc<Routes>,
     pub(super) room_config: RoomConfig,
     pub(super) rooms: HashMap<String, RoomHost>,
-    by_addr: HashMap<SocketAddr, (String, Pid)>,
+    by_addr: HashMap<Remote, (String, Pid)>,
     pub(super) by_ufrag: HashMap<String, (String, Pid)>,
     pub(super) settings_tx: Option<UnboundedSender<SettingsUpdate>>,
     /// Datagrams produced while handling a batch of inputs, sent together at its end with
@@ -61,7 +65,8 @@ pub struct Worker {
 
 /// What every worker shares with the rest of the media plane.
 pub struct WorkerEnv {
-    pub candidate: SocketAddr,
+    pub addrs: Arc<MediaAddrs>,
+    pub tcp: Arc<TcpConns>,
     pub routes: Arc<Routes>,
     pub room_config: RoomConfig,
     pub settings_tx: Option<UnboundedSender<SettingsUpdate>>,
@@ -104,9 +109,10 @@ impl RoomHost {
 }
 
 impl Worker {
-    pub fn new(index: usize, socket: UdpSocket, local: SocketAddr, env: WorkerEnv) -> Self {
+    pub fn new(index: usize, socket: UdpSocket, dual_stack: bool, env: WorkerEnv) -> Self {
         let WorkerEnv {
-            candidate,
+            addrs,
+            tcp,
             routes,
             room_config,
             settings_tx,
@@ -116,8 +122,9 @@ impl Worker {
         Self {
             index,
             socket,
-            local,
-            candidate,
+            dual_stack,
+            addrs,
+            tcp,
             routes,
             room_config,
             rooms: HashMap::new(),
@@ -217,16 +224,22 @@ impl Worker {
 
     fn handle(&mut self, input: WorkerInput) {
         match input {
-            WorkerInput::Datagram { from, data, at } => {
+            WorkerInput::Datagram {
+                proto,
+                from,
+                data,
+                at,
+            } => {
                 self.backlogs[self.index].fetch_sub(1, Ordering::Relaxed);
-                self.datagram(from, &data, at)
+                self.datagram(proto, from, &data, at)
             }
             WorkerInput::Command(cmd) => self.command(cmd),
         }
     }
 
-    fn datagram(&mut self, from: SocketAddr, data: &[u8], at: Instant) {
-        let key = match self.by_addr.get(&from) {
+    fn datagram(&mut self, proto: Protocol, from: SocketAddr, data: &[u8], at: Instant) {
+        let remote = (proto, from);
+        let key = match self.by_addr.get(&remote) {
             Some(k) => k.clone(),
             None => match stun::server_ufrag(data).and_then(|u| self.by_ufrag.get(u)) {
                 Some(k) => k.clone(),
@@ -246,19 +259,19 @@ impl Worker {
         let input = Input::Receive(
             at,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source: from,
-                destination: self.local,
+                destination: self.addrs.local_for(proto, from),
                 contents,
             },
         );
         if !peer.rtc.accepts(&input) {
             return;
         }
-        if !peer.addrs.contains(&from) {
-            peer.addrs.push(from);
-            self.by_addr.insert(from, (room.clone(), pid));
-            self.routes.add_addr(from, self.index);
+        if !peer.addrs.contains(&remote) {
+            peer.addrs.push(remote);
+            self.by_addr.insert(remote, (room.clone(), pid));
+            self.routes.add_addr(remote, self.index);
         }
         if let Err(e) = peer.rtc.handle_input(input) {
             tracing::debug!(error = %e, "peer input error");
@@ -282,11 +295,25 @@ impl Worker {
             return;
         }
         let fd = self.socket.as_raw_fd();
-        let mut packets: Vec<(SocketAddr, &[u8])> = self
-            .out
-            .iter()
-            .map(|t| (t.destination, &t.contents[..]))
-            .collect();
+        let dual_stack = self.dual_stack;
+        let mut packets: Vec<(SocketAddr, &[u8])> = Vec::with_capacity(self.out.len());
+        for t in &self.out {
+            match t.proto {
+                Protocol::Udp => packets.push((
+                    if dual_stack {
+                        to_v6(t.destination)
+                    } else {
+                        t.destination
+                    },
+                    &t.contents[..],
+                )),
+                // ICE-TCP: only to a connection the browser opened (checks str0m would send
+                // towards active candidates are dropped, as a passive endpoint cannot make them).
+                _ => {
+                    self.tcp.send(t.destination, &t.contents);
+                }
+            }
+        }
         let mut sent = 0;
         if self.gso {
             // GSO needs a destination's datagrams adjacent; the sort is stable, keeping their order.
@@ -321,7 +348,7 @@ impl Worker {
                 if host.peers.contains_key(&pid) {
                     continue;
                 }
-                match Peer::new(now, self.candidate) {
+                match Peer::new(now, &self.addrs) {
                     Ok(peer) => {
                         self.by_ufrag
                             .insert(peer.ufrag.clone(), (room.to_owned(), pid));
@@ -357,6 +384,14 @@ impl Worker {
             self.rooms.remove(room);
             tracing::info!(worker = self.index, "room closed");
         }
+    }
+}
+
+/// An IPv4 address as a dual-stack socket needs it.
+fn to_v6(a: SocketAddr) -> SocketAddr {
+    match a.ip() {
+        IpAddr::V4(v4) => SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), a.port()),
+        IpAddr::V6(_) => a,
     }
 }
 

@@ -24,11 +24,48 @@ impl Server {
 
     /// Start with a given data directory (to keep stored rooms across restarts).
     pub fn start_with_data(data_dir: &std::path::Path, extra: &[&str]) -> Self {
-        let http = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let udp = UdpSocket::bind("127.0.0.1:0")
+        Self::start_at(data_dir, std::net::Ipv4Addr::LOCALHOST.into(), extra)
+    }
+
+    /// Start on IPv6 loopback only (`::1`).
+    pub fn start_v6(extra: &[&str]) -> Self {
+        let data_dir = std::env::temp_dir().join(format!(
+            "conclave-test-data-{}-{}",
+            std::process::id(),
+            next_id()
+        ));
+        Self::start_at(&data_dir, std::net::Ipv6Addr::LOCALHOST.into(), extra)
+    }
+
+    fn start_at(data_dir: &std::path::Path, ip: std::net::IpAddr, extra: &[&str]) -> Self {
+        Self::start_bound(data_dir, ip, ip, extra)
+    }
+
+    /// HTTP on IPv4 loopback, media on one dual-stack socket (`[::]`) announcing 127.0.0.1 and ::1.
+    pub fn start_dual_stack(extra: &[&str]) -> Self {
+        let data_dir = std::env::temp_dir().join(format!(
+            "conclave-test-data-{}-{}",
+            std::process::id(),
+            next_id()
+        ));
+        let mut args = vec!["--public-ip", "127.0.0.1", "--public-ip", "::1"];
+        args.extend_from_slice(extra);
+        Self::start_bound(
+            &data_dir,
+            std::net::Ipv4Addr::LOCALHOST.into(),
+            std::net::Ipv6Addr::UNSPECIFIED.into(),
+            &args,
+        )
+    }
+
+    fn start_bound(
+        data_dir: &std::path::Path,
+        ip: std::net::IpAddr,
+        media_ip: std::net::IpAddr,
+        extra: &[&str],
+    ) -> Self {
+        let http = TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap();
+        let udp = UdpSocket::bind((media_ip, 0))
             .unwrap()
             .local_addr()
             .unwrap();
