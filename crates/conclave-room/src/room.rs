@@ -113,6 +113,10 @@ pub struct Access {
     pub host: bool,
     /// The room password hash the joiner's password was verified against, if it was.
     pub password_hash: Option<String>,
+    /// A media-only endpoint (WHIP publisher, WHEP viewer) rather than a person at a client. It
+    /// has no signaling to moderate or reconnect with: it is never given the moderator role, and
+    /// it leaves when its media transport ends.
+    pub media_only: bool,
 }
 
 /// A room's stored settings, used when the room is created.
@@ -177,6 +181,7 @@ pub(crate) struct Participant {
     pub(crate) video_blocked: bool,
     pub(crate) sealed_name: Option<String>,
     pub(crate) encrypts: bool,
+    pub(crate) media_only: bool,
 }
 
 impl Participant {
@@ -297,7 +302,8 @@ impl Room {
                 return Ok(self.resume(now, pid, req.name));
             }
         }
-        let moderator = req.access.moderator;
+        let media_only = req.access.media_only;
+        let moderator = req.access.moderator && !media_only;
         if self.participants.is_empty()
             && !self.settings.persistent
             && self.config.adhoc_requires_host
@@ -343,12 +349,13 @@ impl Room {
             lost_at: None,
             slots: Vec::new(),
             last_subscriptions: None,
-            moderator: moderator || (first && !waiting),
+            moderator: moderator || (first && !waiting && !media_only),
             admitted: false,
             audio_blocked: false,
             video_blocked: false,
             sealed_name: req.sealed_name,
             encrypts: req.encrypts,
+            media_only,
         };
         self.participants.insert(pid, participant);
         if waiting {
@@ -459,7 +466,12 @@ impl Room {
 
     /// The participant's media transport ended (ICE failed or closed): its tracks and slots end,
     /// the participant stays.
+    /// A media-only participant cannot negotiate again, so it leaves.
     pub fn transport_closed(&mut self, now: Instant, pid: Pid) {
+        if self.participants.get(&pid).is_some_and(|p| p.media_only) {
+            self.remove(now, pid);
+            return;
+        }
         self.clear_media(pid);
         self.rebalance(now);
     }
@@ -570,7 +582,11 @@ impl Room {
         {
             return;
         }
-        let Some((&pid, _)) = self.participants.iter().find(|(_, p)| p.admitted) else {
+        let Some((&pid, _)) = self
+            .participants
+            .iter()
+            .find(|(_, p)| p.admitted && !p.media_only)
+        else {
             return;
         };
         self.set_moderator_role(pid, true);
@@ -580,7 +596,7 @@ impl Room {
         let Some(p) = self.participants.get_mut(&pid) else {
             return;
         };
-        if p.moderator == moderator {
+        if p.moderator == moderator || (moderator && p.media_only) {
             return;
         }
         p.moderator = moderator;
