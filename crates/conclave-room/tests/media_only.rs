@@ -39,7 +39,9 @@ fn media_only_needs_unencrypted_allowed_and_never_moderates() {
     let e = room.join(now, req("obs", media_only(), false)).unwrap_err();
     assert_eq!(e, conclave_room::JoinError::E2eeRequired);
 
-    let chair = room.join(now, req("chair", Access::default(), true)).unwrap();
+    let chair = room
+        .join(now, req("chair", Access::default(), true))
+        .unwrap();
     room.moderate(now, chair.pid, ModeratorCommand::SetE2eeRequired(false))
         .unwrap();
     let obs = room.join(now, req("obs", media_only(), false)).unwrap();
@@ -77,7 +79,9 @@ fn out_has_role(out: &[Output], pid: Pid) -> bool {
 fn media_only_leaves_when_transport_ends_and_end_meeting_closes_all() {
     let now = Instant::now();
     let mut room = Room::new("r", RoomConfig::default(), None);
-    let chair = room.join(now, req("chair", Access::default(), true)).unwrap();
+    let chair = room
+        .join(now, req("chair", Access::default(), true))
+        .unwrap();
     room.moderate(now, chair.pid, ModeratorCommand::SetE2eeRequired(false))
         .unwrap();
     let obs = room.join(now, req("obs", media_only(), false)).unwrap();

@@ -89,6 +89,9 @@ pub struct ServeArgs {
     /// Log filter, e.g. `info` or `conclave=debug,str0m=warn`. Overrides RUST_LOG.
     #[arg(long, value_name = "FILTER")]
     pub log: Option<String>,
+
+    #[command(flatten)]
+    pub api: crate::api::ApiArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,6 +1,7 @@
 //! `conclave`: one binary serving the web client, signaling and the media server.
 
 mod access;
+mod api;
 mod auth;
 mod cli;
 mod http;
@@ -10,6 +11,7 @@ mod privacy;
 mod rooms_cmd;
 mod signaling;
 mod tap;
+mod whip;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -35,6 +37,10 @@ pub struct AppState {
     /// Lobby knocks per source address.
     pub knocks: Arc<Throttle>,
     pub http: Arc<http::HttpConfig>,
+    /// The admin API's bearer token; `None` turns the API off.
+    pub admin_token: Option<Arc<str>>,
+    /// Live WHIP/WHEP sessions.
+    pub sessions: Arc<whip::Sessions>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +77,7 @@ fn init_logging(filter: Option<&str>) {
 fn serve(cli: Cli) -> Result<(), String> {
     let args = cli.serve.clone();
     let candidate = args.candidate_addr()?;
+    args.api.check()?;
     let tokens = token_verifier(&args)?.map(Arc::new);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -106,6 +113,8 @@ fn serve(cli: Cli) -> Result<(), String> {
                 args.frame_ancestors.as_deref(),
                 facts,
             )),
+            admin_token: args.api.admin_token.as_deref().map(Arc::from),
+            sessions: Arc::new(whip::Sessions::new(args.api.whip_max_sessions)),
         };
         let result = run_http(&args, state, workers).await;
         store.close().await;
@@ -135,13 +144,28 @@ fn token_verifier(args: &ServeArgs) -> Result<Option<TokenVerifier>, String> {
 }
 
 async fn run_http(args: &ServeArgs, state: AppState, workers: usize) -> Result<(), String> {
-    let app = Router::new()
+    use axum::routing::post;
+    let mut app = Router::new()
         .route("/", get(http::index))
         .route("/healthz", get(http::healthz))
         .route("/privacy", get(privacy::page))
         .route("/ws", get(signaling::ws_handler))
         .route("/assets/{*path}", get(http::asset))
         .route("/{room}", get(http::room_page))
+        .route("/whip/{room}", post(whip::whip_post))
+        .route(
+            "/whip/{room}/{session}",
+            axum::routing::delete(whip::whip_delete).patch(whip::patch_not_supported),
+        )
+        .route("/whep/{room}", post(whip::whep_post))
+        .route(
+            "/whep/{room}/{session}",
+            axum::routing::delete(whip::whep_delete).patch(whip::patch_not_supported),
+        );
+    if let Some(api) = api::router(&state) {
+        app = app.merge(api);
+    }
+    let app = app
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http::security_headers,

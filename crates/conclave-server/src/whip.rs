@@ -1,0 +1,491 @@
+//! WHIP (RFC 9725) to publish into a room and WHEP to watch one, so OBS Studio, GStreamer or any
+//! other WebRTC sender or player can take part without the web client.
+//!
+//! An HTTP session is a participant like any other, created the way signaling creates one
+//! (`Command::Join`, then `Command::Offer`, the answer arriving on the participant's events
+//! channel). A small task per session holds that channel: it ends the session on `DELETE`, when
+//! the room drops the participant (meeting ended, removed, transport failed), or when the
+//! transport never connects. Such a participant is media-only: it never moderates, cannot
+//! encrypt end to end (so it needs a room that allows that), and is shown to everyone as not
+//! encrypted.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use conclave_proto::{ErrorCode, ServerMessage, validate_display_name, validate_room_name};
+use conclave_room::{Access, StoredSettings};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::AppState;
+use crate::access::unix_now;
+use crate::api::{bearer, problem};
+use crate::auth::TokenError;
+use crate::media::{Command, ConnId, JoinSpec};
+
+/// Largest SDP offer accepted. Browsers' offers with many m-lines stay well below.
+const MAX_OFFER_BYTES: usize = 64 * 1024;
+/// How long the room has to answer an offer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+/// A session whose transport has not connected by then is ended: nothing else would notice a
+/// client that never sends a packet.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connection ids of HTTP sessions, apart from the WebSocket ones for easier reading of state.
+const CONN_BASE: u64 = 1 << 62;
+
+/// Publish (WHIP) or watch (WHEP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Publish,
+    Watch,
+}
+
+impl Direction {
+    fn prefix(self) -> &'static str {
+        match self {
+            Direction::Publish => "whip",
+            Direction::Watch => "whep",
+        }
+    }
+
+    /// Name shown when the token carries none.
+    fn default_name(self) -> &'static str {
+        match self {
+            Direction::Publish => "Stream",
+            Direction::Watch => "Viewer",
+        }
+    }
+}
+
+/// Live HTTP sessions by their (unguessable) id.
+pub struct Sessions {
+    live: Mutex<HashMap<String, Session>>,
+    max: usize,
+}
+
+struct Session {
+    room: String,
+    direction: Direction,
+    stop: oneshot::Sender<()>,
+}
+
+impl Sessions {
+    pub fn new(max: usize) -> Self {
+        Self {
+            live: Mutex::new(HashMap::new()),
+            max,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.live.lock().expect("sessions lock")
+    }
+}
+
+pub async fn whip_post(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    create(state, room, headers, body, Direction::Publish).await
+}
+
+pub async fn whep_post(
+    State(state): State<AppState>,
+    Path(room): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    create(state, room, headers, body, Direction::Watch).await
+}
+
+pub async fn whip_delete(
+    State(state): State<AppState>,
+    Path((room, id)): Path<(String, String)>,
+) -> Response {
+    delete(&state, &room, &id, Direction::Publish)
+}
+
+pub async fn whep_delete(
+    State(state): State<AppState>,
+    Path((room, id)): Path<(String, String)>,
+) -> Response {
+    delete(&state, &room, &id, Direction::Watch)
+}
+
+/// Trickle ICE and ICE restarts are not supported: the offer must carry its candidates (RFC 9725
+/// §4.3.1 lets a server answer 405 then).
+pub async fn patch_not_supported() -> Response {
+    let mut res = problem(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "trickle_not_supported",
+        "this server does not take trickled candidates or ICE restarts; send a complete offer",
+    );
+    res.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("DELETE"));
+    res
+}
+
+fn delete(state: &AppState, room: &str, id: &str, direction: Direction) -> Response {
+    let mut live = state.sessions.lock();
+    let matches = live
+        .get(id)
+        .is_some_and(|s| s.room == room && s.direction == direction);
+    if !matches {
+        return problem(StatusCode::NOT_FOUND, "no_such_session", "no such session");
+    }
+    let session = live.remove(id).expect("checked above");
+    let _ = session.stop.send(());
+    StatusCode::OK.into_response()
+}
+
+async fn create(
+    state: AppState,
+    room: String,
+    headers: HeaderMap,
+    body: Bytes,
+    direction: Direction,
+) -> Response {
+    match try_create(&state, &room, &headers, &body, direction).await {
+        Ok(res) => res,
+        Err(res) => res,
+    }
+}
+
+async fn try_create(
+    state: &AppState,
+    room: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    direction: Direction,
+) -> Result<Response, Response> {
+    let is_sdp = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
+        });
+    if !is_sdp {
+        return Err(problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "bad_content_type",
+            "the offer must be sent as application/sdp",
+        ));
+    }
+    if body.len() > MAX_OFFER_BYTES {
+        return Err(problem(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the offer is larger than {MAX_OFFER_BYTES} bytes"),
+        ));
+    }
+    let Ok(offer) = std::str::from_utf8(body) else {
+        return Err(problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_sdp",
+            "the offer is not UTF-8 text",
+        ));
+    };
+    if validate_room_name(room).is_err() {
+        return Err(problem(
+            StatusCode::NOT_FOUND,
+            "invalid_room",
+            "not a room name: use 1 to 64 letters, digits, '-' or '_'",
+        ));
+    }
+    let grant = authorize(state, room, headers)?;
+    if state.sessions.lock().len() >= state.sessions.max {
+        let mut res = problem(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too_many_sessions",
+            "this server has as many WHIP/WHEP sessions as it takes; try again later",
+        );
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        return Err(res);
+    }
+    let stored = state.store.get_room(room, unix_now()).await.map_err(|e| {
+        tracing::error!(error = %e, "storage read failed");
+        unavailable()
+    })?;
+
+    static NEXT_CONN: AtomicU64 = AtomicU64::new(CONN_BASE);
+    let conn = ConnId(NEXT_CONN.fetch_add(1, Ordering::Relaxed));
+    let (events_tx, mut events) = mpsc::unbounded_channel::<ServerMessage>();
+    let name = grant
+        .name
+        .filter(|n| validate_display_name(n).is_ok())
+        .unwrap_or_else(|| direction.default_name().to_owned());
+    let spec = JoinSpec {
+        name,
+        sealed_name: None,
+        encrypts: false,
+        resume: None,
+        access: Access {
+            host: true,
+            media_only: true,
+            ..Access::default()
+        },
+        stored: stored.map(|s| StoredSettings {
+            lobby: s.lobby,
+            password_hash: s.password_hash,
+        }),
+        conn,
+        events: events_tx,
+    };
+    let (reply, rx) = oneshot::channel();
+    state
+        .media
+        .send(
+            room,
+            Command::Join {
+                room: room.to_owned(),
+                spec,
+                reply,
+            },
+        )
+        .map_err(|_| unavailable())?;
+    let joined = rx
+        .await
+        .map_err(|_| unavailable())?
+        .map_err(|(code, message)| refused(code, message))?;
+    let pid = joined.pid;
+    let leave = || {
+        let _ = state.media.send(
+            room,
+            Command::Leave {
+                room: room.to_owned(),
+                pid,
+                conn,
+            },
+        );
+    };
+    if joined.waiting {
+        leave();
+        return Err(problem(
+            StatusCode::FORBIDDEN,
+            "lobby",
+            "this room has a lobby, and a WHIP/WHEP client cannot wait in it; a moderator can turn the lobby off",
+        ));
+    }
+
+    let sent = state.media.send(
+        room,
+        Command::Offer {
+            room: room.to_owned(),
+            pid,
+            conn,
+            sdp: offer.to_owned(),
+        },
+    );
+    if sent.is_err() {
+        return Err(unavailable());
+    }
+    let answer = tokio::time::timeout(ANSWER_TIMEOUT, async {
+        while let Some(msg) = events.recv().await {
+            match msg {
+                ServerMessage::Answer { sdp } => return Ok(sdp),
+                ServerMessage::Error { message, .. } => {
+                    return Err(problem(StatusCode::BAD_REQUEST, "invalid_sdp", message));
+                }
+                ServerMessage::Closed { .. } => return Err(unavailable()),
+                _ => {}
+            }
+        }
+        Err(unavailable())
+    })
+    .await
+    .unwrap_or_else(|_| Err(unavailable()));
+    let answer = match answer {
+        Ok(a) => a,
+        Err(res) => {
+            leave();
+            return Err(res);
+        }
+    };
+    if direction == Direction::Publish {
+        // What the stream sends, so tiles show its camera and microphone as on.
+        let _ = state.media.send(
+            room,
+            Command::MediaState {
+                room: room.to_owned(),
+                pid,
+                conn,
+                audio: has_media(offer, "audio"),
+                video: has_media(offer, "video"),
+            },
+        );
+    }
+
+    let id = crate::ids::random_token(26);
+    let (stop, stopped) = oneshot::channel();
+    state.sessions.lock().insert(
+        id.clone(),
+        Session {
+            room: room.to_owned(),
+            direction,
+            stop,
+        },
+    );
+    tokio::spawn(run_session(
+        state.clone(),
+        id.clone(),
+        room.to_owned(),
+        pid,
+        conn,
+        events,
+        stopped,
+    ));
+    tracing::info!(kind = direction.prefix(), "HTTP media session started");
+    let location = format!("/{}/{room}/{id}", direction.prefix());
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_owned()),
+            (header::LOCATION, location),
+        ],
+        answer,
+    )
+        .into_response())
+}
+
+/// Who may publish or watch: a join token for the room in `Authorization: Bearer`.
+fn authorize(
+    state: &AppState,
+    room: &str,
+    headers: &HeaderMap,
+) -> Result<crate::auth::TokenGrant, Response> {
+    let Some(verifier) = state.tokens.as_ref() else {
+        return Err(problem(
+            StatusCode::FORBIDDEN,
+            "tokens_not_enabled",
+            "WHIP and WHEP need join tokens, which are not enabled on this server",
+        ));
+    };
+    let unauthorized = |detail: String| {
+        let mut res = problem(StatusCode::UNAUTHORIZED, "invalid_token", detail);
+        res.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        res
+    };
+    let Some(token) = bearer(headers) else {
+        return Err(unauthorized(
+            "send a join token for this room as Authorization: Bearer <token>".into(),
+        ));
+    };
+    verifier.verify(token, room).map_err(|e| match e {
+        TokenError::WrongRoom => problem(StatusCode::FORBIDDEN, "wrong_room", e.to_string()),
+        e => unauthorized(e.to_string()),
+    })
+}
+
+fn unavailable() -> Response {
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the server cannot take this session right now",
+    )
+}
+
+/// The room refused the participant.
+fn refused(code: ErrorCode, message: String) -> Response {
+    let status = match code {
+        ErrorCode::RoomFull | ErrorCode::LobbyFull | ErrorCode::Unavailable => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::FORBIDDEN,
+    };
+    let code = serde_json::to_value(code)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "refused".into());
+    problem(status, &code, message)
+}
+
+/// The offer has an m-line of this kind that sends.
+fn has_media(sdp: &str, kind: &str) -> bool {
+    let mut in_kind = false;
+    let mut sends = false;
+    for line in sdp.lines() {
+        if let Some(m) = line.strip_prefix("m=") {
+            if in_kind && sends {
+                return true;
+            }
+            in_kind = m.starts_with(kind);
+            sends = true;
+        } else if in_kind && (line.starts_with("a=recvonly") || line.starts_with("a=inactive")) {
+            sends = false;
+        }
+    }
+    in_kind && sends
+}
+
+/// Holds the participant's events channel for the session's life.
+async fn run_session(
+    state: AppState,
+    id: String,
+    room: String,
+    pid: conclave_room::Pid,
+    conn: ConnId,
+    mut events: mpsc::UnboundedReceiver<ServerMessage>,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let connect_deadline = tokio::time::sleep(CONNECT_TIMEOUT);
+    tokio::pin!(connect_deadline);
+    let mut checked = false;
+    let leave = |state: &AppState| {
+        let _ = state.media.send(
+            &room,
+            Command::Leave {
+                room: room.clone(),
+                pid,
+                conn,
+            },
+        );
+    };
+    loop {
+        tokio::select! {
+            _ = &mut stopped => {
+                leave(&state);
+                break;
+            }
+            // The room dropped the participant: meeting ended, removed, or its transport ended.
+            event = events.recv() => if event.is_none() { break },
+            _ = &mut connect_deadline, if !checked => {
+                checked = true;
+                let (reply, rx) = oneshot::channel();
+                let asked = state.media.send(&room, Command::Connected { room: room.clone(), pid, reply });
+                let connected = asked.is_ok() && rx.await.unwrap_or(false);
+                if !connected {
+                    leave(&state);
+                    break;
+                }
+            }
+        }
+    }
+    state.sessions.lock().remove(&id);
+    tracing::info!("HTTP media session ended");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_media;
+
+    #[test]
+    fn media_kinds_of_an_offer() {
+        let sdp = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=sendonly\r\n";
+        assert!(has_media(sdp, "audio"));
+        assert!(has_media(sdp, "video"));
+        let audio_only = "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=sendonly\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=inactive\r\n";
+        assert!(has_media(audio_only, "audio"));
+        assert!(!has_media(audio_only, "video"));
+    }
+}
