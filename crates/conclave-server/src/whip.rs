@@ -20,6 +20,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use conclave_proto::{ErrorCode, ServerMessage, validate_display_name, validate_room_name};
 use conclave_room::{Access, StoredSettings};
+use thiserror::Error;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::AppState;
@@ -138,7 +139,7 @@ fn delete(state: &AppState, room: &str, id: &str, direction: Direction) -> Respo
         .get(id)
         .is_some_and(|s| s.room == room && s.direction == direction);
     if !matches {
-        return problem(StatusCode::NOT_FOUND, "no_such_session", "no such session");
+        return SessionError::NoSuchSession.into_response();
     }
     let session = live.remove(id).expect("checked above");
     let _ = session.stop.send(());
@@ -154,7 +155,7 @@ async fn create(
 ) -> Response {
     match try_create(&state, &room, &headers, &body, direction).await {
         Ok(res) => res,
-        Err(res) => res,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -164,7 +165,7 @@ async fn try_create(
     headers: &HeaderMap,
     body: &Bytes,
     direction: Direction,
-) -> Result<Response, Response> {
+) -> Result<Response, SessionError> {
     let is_sdp = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -174,47 +175,23 @@ async fn try_create(
                 .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/sdp"))
         });
     if !is_sdp {
-        return Err(problem(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "bad_content_type",
-            "the offer must be sent as application/sdp",
-        ));
+        return Err(SessionError::ContentType);
     }
     if body.len() > MAX_OFFER_BYTES {
-        return Err(problem(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("the offer is larger than {MAX_OFFER_BYTES} bytes"),
-        ));
+        return Err(SessionError::TooLarge);
     }
-    let Ok(offer) = std::str::from_utf8(body) else {
-        return Err(problem(
-            StatusCode::BAD_REQUEST,
-            "invalid_sdp",
-            "the offer is not UTF-8 text",
-        ));
-    };
+    let offer = std::str::from_utf8(body)
+        .map_err(|_| SessionError::InvalidSdp("the offer is not UTF-8 text".into()))?;
     if validate_room_name(room).is_err() {
-        return Err(problem(
-            StatusCode::NOT_FOUND,
-            "invalid_room",
-            "not a room name: use 1 to 64 letters, digits, '-' or '_'",
-        ));
+        return Err(SessionError::InvalidRoom);
     }
     let grant = authorize(state, room, headers)?;
     if state.sessions.lock().len() >= state.sessions.max {
-        let mut res = problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too_many_sessions",
-            "this server has as many WHIP/WHEP sessions as it takes; try again later",
-        );
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
-        return Err(res);
+        return Err(SessionError::TooMany);
     }
     let stored = state.store.get_room(room, unix_now()).await.map_err(|e| {
         tracing::error!(error = %e, "storage read failed");
-        unavailable()
+        SessionError::Unavailable
     })?;
 
     static NEXT_CONN: AtomicU64 = AtomicU64::new(CONN_BASE);
@@ -252,11 +229,11 @@ async fn try_create(
                 reply,
             },
         )
-        .map_err(|_| unavailable())?;
+        .map_err(|_| SessionError::Unavailable)?;
     let joined = rx
         .await
-        .map_err(|_| unavailable())?
-        .map_err(|(code, message)| refused(code, message))?;
+        .map_err(|_| SessionError::Unavailable)?
+        .map_err(|(code, message)| SessionError::Refused { code, message })?;
     let pid = joined.pid;
     let leave = || {
         let _ = state.media.send(
@@ -270,11 +247,7 @@ async fn try_create(
     };
     if joined.waiting {
         leave();
-        return Err(problem(
-            StatusCode::FORBIDDEN,
-            "lobby",
-            "this room has a lobby, and a WHIP/WHEP client cannot wait in it; a moderator can turn the lobby off",
-        ));
+        return Err(SessionError::Lobby);
     }
 
     let sent = state.media.send(
@@ -287,23 +260,23 @@ async fn try_create(
         },
     );
     if sent.is_err() {
-        return Err(unavailable());
+        return Err(SessionError::Unavailable);
     }
     let answer = tokio::time::timeout(ANSWER_TIMEOUT, async {
         while let Some(msg) = events.recv().await {
             match msg {
                 ServerMessage::Answer { sdp } => return Ok(sdp),
                 ServerMessage::Error { message, .. } => {
-                    return Err(problem(StatusCode::BAD_REQUEST, "invalid_sdp", message));
+                    return Err(SessionError::InvalidSdp(message));
                 }
-                ServerMessage::Closed { .. } => return Err(unavailable()),
+                ServerMessage::Closed { .. } => return Err(SessionError::Unavailable),
                 _ => {}
             }
         }
-        Err(unavailable())
+        Err(SessionError::Unavailable)
     })
     .await
-    .unwrap_or_else(|_| Err(unavailable()));
+    .unwrap_or(Err(SessionError::Unavailable));
     let answer = match answer {
         Ok(a) => a,
         Err(res) => {
@@ -362,52 +335,97 @@ fn authorize(
     state: &AppState,
     room: &str,
     headers: &HeaderMap,
-) -> Result<crate::auth::TokenGrant, Response> {
-    let Some(verifier) = state.tokens.as_ref() else {
-        return Err(problem(
-            StatusCode::FORBIDDEN,
-            "tokens_not_enabled",
-            "WHIP and WHEP need join tokens, which are not enabled on this server",
-        ));
-    };
-    let unauthorized = |detail: String| {
-        let mut res = problem(StatusCode::UNAUTHORIZED, "invalid_token", detail);
-        res.headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        res
-    };
-    let Some(token) = bearer(headers) else {
-        return Err(unauthorized(
-            "send a join token for this room as Authorization: Bearer <token>".into(),
-        ));
-    };
+) -> Result<crate::auth::TokenGrant, SessionError> {
+    let verifier = state
+        .tokens
+        .as_ref()
+        .ok_or(SessionError::TokensNotEnabled)?;
+    let token = bearer(headers).ok_or(SessionError::NoToken)?;
     verifier.verify(token, room).map_err(|e| match e {
-        TokenError::WrongRoom => problem(StatusCode::FORBIDDEN, "wrong_room", e.to_string()),
-        e => unauthorized(e.to_string()),
+        TokenError::WrongRoom => SessionError::WrongRoom,
+        e => SessionError::InvalidToken(e.to_string()),
     })
 }
 
-fn unavailable() -> Response {
-    problem(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
-        "the server cannot take this session right now",
-    )
+/// Why a session was not started (or not found), as the client is told.
+#[derive(Debug, Error)]
+pub enum SessionError {
+    #[error("the offer must be sent as application/sdp")]
+    ContentType,
+    #[error("the offer is larger than {MAX_OFFER_BYTES} bytes")]
+    TooLarge,
+    #[error("{0}")]
+    InvalidSdp(String),
+    #[error("not a room name: use 1 to 64 letters, digits, '-' or '_'")]
+    InvalidRoom,
+    #[error("WHIP and WHEP need join tokens, which are not enabled on this server")]
+    TokensNotEnabled,
+    #[error("send a join token for this room as Authorization: Bearer <token>")]
+    NoToken,
+    #[error("{0}")]
+    InvalidToken(String),
+    #[error("the token is for another room")]
+    WrongRoom,
+    #[error("this server has as many WHIP/WHEP sessions as it takes; try again later")]
+    TooMany,
+    #[error(
+        "this room has a lobby, and a WHIP/WHEP client cannot wait in it; a moderator can turn the lobby off"
+    )]
+    Lobby,
+    /// The room refused the participant (`e2ee_required`, `room_locked`, …).
+    #[error("{message}")]
+    Refused { code: ErrorCode, message: String },
+    #[error("the server cannot take this session right now")]
+    Unavailable,
+    #[error("no such session")]
+    NoSuchSession,
 }
 
-/// The room refused the participant.
-fn refused(code: ErrorCode, message: String) -> Response {
-    let status = match code {
-        ErrorCode::RoomFull | ErrorCode::LobbyFull | ErrorCode::Unavailable => {
-            StatusCode::SERVICE_UNAVAILABLE
+impl IntoResponse for SessionError {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            SessionError::ContentType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "bad_content_type"),
+            SessionError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            SessionError::InvalidSdp(_) => (StatusCode::BAD_REQUEST, "invalid_sdp"),
+            SessionError::InvalidRoom => (StatusCode::NOT_FOUND, "invalid_room"),
+            SessionError::TokensNotEnabled => (StatusCode::FORBIDDEN, "tokens_not_enabled"),
+            SessionError::NoToken | SessionError::InvalidToken(_) => {
+                (StatusCode::UNAUTHORIZED, "invalid_token")
+            }
+            SessionError::WrongRoom => (StatusCode::FORBIDDEN, "wrong_room"),
+            SessionError::TooMany => (StatusCode::SERVICE_UNAVAILABLE, "too_many_sessions"),
+            SessionError::Lobby => (StatusCode::FORBIDDEN, "lobby"),
+            SessionError::Refused {
+                code: ErrorCode::RoomFull | ErrorCode::LobbyFull | ErrorCode::Unavailable,
+                ..
+            } => (StatusCode::SERVICE_UNAVAILABLE, "refused"),
+            SessionError::Refused { .. } => (StatusCode::FORBIDDEN, "refused"),
+            SessionError::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            SessionError::NoSuchSession => (StatusCode::NOT_FOUND, "no_such_session"),
+        };
+        // The room's refusals carry the code signaling clients get (`e2ee_required`, …).
+        let code = match &self {
+            SessionError::Refused { code, .. } => error_code_name(*code),
+            _ => code.to_owned(),
+        };
+        let mut res = problem(status, &code, self.to_string());
+        let h = res.headers_mut();
+        if status == StatusCode::UNAUTHORIZED {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        _ => StatusCode::FORBIDDEN,
-    };
-    let code = serde_json::to_value(code)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_else(|| "refused".into());
-    problem(status, &code, message)
+        if matches!(self, SessionError::TooMany) {
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
+        }
+        res
+    }
+}
+
+/// The protocol's name of an error code (`e2ee_required`), as signaling clients see it.
+fn error_code_name(code: ErrorCode) -> String {
+    match serde_json::to_value(code) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => "refused".into(),
+    }
 }
 
 /// The offer has an m-line of this kind that sends.

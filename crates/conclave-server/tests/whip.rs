@@ -165,8 +165,9 @@ impl Client {
                 _ = tokio::time::sleep_until(wake.into()) => {
                     let now = Instant::now();
                     let _ = self.rtc.handle_input(Input::Timeout(now));
-                    if let (true, Some((audio, video))) = (connected, self.sends) {
-                        if now >= next_media {
+                    if let (true, Some((audio, video))) = (connected, self.sends)
+                        && now >= next_media
+                    {
                             // One 20 ms audio packet and one small video frame per tick.
                             next_media = now + Duration::from_millis(20);
                             frame += 1;
@@ -176,7 +177,6 @@ impl Client {
                             keyframe_wanted = false;
                             seq.1 += 1;
                             write(&mut self.rtc, video, Codec::Vp8, seq.1, frame.wrapping_mul(1800), true, payload(600, Some((true, key)), frame));
-                        }
                     }
                 }
             }
