@@ -233,7 +233,13 @@ async fn try_create(
     let joined = rx
         .await
         .map_err(|_| SessionError::Unavailable)?
-        .map_err(|(code, message)| SessionError::Refused { code, message })?;
+        .map_err(|(code, message)| {
+            let message = match code {
+                ErrorCode::E2eeRequired => "this meeting is end-to-end encrypted and a WHIP/WHEP client cannot encrypt; a moderator can allow participants who cannot encrypt".into(),
+                _ => message,
+            };
+            SessionError::Refused { code, message }
+        })?;
     let pid = joined.pid;
     let leave = || {
         let _ = state.media.send(
