@@ -48,11 +48,29 @@ struct Client {
     offer: String,
     /// Sending m-lines (audio, video) of a publisher.
     sends: Option<(Mid, Mid)>,
+    video_codec: Codec,
 }
 
 async fn client(publish: bool) -> Client {
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut rtc = new_rtc(Instant::now(), socket.local_addr().unwrap()).unwrap();
+    let rtc = new_rtc(Instant::now(), socket.local_addr().unwrap()).unwrap();
+    client_with(rtc, socket, publish, Codec::Vp8)
+}
+
+/// A client whose video is H.264 only, as OBS Studio sends it.
+async fn h264_client(publish: bool) -> Client {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut rtc = Rtc::builder()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_h264(true)
+        .build(Instant::now());
+    rtc.add_local_candidate(str0m::Candidate::host(socket.local_addr().unwrap(), "udp").unwrap());
+    client_with(rtc, socket, publish, Codec::H264)
+}
+
+fn client_with(mut rtc: Rtc, socket: UdpSocket, publish: bool, video_codec: Codec) -> Client {
     let dir = if publish {
         Direction::SendOnly
     } else {
@@ -68,6 +86,7 @@ async fn client(publish: bool) -> Client {
         pending: Some(pending),
         offer: offer.to_sdp_string(),
         sends: publish.then_some((a, v)),
+        video_codec,
     }
 }
 
@@ -176,7 +195,12 @@ impl Client {
                             let key = keyframe_wanted || frame % 50 == 1;
                             keyframe_wanted = false;
                             seq.1 += 1;
-                            write(&mut self.rtc, video, Codec::Vp8, seq.1, frame.wrapping_mul(1800), true, payload(600, Some((true, key)), frame));
+                            let data = match self.video_codec {
+                            // One NAL unit per frame: an IDR slice or a non-IDR slice.
+                            Codec::H264 => [vec![if key { 0x65 } else { 0x41 }], payload(600, None, frame)].concat(),
+                            _ => payload(600, Some((true, key)), frame),
+                        };
+                        write(&mut self.rtc, video, self.video_codec, seq.1, frame.wrapping_mul(1800), true, data);
                     }
                 }
             }
@@ -392,4 +416,45 @@ async fn a_vanished_whip_client_leaves_the_room() {
 
     let left = recv_type(&mut ws, "participant_left").await;
     assert_eq!(left["participant_id"], p["id"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h264_publisher_reaches_an_h264_viewer() {
+    let server = Server::start(&["--jwt-secret", SECRET]);
+    let addr = server.http;
+    let mut ws = chair(&server, "obs").await;
+    send(
+        &mut ws,
+        json!({"type": "set_e2ee", "required": false}).to_string(),
+    )
+    .await;
+    recv_type(&mut ws, "settings").await;
+
+    let mut publisher = h264_client(true).await;
+    let res = post(
+        addr,
+        "/whip/obs",
+        Some(token("obs", None)),
+        &publisher.offer,
+    )
+    .await;
+    publisher.accept(&res);
+    assert!(
+        res.body.contains("H264"),
+        "video negotiated as H.264: {}",
+        res.body
+    );
+    let (stop, stopped) = oneshot::channel();
+    let publishing = tokio::spawn(async move { publisher.run(stopped, (0, 0)).await });
+
+    let mut viewer = h264_client(false).await;
+    let res = post(addr, "/whep/obs", Some(token("obs", None)), &viewer.offer).await;
+    viewer.accept(&res);
+    let (_keep, never) = oneshot::channel();
+    let received = tokio::time::timeout(Duration::from_secs(60), viewer.run(never, (20, 20)))
+        .await
+        .expect("the viewer receives H.264 video from its first keyframe on");
+    assert!(received.1 >= 20, "{received:?}");
+    let _ = stop.send(());
+    publishing.await.unwrap();
 }
