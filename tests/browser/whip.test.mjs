@@ -33,7 +33,7 @@ function token(room, name) {
 
 /**
  * Run the aiortc client; its JSON lines arrive in `events`.
- * @param {'publish' | 'watch'} mode
+ * @param {'publish' | 'publish-h264' | 'watch'} mode
  * @param {string} url
  * @param {string} bearer
  */
@@ -104,6 +104,16 @@ test('aiortc publishes into a meeting over WHIP and watches it over WHEP', { tim
     assert.ok(await tileEl.locator('.e2ee-off-badge').isVisible());
     await poll(async () => (await alice.page.getAttribute('#e2ee-btn', 'data-e2ee')) === 'off', { what: "Alice's indicator warns" });
     assert.match((await alice.page.textContent('#e2ee-label')) ?? '', /Lecture feed cannot encrypt/);
+
+    // An encoder that sends only H.264 (as OBS Studio does) plays in the browser too.
+    const h264 = aiortc('publish-h264', `${server.url}/whip/${room}`, token(room, 'H264 feed'));
+    clients.push(h264);
+    const h264Created = await h264.event('created');
+    assert.equal(h264Created.event, 'created');
+    assert.ok(h264Created.codecs.includes('H264') && !h264Created.codecs.includes('VP8'), JSON.stringify(h264Created.codecs));
+    const h264Tile = await poll(async () => (await remoteTiles(alice.page)).find((t) => t.name === 'H264 feed'), { what: 'the H.264 tile' });
+    await poll(() => playing(alice.page, h264Tile.id), { timeout: 60000, what: "Alice plays the H.264 publisher's video" });
+    await h264.stop();
 
     // A WHEP viewer decodes the room's first audio and video tracks: Alice's, sent in the clear
     // while participants who cannot encrypt are present.

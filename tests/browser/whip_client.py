@@ -1,7 +1,9 @@
 """An independent WebRTC implementation (aiortc) as a WHIP publisher or WHEP viewer, for the
 browser tests.
 
-    python whip_client.py publish|watch <endpoint URL> <bearer token>
+    python whip_client.py publish|publish-h264|watch <endpoint URL> <bearer token>
+
+`publish-h264` sends its video as H.264 only, as OBS Studio does.
 
 Prints one JSON object per line on stdout: {"event": "refused", "status": 403, "problem": {...}},
 {"event": "created", "location": "/whip/..."}, {"event": "connected"}, and for a viewer
@@ -18,7 +20,7 @@ import urllib.request
 from urllib.parse import urljoin
 
 import aioice.ice
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
 # aioice leaves out loopback addresses; the tests run on loopback only.
@@ -46,9 +48,18 @@ async def main(mode, url, token):
     # No STUN server: aiortc would add a public one otherwise.
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     frames = {"video": 0, "audio": 0}
-    if mode == "publish":
+    if mode.startswith("publish"):
         pc.addTrack(AudioStreamTrack())
         pc.addTrack(VideoStreamTrack())
+        if mode == "publish-h264":
+            h264 = [
+                c
+                for c in RTCRtpSender.getCapabilities("video").codecs
+                if c.mimeType == "video/H264"
+            ]
+            for t in pc.getTransceivers():
+                if t.kind == "video":
+                    t.setCodecPreferences(h264)
     else:
         pc.addTransceiver("audio", direction="recvonly")
         pc.addTransceiver("video", direction="recvonly")
@@ -87,7 +98,9 @@ async def main(mode, url, token):
         await pc.close()
         return 3
     location = urljoin(url, headers.get("Location") or headers.get("location"))
-    say(event="created", location=location)
+    # The codecs the server answered with, e.g. ["opus", "H264"].
+    codecs = sorted({l.split()[1].split("/")[0] for l in body.splitlines() if l.startswith("a=rtpmap:")})
+    say(event="created", location=location, codecs=codecs)
     await pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
 
     stop = asyncio.Event()
