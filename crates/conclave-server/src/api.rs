@@ -365,7 +365,7 @@ async fn create_room(
     ))
 }
 
-/// Delete a persistent room. A meeting going on in it continues as an ad-hoc one.
+/// Delete a persistent room. A meeting going on in it is not interrupted.
 #[utoipa::path(delete, path = "/rooms/{name}", tag = "rooms",
     params(("name" = String, Path, description = "Room name")),
     responses(
