@@ -241,18 +241,16 @@ async fn try_create(
             SessionError::Refused { code, message }
         })?;
     let pid = joined.pid;
-    let leave = || {
-        let _ = state.media.send(
-            room,
-            Command::Leave {
-                room: room.to_owned(),
-                pid,
-                conn,
-            },
-        );
+    // Until the session task holds the participant, any way out of here (an error, or the client
+    // hanging up, which drops this future) takes it out of the room again.
+    let mut guard = LeaveOnDrop {
+        state,
+        room,
+        pid,
+        conn,
+        armed: true,
     };
     if joined.waiting {
-        leave();
         return Err(SessionError::Lobby);
     }
 
@@ -283,13 +281,7 @@ async fn try_create(
     })
     .await
     .unwrap_or(Err(SessionError::Unavailable));
-    let answer = match answer {
-        Ok(a) => a,
-        Err(res) => {
-            leave();
-            return Err(res);
-        }
-    };
+    let answer = answer?;
     if direction == Direction::Publish {
         // What the stream sends, so tiles show its camera and microphone as on.
         let _ = state.media.send(
@@ -314,6 +306,7 @@ async fn try_create(
             stop,
         },
     );
+    guard.armed = false;
     tokio::spawn(run_session(
         state.clone(),
         id.clone(),
@@ -334,6 +327,30 @@ async fn try_create(
         answer,
     )
         .into_response())
+}
+
+/// Takes a participant out of its room when dropped, unless disarmed.
+struct LeaveOnDrop<'a> {
+    state: &'a AppState,
+    room: &'a str,
+    pid: conclave_room::Pid,
+    conn: ConnId,
+    armed: bool,
+}
+
+impl Drop for LeaveOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.state.media.send(
+                self.room,
+                Command::Leave {
+                    room: self.room.to_owned(),
+                    pid: self.pid,
+                    conn: self.conn,
+                },
+            );
+        }
+    }
 }
 
 /// Who may publish or watch: a join token for the room in `Authorization: Bearer`.

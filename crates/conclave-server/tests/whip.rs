@@ -458,3 +458,37 @@ async fn an_h264_publisher_reaches_an_h264_viewer() {
     let _ = stop.send(());
     publishing.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_with_a_lobby_refuses_and_forgets_the_client() {
+    let server = Server::start(&["--jwt-secret", SECRET]);
+    let addr = server.http;
+    let mut ws = chair(&server, "waiting").await;
+    send(
+        &mut ws,
+        json!({"type": "set_e2ee", "required": false}).to_string(),
+    )
+    .await;
+    recv_type(&mut ws, "settings").await;
+    send(
+        &mut ws,
+        json!({"type": "set_lobby", "enabled": true}).to_string(),
+    )
+    .await;
+    recv_type(&mut ws, "settings").await;
+
+    let publisher = client(true).await;
+    let res = post(
+        addr,
+        "/whip/waiting",
+        Some(token("waiting", None)),
+        &publisher.offer,
+    )
+    .await;
+    assert_eq!(res.status, 403);
+    assert_eq!(res.json()["code"], "lobby");
+    // The knock it caused is withdrawn at once: nobody is left waiting.
+    let knock = recv_type(&mut ws, "knock").await;
+    let resolved = recv_type(&mut ws, "knock_resolved").await;
+    assert_eq!(resolved["knock_id"], knock["knock_id"]);
+}
