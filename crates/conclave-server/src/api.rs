@@ -248,7 +248,8 @@ pub struct RoomInfo {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRoom {
-    /// 1 to 64 letters, digits, `-` or `_`.
+    /// 1 to 64 letters, digits, `-` or `_` (a few words such as `api` are reserved).
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub name: String,
     /// Joiners knock and wait for a moderator.
     #[serde(default)]
@@ -258,7 +259,25 @@ pub struct NewRoom {
     pub with_password: bool,
     /// Delete the room this many seconds from now.
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole_seconds")]
     pub expires_in_seconds: Option<i64>,
+}
+
+/// A whole number of seconds. JSON (and JSON Schema) count `3600.0` as the integer 3600, so it is
+/// taken as such; fractions are refused.
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(d)? else {
+        return Ok(None);
+    };
+    if let Some(i) = n.as_i64() {
+        return Ok(Some(i));
+    }
+    match n.as_f64() {
+        Some(f) if f.fract() == 0.0 && f.abs() < 9.0e15 => Ok(Some(f as i64)),
+        _ => Err(serde::de::Error::custom(
+            "expires_in_seconds must be a whole number",
+        )),
+    }
 }
 
 /// The created room and its passwords, shown this once: only their hashes are stored.

@@ -247,3 +247,37 @@ fn openapi_document_lists_exactly_the_routes_that_exist() {
     }
     assert_eq!(get(&server, "/api/v1/other").status, 404);
 }
+
+/// Schemathesis (PyPI) generates requests from the served document and checks every answer
+/// against it. It runs when the test environment has it (`.ci/run` installs it in tests/.venv).
+#[test]
+fn schemathesis_finds_the_api_true_to_its_document() {
+    let bin =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/.venv/bin/schemathesis");
+    if !bin.exists() {
+        eprintln!("skipped: no schemathesis in tests/.venv (run .ci/run)");
+        return;
+    }
+    let server = Server::start(&["--admin-token", TOKEN]);
+    // Its example database and reports go to a scratch directory, not the working tree.
+    let scratch =
+        std::env::temp_dir().join(format!("conclave-schemathesis-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let out = std::process::Command::new(bin)
+        .current_dir(&scratch)
+        .args([
+            "run",
+            &format!("http://{}/api/v1/openapi.json", server.http),
+        ])
+        .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
+        .args(["--max-examples", "30", "--seed", "1"])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&scratch);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
