@@ -144,7 +144,6 @@ fn token_verifier(args: &ServeArgs) -> Result<Option<TokenVerifier>, String> {
 }
 
 async fn run_http(args: &ServeArgs, state: AppState, workers: usize) -> Result<(), String> {
-    use axum::routing::post;
     let mut app = Router::new()
         .route("/", get(http::index))
         .route("/healthz", get(http::healthz))
@@ -152,16 +151,7 @@ async fn run_http(args: &ServeArgs, state: AppState, workers: usize) -> Result<(
         .route("/ws", get(signaling::ws_handler))
         .route("/assets/{*path}", get(http::asset))
         .route("/{room}", get(http::room_page))
-        .route("/whip/{room}", post(whip::whip_post))
-        .route(
-            "/whip/{room}/{session}",
-            axum::routing::delete(whip::whip_delete).patch(whip::patch_not_supported),
-        )
-        .route("/whep/{room}", post(whip::whep_post))
-        .route(
-            "/whep/{room}/{session}",
-            axum::routing::delete(whip::whep_delete).patch(whip::patch_not_supported),
-        );
+        .merge(whip::routes());
     if let Some(api) = api::router(&state) {
         app = app.merge(api);
     }

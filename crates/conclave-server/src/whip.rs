@@ -88,7 +88,23 @@ impl Sessions {
     }
 }
 
-pub async fn whip_post(
+/// `POST /whip/<room>`, `POST /whep/<room>`, and `DELETE`/`PATCH` on their session URLs.
+pub fn routes() -> axum::Router<AppState> {
+    use axum::routing::{delete, post};
+    axum::Router::new()
+        .route("/whip/{room}", post(whip_post))
+        .route(
+            "/whip/{room}/{session}",
+            delete(whip_delete).patch(patch_not_supported),
+        )
+        .route("/whep/{room}", post(whep_post))
+        .route(
+            "/whep/{room}/{session}",
+            delete(whep_delete).patch(patch_not_supported),
+        )
+}
+
+async fn whip_post(
     State(state): State<AppState>,
     Path(room): Path<String>,
     headers: HeaderMap,
@@ -97,7 +113,7 @@ pub async fn whip_post(
     create(state, room, headers, body, Direction::Publish).await
 }
 
-pub async fn whep_post(
+async fn whep_post(
     State(state): State<AppState>,
     Path(room): Path<String>,
     headers: HeaderMap,
@@ -106,14 +122,14 @@ pub async fn whep_post(
     create(state, room, headers, body, Direction::Watch).await
 }
 
-pub async fn whip_delete(
+async fn whip_delete(
     State(state): State<AppState>,
     Path((room, id)): Path<(String, String)>,
 ) -> Response {
     delete(&state, &room, &id, Direction::Publish)
 }
 
-pub async fn whep_delete(
+async fn whep_delete(
     State(state): State<AppState>,
     Path((room, id)): Path<(String, String)>,
 ) -> Response {
@@ -122,7 +138,7 @@ pub async fn whep_delete(
 
 /// Trickle ICE and ICE restarts are not supported: the offer must carry its candidates (RFC 9725
 /// §4.3.1 lets a server answer 405 then).
-pub async fn patch_not_supported() -> Response {
+async fn patch_not_supported() -> Response {
     let mut res = problem(
         StatusCode::METHOD_NOT_ALLOWED,
         "trickle_not_supported",
