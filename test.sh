@@ -2,8 +2,9 @@
 # Conclave's whole test suite: formatting, lints, Rust unit and integration tests, the web client's
 # type check, and browser end-to-end tests in headless Chromium. Exits non-zero on any failure.
 #
-# Needs: Rust (cargo with clippy and rustfmt), Node.js with npm, and Chromium at /usr/bin/chromium
-# (Debian: apt-get install chromium). `.ci/run` installs these on a fresh Debian machine.
+# Needs: Rust (cargo with clippy and rustfmt), Node.js with npm, Chromium at /usr/bin/chromium
+# (Debian: apt-get install chromium), and a Python venv in tests/.venv with aiortc (WHIP/WHEP
+# browser test) and schemathesis (admin API test); those two tests are skipped without it. `.ci/run` installs these on a fresh Debian machine.
 set -euo pipefail
 cd "$(dirname "$0")"
 

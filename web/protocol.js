@@ -617,7 +617,7 @@ export class Connection extends EventTarget {
         }
         this.emit('server_error', { code: msg.code, message: msg.message, fatal: false });
         if (msg.code === 'screen_share_busy') await this.stopScreenShare();
-        if (msg.code === 'invalid_sdp') {
+        if (msg.code === 'invalid_sdp' || msg.code === 'too_large') {
           // Our offer was refused; let the next change trigger a new one.
           this.offerInFlight = false;
           if (this.pc && this.pc.signalingState === 'have-local-offer') {

@@ -22,7 +22,9 @@ pub const PROTOCOL_VERSION: u32 = 1;
 pub const MAX_SEALED_NAME_CHARS: usize = 1024;
 
 /// Largest inbound WebSocket message the server accepts, in bytes.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// An SDP offer grows by about 3 KB per receive slot; 256 KiB covers a client receiving its
+/// last-N videos plus audio with room to spare.
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// Largest `relay` payload, in bytes.
 pub const MAX_RELAY_BYTES: usize = 32 * 1024;

@@ -1,7 +1,9 @@
 //! The few codec bytes the forwarding core reads: whether an RTP packet starts a keyframe.
 //!
 //! Only the payload descriptor and the first byte of the VP8 payload header are read; these stay in
-//! the clear under end-to-end encryption (the encryption transform leaves them untouched).
+//! the clear under end-to-end encryption (the encryption transform leaves them untouched). H.264
+//! comes only from publishers that do not encrypt (WHIP encoders such as OBS Studio); its NAL
+//! unit headers are read.
 
 /// Does this VP8 RTP payload (RFC 7741) start a keyframe?
 ///
@@ -44,9 +46,69 @@ pub fn vp8_starts_keyframe(payload: &[u8]) -> bool {
     }
 }
 
+/// Does this H.264 RTP payload (RFC 6184) start a picture a receiver can decode from: a sequence
+/// parameter set (encoders send it right before an IDR picture) or an IDR slice?
+pub fn h264_starts_keyframe(payload: &[u8]) -> bool {
+    const IDR: u8 = 5;
+    const SPS: u8 = 7;
+    let starts = |nal: u8| matches!(nal & 0x1f, IDR | SPS);
+    let Some(&b0) = payload.first() else {
+        return false;
+    };
+    match b0 & 0x1f {
+        // STAP-A: 16-bit size, then a NAL unit, repeated.
+        24 => {
+            let mut i = 1;
+            while let (Some(&hi), Some(&lo)) = (payload.get(i), payload.get(i + 1)) {
+                let size = usize::from(hi) << 8 | usize::from(lo);
+                match payload.get(i + 2) {
+                    Some(&nal) if size > 0 => {
+                        if starts(nal) {
+                            return true;
+                        }
+                    }
+                    _ => return false,
+                }
+                i += 2 + size;
+            }
+            false
+        }
+        // FU-A: the first fragment (S bit) of an IDR slice.
+        28 => payload
+            .get(1)
+            .is_some_and(|&fu| fu & 0x80 != 0 && starts(fu)),
+        1..=23 => starts(b0),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn h264_keyframe_detection() {
+        assert!(h264_starts_keyframe(&[0x67, 0x42])); // SPS
+        assert!(h264_starts_keyframe(&[0x65, 0x88])); // IDR slice
+        assert!(!h264_starts_keyframe(&[0x41, 0x9a])); // non-IDR slice
+        assert!(!h264_starts_keyframe(&[0x68, 0xce])); // PPS alone
+        // STAP-A with SPS and PPS.
+        assert!(h264_starts_keyframe(&[
+            0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x01, 0x68
+        ]));
+        // STAP-A with a PPS and a non-IDR slice only.
+        assert!(!h264_starts_keyframe(&[
+            0x78, 0x00, 0x01, 0x68, 0x00, 0x01, 0x41
+        ]));
+        // FU-A: first fragment of an IDR slice, then a middle one.
+        assert!(h264_starts_keyframe(&[0x7c, 0x85, 0x00]));
+        assert!(!h264_starts_keyframe(&[0x7c, 0x05, 0x00]));
+        // Truncated input never panics.
+        for len in 0..8 {
+            let _ = h264_starts_keyframe(&[0x78, 0x00, 0x02, 0x67, 0x42, 0x00, 0x01, 0x68][..len]);
+        }
+        assert!(!h264_starts_keyframe(&[0x78, 0xff, 0xff]));
+    }
 
     #[test]
     fn vp8_keyframe_detection() {

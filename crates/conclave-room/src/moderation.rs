@@ -148,24 +148,28 @@ impl Room {
                 });
                 self.remove(now, pid);
             }
-            ModeratorCommand::EndMeeting => {
-                let all: Vec<Pid> = self.participants.keys().copied().collect();
-                for pid in &all {
-                    self.outputs.push_back(Output::Signal {
-                        to: *pid,
-                        msg: ServerMessage::Closed {
-                            reason: ClosedReason::MeetingEnded,
-                        },
-                    });
-                }
-                self.tracks.clear();
-                self.participants.clear();
-                for pid in all {
-                    self.outputs.push_back(Output::Removed { pid });
-                }
-            }
+            ModeratorCommand::EndMeeting => self.end_meeting(),
         }
         Ok(())
+    }
+
+    /// End the meeting for everyone (a moderator's command, or the operator's): each
+    /// participant is told `closed` and removed.
+    pub fn end_meeting(&mut self) {
+        let all: Vec<Pid> = self.participants.keys().copied().collect();
+        for pid in &all {
+            self.outputs.push_back(Output::Signal {
+                to: *pid,
+                msg: ServerMessage::Closed {
+                    reason: ClosedReason::MeetingEnded,
+                },
+            });
+        }
+        self.tracks.clear();
+        self.participants.clear();
+        for pid in all {
+            self.outputs.push_back(Output::Removed { pid });
+        }
     }
 
     /// An admitted participant by id.

@@ -155,6 +155,10 @@ pub struct Access {
     pub host: bool,
     /// The room password hash the joiner's password was verified against, if it was.
     pub password_hash: Option<String>,
+    /// A media-only endpoint (WHIP publisher, WHEP viewer) rather than a person at a client. It
+    /// has no signaling to moderate or reconnect with: it is never given the moderator role, and
+    /// it leaves when its media transport ends.
+    pub media_only: bool,
 }
 
 /// A room's stored settings, used when the room is created.
@@ -229,6 +233,7 @@ pub(crate) struct Participant {
     pub(crate) wanted_slots: conclave_proto::SlotCounts,
     /// Sharing the screen now (a screen track is published and not stopped by a moderator).
     pub(crate) sharing: bool,
+    pub(crate) media_only: bool,
 }
 
 impl Participant {
@@ -387,7 +392,8 @@ impl Room {
                 return Ok(self.resume(now, pid, req.name));
             }
         }
-        let moderator = req.access.moderator;
+        let media_only = req.access.media_only;
+        let moderator = req.access.moderator && !media_only;
         if self.participants.is_empty()
             && !self.settings.persistent
             && self.config.adhoc_requires_host
@@ -433,7 +439,7 @@ impl Room {
             lost_at: None,
             slots: Vec::new(),
             last_subscriptions: None,
-            moderator: moderator || (first && !waiting),
+            moderator: moderator || (first && !waiting && !media_only),
             admitted: false,
             audio_blocked: false,
             video_blocked: false,
@@ -444,6 +450,7 @@ impl Room {
             desired_sent: 0,
             wanted_slots: Default::default(),
             sharing: false,
+            media_only,
         };
         self.participants.insert(pid, participant);
         if waiting {
@@ -567,7 +574,12 @@ impl Room {
 
     /// The participant's media transport ended (ICE failed or closed): its tracks and slots end,
     /// the participant stays.
+    /// A media-only participant cannot negotiate again, so it leaves.
     pub fn transport_closed(&mut self, now: Instant, pid: Pid) {
+        if self.participants.get(&pid).is_some_and(|p| p.media_only) {
+            self.remove(now, pid);
+            return;
+        }
         self.clear_media(pid);
         self.update_sharing(pid);
         self.rebalance(now);
@@ -683,7 +695,11 @@ impl Room {
         {
             return;
         }
-        let Some((&pid, _)) = self.participants.iter().find(|(_, p)| p.admitted) else {
+        let Some((&pid, _)) = self
+            .participants
+            .iter()
+            .find(|(_, p)| p.admitted && !p.media_only)
+        else {
             return;
         };
         self.set_moderator_role(pid, true);
@@ -693,7 +709,7 @@ impl Room {
         let Some(p) = self.participants.get_mut(&pid) else {
             return;
         };
-        if p.moderator == moderator {
+        if p.moderator == moderator || (moderator && p.media_only) {
             return;
         }
         p.moderator = moderator;

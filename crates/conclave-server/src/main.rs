@@ -1,6 +1,7 @@
 //! `conclave`: one binary serving the web client, signaling and the media server.
 
 mod access;
+mod api;
 mod auth;
 mod cli;
 mod config;
@@ -16,6 +17,7 @@ mod signaling;
 mod tap;
 mod tls;
 mod turn;
+mod whip;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -50,6 +52,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// TURN servers and ICE policy handed to each participant in `welcome`.
     pub ice: Arc<IceConfig>,
+    /// The admin API's bearer token; `None` turns the API off.
+    pub admin_token: Option<Arc<str>>,
+    /// Live WHIP/WHEP sessions.
+    pub sessions: Arc<whip::Sessions>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -124,6 +130,7 @@ fn init_logging(log: &LogSettings) {
 fn serve(s: Settings) -> Result<(), String> {
     let ips = s.candidate_ips().map_err(|e| e.to_string())?;
     let reach = s.ice.to_reach();
+    let api = s.api.to_args();
     let tokens = token_verifier(&s)?.map(Arc::new);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -201,6 +208,8 @@ fn serve(s: Settings) -> Result<(), String> {
             lifecycle: Arc::new(Lifecycle::default()),
             metrics,
             ice: Arc::new(ice),
+            admin_token: api.admin_token.as_deref().map(Arc::from),
+            sessions: Arc::new(whip::Sessions::new(api.whip_max_sessions)),
         };
         let result = run_http(&s, state, tls, signals, workers).await;
         store.close().await;
@@ -335,8 +344,13 @@ async fn run_http(
     if metrics_here {
         app = app.route("/metrics", get(metrics::scrape));
     }
-    let app = app
+    let mut app = app
         .route("/{room}", get(http::room_page))
+        .merge(whip::routes());
+    if let Some(api) = api::router(&state) {
+        app = app.merge(api);
+    }
+    let app = app
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http::security_headers,

@@ -91,7 +91,7 @@ fn html(lang: &str, title: &str, body: String) -> String {
 
 fn english_page(f: &Facts) -> String {
     let tokens = if f.tokens {
-        "Join tokens from your organisation's sign-in service are checked here (signature, expiry, room). The name in a token is shown to the other participants. Tokens are not stored or logged."
+        "Join tokens from your organisation's sign-in service are checked here (signature, expiry, room). The name in a token is shown to the other participants. Tokens are not stored or logged. With a token, streaming software (WHIP/WHEP) can join a meeting whose moderator allows participants who cannot encrypt; it is shown to everyone as a participant."
     } else {
         "Join tokens are not used on this server."
     };
@@ -140,7 +140,7 @@ fn english_page(f: &Facts) -> String {
 
 fn german_page(f: &Facts) -> String {
     let tokens = if f.tokens {
-        "Zugangstoken des Anmeldedienstes Ihrer Organisation werden hier geprüft (Signatur, Gültigkeit, Raum). Der Name im Token wird den anderen Teilnehmenden angezeigt. Token werden weder gespeichert noch protokolliert."
+        "Zugangstoken des Anmeldedienstes Ihrer Organisation werden hier geprüft (Signatur, Gültigkeit, Raum). Der Name im Token wird den anderen Teilnehmenden angezeigt. Token werden weder gespeichert noch protokolliert. Mit einem Token kann Streaming-Software (WHIP/WHEP) an einer Besprechung teilnehmen, deren Moderation Teilnehmende ohne Verschlüsselung zulässt; sie wird allen als Teilnehmende angezeigt."
     } else {
         "Zugangstoken werden auf diesem Server nicht verwendet."
     };

@@ -44,7 +44,7 @@ pub async fn ws_handler(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
 ) -> Response {
-    // Frames up to 1 MiB are read so that a 64 KiB+ message gets a clear `too_large` reply;
+    // Frames up to 1 MiB are read so that a 256 KiB+ message gets a clear `too_large` reply;
     // beyond that the connection is closed as hostile.
     ws.max_message_size(HARD_LIMIT_BYTES)
         .max_frame_size(HARD_LIMIT_BYTES)

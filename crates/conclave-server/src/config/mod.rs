@@ -7,6 +7,7 @@
 //! embedded, so the commented example is always exactly what an empty configuration means.
 //! Adding a setting or a group: see `docs/configuration.md`.
 
+mod api;
 mod auth;
 mod ice;
 mod log;
@@ -25,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
+pub use api::ApiSettings;
 pub use auth::AuthSettings;
 pub use ice::IceSettings;
 pub use log::{LogFormat, LogSettings};
@@ -61,6 +63,9 @@ pub struct Settings {
     #[command(flatten)]
     #[serde(default)]
     pub ice: IceSettings,
+    #[command(flatten)]
+    #[serde(default)]
+    pub api: ApiSettings,
 }
 
 #[derive(Debug, Error)]
@@ -202,6 +207,10 @@ impl Settings {
             .to_reach()
             .validate()
             .map_err(|e| invalid("ice", e))?;
+        self.api
+            .to_args()
+            .check()
+            .map_err(|e| invalid("api.admin_token", e))?;
         let tls = &self.tls;
         match (&tls.cert, &tls.key, tls.self_signed.unwrap_or(false)) {
             (Some(_), Some(_), true) => {

@@ -6,7 +6,7 @@ use conclave_proto::{ErrorCode, ParticipantId, ServerMessage};
 use conclave_room::{JoinError, JoinRequest, ModerationError, Pid, Room};
 
 use super::worker::{Conn, RoomHost, Worker};
-use super::{Command, ConnId, JoinSpec, Joined};
+use super::{Command, ConnId, JoinSpec, Joined, MeetingCounts};
 use crate::ids;
 
 impl Worker {
@@ -122,6 +122,37 @@ impl Worker {
                     }
                     self.process(&room, now);
                 }
+            }
+            Command::Connected { room, pid, reply } => {
+                let connected = self
+                    .rooms
+                    .get(&room)
+                    .and_then(|h| h.peers.get(&pid))
+                    .is_some_and(|p| !p.dead && p.rtc.is_connected());
+                let _ = reply.send(connected);
+            }
+            Command::Meetings { reply } => {
+                let list = self
+                    .rooms
+                    .iter()
+                    .map(|(name, h)| MeetingCounts {
+                        room: name.clone(),
+                        participants: h.core.participant_count(),
+                        tracks: h.core.track_count(),
+                    })
+                    .collect();
+                let _ = reply.send(list);
+            }
+            Command::EndMeeting { room, reply } => {
+                let live = match self.rooms.get_mut(&room) {
+                    Some(host) => {
+                        host.core.end_meeting();
+                        true
+                    }
+                    None => false,
+                };
+                let _ = reply.send(live);
+                self.process(&room, now);
             }
         }
     }

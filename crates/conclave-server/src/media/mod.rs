@@ -145,6 +145,31 @@ pub enum Command {
         conn: ConnId,
         tiles: Vec<(ParticipantId, u32)>,
     },
+    /// Whether the participant's media transport is connected (ICE and DTLS done).
+    Connected {
+        room: String,
+        pid: Pid,
+        reply: oneshot::Sender<bool>,
+    },
+    /// The operator's view of this worker's live meetings: counts only.
+    Meetings {
+        reply: oneshot::Sender<Vec<MeetingCounts>>,
+    },
+    /// The operator ends a meeting; replies whether it was live.
+    EndMeeting {
+        room: String,
+        reply: oneshot::Sender<bool>,
+    },
+}
+
+/// A live meeting as the operator sees it: no participant names, ids or addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeetingCounts {
+    pub room: String,
+    /// In the meeting or waiting in its lobby.
+    pub participants: usize,
+    /// Published audio and video tracks.
+    pub tracks: usize,
 }
 
 /// Everything about one join that signaling established.
@@ -259,6 +284,25 @@ impl MediaPlane {
         self.workers[idx]
             .send(WorkerInput::Command(cmd))
             .map_err(|_| ())
+    }
+}
+
+impl MediaPlane {
+    /// Every worker's live meetings, sorted by room name.
+    pub async fn meetings(&self) -> Result<Vec<MeetingCounts>, ()> {
+        let mut replies = Vec::with_capacity(self.workers.len());
+        for w in self.workers.iter() {
+            let (reply, rx) = oneshot::channel();
+            w.send(WorkerInput::Command(Command::Meetings { reply }))
+                .map_err(|_| ())?;
+            replies.push(rx);
+        }
+        let mut all = Vec::new();
+        for rx in replies {
+            all.extend(rx.await.map_err(|_| ())?);
+        }
+        all.sort_by(|a, b| a.room.cmp(&b.room));
+        Ok(all)
     }
 }
 

@@ -8,7 +8,7 @@ use conclave_proto::Kind;
 use conclave_room::{Forward, MAX_LAYERS, Mid as RoomMid, Published};
 use str0m::bwe::Bitrate;
 use str0m::change::SdpOffer;
-use str0m::format::{Codec, CodecConfig, PayloadParams};
+use str0m::format::{Codec, CodecConfig, CodecSpec, PayloadParams};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid, Rids};
 use str0m::net::{Protocol, TcpType};
 use str0m::rtp::{ExtensionValues, RtpWrite};
@@ -63,10 +63,13 @@ impl Peer {
         let mut config = Rtc::builder()
             .set_rtp_mode(true)
             // Opus and VP8 are what every browser sends and receives; one codec per kind means
-            // every publisher's packets can go to every subscriber unchanged.
+            // every publisher's packets can go to every subscriber unchanged. H.264 is offered
+            // after VP8, so browsers keep sending VP8; it is there for WHIP encoders (OBS Studio
+            // sends only H.264), and browsers decode it.
             .clear_codecs()
             .enable_opus(true, false)
             .enable_vp8(true)
+            .enable_h264(true)
             // Feeds the NACK and loss counters in /metrics.
             .set_stats_interval(Some(STATS_INTERVAL))
             // Each receiver's downlink estimate (TWCC) decides which simulcast layers it gets.
@@ -178,22 +181,35 @@ impl Peer {
         (published, slots)
     }
 
-    /// The codec of an incoming payload type.
-    pub fn codec_of(&self, pt: Pt) -> Option<Codec> {
+    /// The codec (and its format) of an incoming payload type.
+    pub fn codec_of(&self, pt: Pt) -> Option<CodecSpec> {
         self.rtc
             .codec_config()
             .params()
             .iter()
             .find(|p| p.pt() == pt)
-            .map(|p| p.spec().codec)
+            .map(|p| p.spec())
     }
 
-    fn pt_for(&self, codec: Codec) -> Option<Pt> {
-        self.rtc
-            .codec_config()
-            .params()
-            .iter()
-            .find(|p| p.spec().codec == codec)
+    /// This peer's payload type for what a publisher sent. H.264 comes in variants: the same
+    /// packetization mode is required (mode 0 cannot carry fragments), the same profile preferred.
+    fn pt_for(&self, spec: &CodecSpec) -> Option<Pt> {
+        let params = self.rtc.codec_config().params();
+        let same = params.iter().filter(|p| p.spec().codec == spec.codec);
+        if spec.codec != Codec::H264 {
+            return same.map(|p| p.pt()).next();
+        }
+        let mode = |p: &&str0m::format::PayloadParams| {
+            p.spec().format.packetization_mode.unwrap_or(0)
+                == spec.format.packetization_mode.unwrap_or(0)
+        };
+        let profile = |p: &&str0m::format::PayloadParams| {
+            p.spec().format.profile_level_id == spec.format.profile_level_id
+        };
+        same.clone()
+            .filter(mode)
+            .find(profile)
+            .or_else(|| same.clone().find(mode))
             .map(|p| p.pt())
     }
 
@@ -203,7 +219,7 @@ impl Peer {
         if self.dead {
             return false;
         }
-        let Some(pt) = self.pt_for(pkt.codec) else {
+        let Some(pt) = self.pt_for(&pkt.codec) else {
             return false;
         };
         let mid: Mid = f.mid.as_str().into();
@@ -275,7 +291,7 @@ impl Peer {
 
 /// The parts of an incoming packet that go out again unchanged.
 pub struct ForwardedPacket<'a> {
-    pub codec: Codec,
+    pub codec: CodecSpec,
     pub payload: &'a std::sync::Arc<[u8]>,
     pub marker: bool,
     pub ext_vals: &'a ExtensionValues,

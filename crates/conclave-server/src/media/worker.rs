@@ -13,7 +13,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use conclave_proto::ServerMessage;
-use conclave_room::codec::vp8_starts_keyframe;
+use conclave_room::codec::{h264_starts_keyframe, vp8_starts_keyframe};
 use conclave_room::{
     Forward, Mid as RoomMid, Output as RoomOutput, PacketIn, Pid, Room, RoomConfig,
 };
@@ -557,8 +557,12 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket, metric
     let Some(room_mid) = RoomMid::new(&mid) else {
         return;
     };
-    crate::tap::media(codec.is_video(), &pkt.payload);
-    let keyframe = codec == Codec::Vp8 && vp8_starts_keyframe(&pkt.payload);
+    crate::tap::media(codec.codec.is_video(), &pkt.payload);
+    let keyframe = match codec.codec {
+        Codec::Vp8 => vp8_starts_keyframe(&pkt.payload),
+        Codec::H264 => h264_starts_keyframe(&pkt.payload),
+        _ => false,
+    };
     let meta = PacketIn {
         seq: *pkt.seq_no,
         ts: pkt.header.timestamp,
@@ -584,7 +588,7 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket, metric
         marker: pkt.header.marker,
         ext_vals: &pkt.header.ext_vals,
         wallclock: pkt.timestamp,
-        nackable: codec.is_video(),
+        nackable: codec.codec.is_video(),
     };
     for f in &forwards {
         if host
