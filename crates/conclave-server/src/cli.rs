@@ -41,6 +41,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "IP")]
     pub public_ip: Option<IpAddr>,
 
+    /// Exact address (IP and port) announced to browsers in ICE candidates, when the port they
+    /// reach differs from the --udp port: behind a port-forwarding NAT, or a relay in front of
+    /// the media port. Replaces the --public-ip / --udp address.
+    #[arg(long, value_name = "IP:PORT", conflicts_with = "public_ip")]
+    pub announce: Option<SocketAddr>,
+
     /// Media worker threads; each room lives on one. Defaults to one per CPU core.
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
@@ -148,6 +154,14 @@ fn parse_duration_secs(s: &str) -> Result<i64, String> {
 impl ServeArgs {
     /// The address put into ICE candidates.
     pub fn candidate_addr(&self) -> Result<SocketAddr, String> {
+        if let Some(addr) = self.announce {
+            if addr.ip().is_unspecified() || addr.port() == 0 {
+                return Err(format!(
+                    "--announce {addr}: give the address and port browsers send media to"
+                ));
+            }
+            return Ok(addr);
+        }
         let ip = match self.public_ip {
             Some(ip) => ip,
             None if self.udp.ip().is_unspecified() => {
@@ -180,6 +194,25 @@ mod tests {
         assert!(parse_duration_secs("0d").is_err());
         assert!(parse_duration_secs("3w").is_err());
         assert!(parse_duration_secs("d").is_err());
+    }
+
+    #[test]
+    fn announce_replaces_the_candidate_address() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["conclave"], args].concat());
+        let cli = parse(&["--udp", "0.0.0.0:40000", "--announce", "203.0.113.7:3478"]).unwrap();
+        assert_eq!(
+            cli.serve.candidate_addr(),
+            Ok("203.0.113.7:3478".parse().unwrap())
+        );
+        let cli = parse(&["--udp", "127.0.0.1:40000"]).unwrap();
+        assert_eq!(
+            cli.serve.candidate_addr(),
+            Ok("127.0.0.1:40000".parse().unwrap())
+        );
+        let cli = parse(&["--announce", "0.0.0.0:3478"]).unwrap();
+        assert!(cli.serve.candidate_addr().is_err());
+        assert!(parse(&["--announce", "203.0.113.7"]).is_err());
+        assert!(parse(&["--public-ip", "203.0.113.7", "--announce", "203.0.113.7:1"]).is_err());
     }
 
     #[test]

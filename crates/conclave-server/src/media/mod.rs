@@ -144,7 +144,6 @@ impl MediaPlane {
         settings_tx: Option<UnboundedSender<SettingsUpdate>>,
     ) -> std::io::Result<Self> {
         let routes = Arc::new(Routes::default());
-        let local = socket.local_addr()?;
         // Datagrams queued per worker, counted up by the receive thread and down by the worker.
         let backlogs: Arc<Vec<AtomicUsize>> =
             Arc::new((0..workers).map(|_| AtomicUsize::new(0)).collect());
@@ -158,7 +157,7 @@ impl MediaPlane {
                 settings_tx: settings_tx.clone(),
                 backlogs: backlogs.clone(),
             };
-            let w = worker::Worker::new(index, socket.try_clone()?, local, env);
+            let w = worker::Worker::new(index, socket.try_clone()?, env);
             std::thread::Builder::new()
                 .name(format!("media-worker-{index}"))
                 .spawn(move || w.run(rx))?;

@@ -35,7 +35,6 @@ const FLUSH_AT: usize = 4096;
 pub struct Worker {
     pub(super) index: usize,
     socket: UdpSocket,
-    local: SocketAddr,
     pub(super) candidate: SocketAddr,
     pub(super) routes: Arc<Routes>,
     pub(super) room_config: RoomConfig,
@@ -96,7 +95,7 @@ impl RoomHost {
 }
 
 impl Worker {
-    pub fn new(index: usize, socket: UdpSocket, local: SocketAddr, env: WorkerEnv) -> Self {
+    pub fn new(index: usize, socket: UdpSocket, env: WorkerEnv) -> Self {
         let WorkerEnv {
             candidate,
             routes,
@@ -107,7 +106,6 @@ impl Worker {
         Self {
             index,
             socket,
-            local,
             candidate,
             routes,
             room_config,
@@ -207,7 +205,9 @@ impl Worker {
             Receive {
                 proto: Protocol::Udp,
                 source: from,
-                destination: self.local,
+                // ICE accepts a request only at one of our candidates; behind a NAT or relay the
+                // packet was sent to the announced address, not to the socket's own.
+                destination: self.candidate,
                 contents,
             },
         );
