@@ -145,6 +145,7 @@ export async function startServer({ bin: binOpt, args: extraArgs = /** @type {st
   return {
     url,
     udp,
+    pid: proc.pid,
     logFile,
     async stop() {
       if (proc.exitCode !== null || proc.signalCode !== null) {
