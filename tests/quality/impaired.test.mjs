@@ -28,6 +28,7 @@ test('video and audio keep flowing through 5% loss each way', { timeout: 180000 
   } finally {
     stats = await meeting.stop();
   }
-  // The relay really dropped packets both ways: the media crossed the impaired network.
-  assert.ok(stats && stats.uplink.dropped_loss > 0 && stats.downlink.dropped_loss > 0, JSON.stringify(stats));
+  // The media crossed the impaired network: the relay carried it and dropped some both ways.
+  assert.ok(stats && stats.uplink.packets_out > 1000 && stats.downlink.packets_out > 1000, JSON.stringify(stats));
+  assert.ok(stats.uplink.dropped_loss > 0 && stats.downlink.dropped_loss > 0, JSON.stringify(stats));
 });

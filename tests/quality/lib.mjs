@@ -80,6 +80,7 @@ export async function startMeeting({ names, serverArgs = [], uplink = '', downli
     for (const name of names) {
       const s = await openBrowser(server.url);
       sessions.push(s);
+      await behindNat(s.page);
       await s.page.goto(`${server.url}/${room}?name=${name}&autojoin=1#${secret}`);
     }
   } catch (e) {
@@ -102,6 +103,29 @@ export async function startMeeting({ names, serverArgs = [], uplink = '', downli
       return relayStats;
     },
   };
+}
+
+/**
+ * Make the page's own addresses unreachable for the server, as behind a NAT: its offers reach the
+ * server without candidates, so the server learns the page's address only from the checks the page
+ * sends, through the relay. Without this the server's own checks would reach the page's loopback
+ * host candidates directly and the media would bypass the relay.
+ * @param {import('playwright-core').Page} page
+ */
+export async function behindNat(page) {
+  await page.routeWebSocket(/\/ws$/, (ws) => {
+    const server = ws.connectToServer();
+    ws.onMessage((m) => {
+      if (typeof m === 'string' && m.includes('"offer"')) {
+        const msg = JSON.parse(m);
+        if (msg.type === 'offer') {
+          msg.sdp = msg.sdp.split('\r\n').filter((/** @type {string} */ l) => !l.startsWith('a=candidate:')).join('\r\n');
+          m = JSON.stringify(msg);
+        }
+      }
+      server.send(m);
+    });
+  });
 }
 
 /**
