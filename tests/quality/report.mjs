@@ -27,6 +27,14 @@ const esc = (s) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
 
 const COLORS = ['#2b6cb0', '#dd6b20', '#38a169', '#805ad5'];
 
+/** A round axis maximum with four round steps at or above `v`. @param {number} v */
+function niceMax(v) {
+  const raw = v / 4;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
+  return step * 4;
+}
+
 /** @param {any} q */
 function qualityMarkdown(q) {
   const lines = [];
@@ -99,7 +107,7 @@ function scenariosSvg(q) {
   panels.forEach((p, pi) => {
     const y0 = top + pi * (panelH + 60) + 20;
     const vals = q.runs.map((/** @type {any} */ r) => r.aggregate[p.key] ?? 0);
-    const max = Math.max(p.max, ...vals, 1) * 1.1;
+    const max = niceMax(Math.max(p.max, ...vals, 1) * 1.05);
     out.push(`<text x="${left}" y="${y0 - 6}" font-size="13">${esc(p.title)}</text>`);
     for (let k = 0; k <= 4; k++) {
       const v = (max * k) / 4;
@@ -137,8 +145,8 @@ function adaptationSvg(q) {
   const all = runs.flatMap((/** @type {any} */ r) => Object.values(r.series).flat());
   const tMax = Math.max(...all.map((/** @type {any} */ p) => p.t));
   const panels = [
-    { key: 'height', title: 'Received frame height (median over streams)', max: Math.max(720, ...all.map((/** @type {any} */ p) => p.height)) },
-    { key: 'fps', title: 'Received frames per second (median over streams)', max: 30 },
+    { key: 'height', title: 'Height of the last decoded frame (median over streams)', max: niceMax(Math.max(720, ...all.map((/** @type {any} */ p) => p.height))) },
+    { key: 'fps', title: 'Received frames per second (median over streams)', max: 40 },
   ];
   const H = top + panels.length * (panelH + 50) + 20;
   const x = (/** @type {number} */ t) => left + (plotW * t) / tMax;

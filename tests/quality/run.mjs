@@ -17,7 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   startMeeting, readStats, live, waitForVideo, sleep, serverSupports, videoSummary, audioSummary,
-  mean, median, SERVER_BIN,
+  mean, median, SERVER_BIN, repoRoot,
 } from './lib.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -229,7 +229,7 @@ async function main() {
   const results = {
     date: new Date().toISOString(),
     machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? '', memGiB: Math.round(os.totalmem() / 2 ** 30) },
-    server: path.basename(SERVER_BIN),
+    server: path.relative(repoRoot, SERVER_BIN),
     participants,
     seconds,
     notes,
