@@ -52,6 +52,26 @@ const LOADS = [
 ];
 
 /**
+ * Codes and messages of the `error` messages the page receives.
+ * @param {import('playwright-core').Page} page
+ */
+function signalingErrors(page) {
+  /** @type {string[]} */
+  const out = [];
+  page.on('websocket', (ws) =>
+    ws.on('framereceived', (f) => {
+      try {
+        const m = JSON.parse(String(f.payload));
+        if (m.type === 'error') out.push(`${m.code}: ${m.message}`);
+      } catch {
+        /* not JSON */
+      }
+    }),
+  );
+  return out;
+}
+
+/**
  * @param {typeof LOADS[number]} load
  */
 async function runLoad(load) {
@@ -62,10 +82,13 @@ async function runLoad(load) {
   const jsonDir = mkdtempSync(path.join(os.tmpdir(), 'conclave-large-'));
   const jsonFile = path.join(jsonDir, 'load.json');
   let loadProc = null;
+  /** @type {string[][]} */
+  const errorsOf = [];
   try {
     for (const b of load.browsers) {
       const s = await openBrowser(server.url, b.camera ? {} : { fakeUi: false, extraArgs: ['--deny-permission-prompts'] });
       sessions.push(s);
+      errorsOf.push(signalingErrors(s.page));
       await s.page.goto(`${server.url}/${ROOM}?name=${b.name}&autojoin=1#${secret}`);
       await poll(() => s.page.evaluate(() => document.body.dataset.state === 'joined'), { what: `${b.name} joined` });
     }
@@ -110,6 +133,16 @@ async function runLoad(load) {
         downlinkKbps: ((sb.bytesReceived - sa.bytesReceived) * 8) / secs / 1000,
       };
     });
+    const negotiation = await Promise.all(sessions.map((s) => s.page.evaluate(() => {
+      const c = /** @type {any} */ (window).conclave;
+      const subs = c.connection?.lastSubs;
+      return {
+        signalingState: c.pc?.signalingState ?? null,
+        videoSlots: subs?.slots?.video ?? 0,
+        videoSubscriptions: (subs?.subscriptions ?? []).filter((/** @type {any} */ x) => x.kind === 'video').length,
+      };
+    })));
+    browsers.forEach((b, i) => Object.assign(b, negotiation[i], { errors: [...new Set(errorsOf[i])] }));
     const cpuPct = ((u1.cpuSeconds - u0.cpuSeconds) / secs) * 100;
     console.error(`${load.id}: server ${cpuPct.toFixed(0)}% CPU, ${u1.rssMiB.toFixed(0)} MiB; ${JSON.stringify(browsers)}`);
     await Promise.race([loadDone, sleep(90000)]);

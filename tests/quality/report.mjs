@@ -190,17 +190,24 @@ function adaptationSvg(q) {
 /** @param {any} l */
 function largeMarkdown(l) {
   const lines = [`Measured ${l.date.slice(0, 10)} on ${l.machine.cpus} cores; server binary \`${l.server}\`.`, ''];
-  lines.push('| load | participants | browser | visible tiles playing | tile fps (median) | inbound video tracks | downlink kbit/s | server CPU % of a core | server RSS MiB |');
-  lines.push('|---|---|---|---|---|---|---|---|---|');
+  lines.push('| load | participants | browser | tiles playing / shown | tile fps (median) | inbound video tracks | video subscriptions / slots | downlink kbit/s | server CPU % of a core | server RSS MiB |');
+  lines.push('|---|---|---|---|---|---|---|---|---|---|');
   for (const r of l.runs) {
     for (const b of r.browsers) {
-      lines.push(`| ${r.id} | ${r.participants} | ${b.name} | ${b.tilesPlaying} / ${b.tiles} | ${f(b.tileFps)} | ${b.inboundVideo} | ${f(b.downlinkKbps, 0)} | ${f(r.server.cpuPct, 0)} | ${f(r.server.rssMiB, 0)} |`);
+      lines.push(`| ${r.id} | ${r.participants} | ${b.name} | ${b.tilesPlaying} / ${b.tiles} | ${f(b.tileFps)} | ${b.inboundVideo} | ${b.videoSubscriptions ?? '–'} / ${b.videoSlots ?? '–'} | ${f(b.downlinkKbps, 0)} | ${f(r.server.cpuPct, 0)} | ${f(r.server.rssMiB, 0)} |`);
     }
-    if (!r.browsers.length) lines.push(`| ${r.id} | ${r.participants} | – | – | – | – | – | ${f(r.server.cpuPct, 0)} | ${f(r.server.rssMiB, 0)} |`);
   }
+  lines.push('', 'The load generator over its own window (forwarded to simulated participants; latency only from its verifying receivers):', '');
+  lines.push('| load | connected | forwarded Mbit/s | forwarded packets/s | loss % | latency p50 / p95 ms | server CPU % (generator window) |');
+  lines.push('|---|---|---|---|---|---|---|');
   for (const r of l.runs) {
-    if (r.load) lines.push('', `${r.id}: load generator ${JSON.stringify(r.load)}`);
+    const g = r.load;
+    if (!g) continue;
+    const lat = g.latencyMs?.samples ? `${f(g.latencyMs.p50_us / 1000, 0)} / ${f(g.latencyMs.p95_us / 1000, 0)}` : '–';
+    lines.push(`| ${r.id} | ${g.connected} | ${f(g.forwardedMbitPerS)} | ${f(g.forwardedPacketsPerS, 0)} | ${f(g.lossPct)} | ${lat} | ${f(g.serverCpuPct, 0)} |`);
   }
+  const errors = l.runs.flatMap((/** @type {any} */ r) => r.browsers.flatMap((/** @type {any} */ b) => (b.errors ?? []).map((/** @type {string} */ e) => `${r.id} ${b.name}: \`${e}\``)));
+  if (errors.length) lines.push('', 'Errors the browsers received:', '', ...errors.map((e) => `- ${e}`));
   return lines.join('\n');
 }
 
