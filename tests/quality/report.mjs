@@ -57,7 +57,7 @@ function qualityMarkdown(q) {
   const adapt = q.runs.filter((/** @type {any} */ r) => r.adaptation);
   if (adapt.length) {
     lines.push('', 'Adaptation to the cap schedule, per receiver stream (median / worst over streams; "never": not within the phase):', '');
-    lines.push('| mode | height before | height at 300 kbit/s | fps at 300 kbit/s | settle s | recover s |');
+    lines.push('| mode | height before | last decoded height at 300 kbit/s | fps at 300 kbit/s | settle s | recover s |');
     lines.push('|---|---|---|---|---|---|');
     for (const r of adapt) {
       const xs = r.adaptation;
