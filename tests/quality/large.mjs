@@ -1,7 +1,8 @@
 // Large meetings, measured: real browsers in a room full of simulated participants
 // (crates/conclave-load: real signaling and WebRTC, synthetic media).
 //
-// - meeting50: 2 headless Chromium participants + 48 simulated publishers, everyone publishing.
+// - meeting12 and meeting50: 2 headless Chromium participants + 10 or 48 simulated publishers,
+//   everyone publishing.
 // - webinar200: 1 Chromium presenter, 1 Chromium listener without camera or microphone, and 200
 //   simulated listeners.
 //
@@ -14,7 +15,7 @@
 //   node tests/quality/large.mjs             # writes tests/quality/results/large.json
 //   node tests/quality/report.mjs            # then docs/quality.md
 //
-// Environment: LARGE_LOADS=meeting50,webinar200, LARGE_SECONDS=20 (measurement window),
+// Environment: LARGE_LOADS=meeting12,meeting50,webinar200, LARGE_SECONDS=20 (measurement window),
 // LARGE_VIDEO_KBPS=150 (simulated publishers' video rate), CONCLAVE_BIN / CONCLAVE_LOAD_BIN
 // (default target/release/…), LARGE_OUT.
 
@@ -37,6 +38,12 @@ const VIDEO_KBPS = Number(process.env.LARGE_VIDEO_KBPS ?? 150);
 const ROOM = 'load-0';
 
 const LOADS = [
+  {
+    id: 'meeting12',
+    browsers: [{ name: 'Alice', camera: true }, { name: 'Bob', camera: true }],
+    publishers: 10,
+    subscribers: 0,
+  },
   {
     id: 'meeting50',
     browsers: [{ name: 'Alice', camera: true }, { name: 'Bob', camera: true }],
