@@ -24,11 +24,12 @@ step "end-to-end encryption unit tests (node): SFrame RFC vectors, key manager, 
 # The rotation benchmark runs at 10 and 50 members here; CONCLAVE_BENCH_SIZES=10,50,100,200 for all.
 CONCLAVE_BENCH_SIZES="${CONCLAVE_BENCH_SIZES:-10,50}" node --test tests/unit/
 
-step "build the server binaries the browser tests run (and a tap build for the encryption proof)"
+step "build the server binaries the browser tests run (a tap build for the encryption proof, and the impairment relay)"
 cargo build -p conclave-server --features tap --locked
 cp target/debug/conclave target/debug/conclave-tap
-cargo build -p conclave-server --locked
+cargo build -p conclave-server -p conclave-netsim --locked
 export CONCLAVE_BIN="$PWD/target/debug/conclave"
+export CONCLAVE_NETSIM_BIN="$PWD/target/debug/conclave-netsim"
 export CONCLAVE_TAP_BIN="$PWD/target/debug/conclave-tap"
 
 cd tests/browser

@@ -148,6 +148,7 @@ export async function startServer({ bin: binOpt, args: extraArgs = /** @type {st
   return {
     url,
     udp,
+    pid: proc.pid,
     logFile,
     /** Send a signal (e.g. `SIGTERM` to make the server drain). @param {NodeJS.Signals} sig */
     signal(sig) {

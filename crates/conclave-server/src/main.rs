@@ -154,7 +154,8 @@ fn serve(s: Settings) -> Result<(), String> {
         let tcp = bind_ice_tcp(reach.tcp_plan(SocketAddr::new(udp.ip(), udp_port))).await?;
         let media_addrs = MediaAddrs {
             ips: ips.clone(),
-            udp_port,
+            // Behind a port-forwarding NAT or relay, browsers reach another port than ours.
+            udp_port: s.server.announce.map_or(udp_port, |a| a.port()),
             tcp_port: tcp
                 .as_ref()
                 .and_then(|l| l.local_addr().ok())

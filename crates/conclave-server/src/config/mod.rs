@@ -273,6 +273,26 @@ impl Settings {
     /// The addresses put into ICE candidates (the media port is the udp port).
     pub fn candidate_ips(&self) -> Result<Vec<IpAddr>, ConfigError> {
         let udp = self.server.udp.value();
+        if let Some(a) = self.server.announce {
+            if self
+                .server
+                .public_ip
+                .as_ref()
+                .is_some_and(|v| !v.is_empty())
+            {
+                return Err(invalid(
+                    "server.announce",
+                    "cannot be combined with server.public_ip: choose one",
+                ));
+            }
+            if a.ip().is_unspecified() || a.port() == 0 {
+                return Err(invalid(
+                    "server.announce",
+                    format!("{a}: give the address and port browsers send media to"),
+                ));
+            }
+            return Ok(vec![a.ip()]);
+        }
         let given = self.server.public_ip.clone().unwrap_or_default();
         if !given.is_empty() {
             let mut ips = given;

@@ -28,6 +28,12 @@ pub struct ServerSettings {
     )]
     pub public_ip: Option<Vec<IpAddr>>,
 
+    /// Exact address (IP and port) announced to browsers in ICE candidates, when the port they
+    /// reach differs from the udp port: behind a port-forwarding NAT, or a relay in front of the
+    /// media port. Replaces public_ip.
+    #[arg(long, env = "CONCLAVE_ANNOUNCE", value_name = "IP:PORT")]
+    pub announce: Option<SocketAddr>,
+
     /// Media worker threads; each room lives on one. Defaults to one per CPU core.
     #[arg(long, env = "CONCLAVE_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
