@@ -20,7 +20,7 @@ async fn malformed_messages_get_errors_and_connection_stays_usable() {
     expect_error(&mut ws, "bad_message").await;
     ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
     expect_error(&mut ws, "bad_message").await;
-    let big = json!({"type": "offer", "sdp": "x".repeat(100 * 1024)}).to_string();
+    let big = json!({"type": "offer", "sdp": "x".repeat(300 * 1024)}).to_string();
     send(&mut ws, big).await;
     expect_error(&mut ws, "too_large").await;
     // Out of order: an offer or media state before join.
