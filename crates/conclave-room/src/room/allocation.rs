@@ -91,7 +91,9 @@ impl Room {
             return;
         }
         p.view = Some(view);
-        self.allocate(now);
+        // Only this participant's view changed: clients send it on every layout change, so a
+        // large room must not re-run everyone's allocation for it.
+        self.allocate_only(now, Some(pid));
     }
 
     /// The participant's downlink bandwidth estimate, from its transport. Used at the next tick.
@@ -172,6 +174,11 @@ impl Room {
     /// Bind slots and choose layers for every participant, then tell publishers which layers
     /// are needed and participants what they receive.
     pub(crate) fn allocate(&mut self, now: Instant) {
+        self.allocate_only(now, None);
+    }
+
+    /// [`Room::allocate`] for one participant (`Some`) or everyone (`None`).
+    fn allocate_only(&mut self, now: Instant, only: Option<Pid>) {
         let admitted: Vec<Pid> = self
             .participants
             .iter()
@@ -193,11 +200,15 @@ impl Room {
         let mut by_recency = admitted.clone();
         by_recency.sort_by(|a, b| spoke.get(b).cmp(&spoke.get(a)).then(a.cmp(b)));
         let mut keyframes = Vec::new();
-        for &sub in &admitted {
+        let subs: Vec<Pid> = match only {
+            Some(pid) => admitted.iter().copied().filter(|p| *p == pid).collect(),
+            None => admitted.clone(),
+        };
+        for &sub in &subs {
             self.allocate_for(now, sub, &by_owner, &by_recency, &mut keyframes);
         }
         self.update_publish_layers(now);
-        for pid in admitted {
+        for pid in subs {
             self.send_subscriptions(pid);
         }
         for (key, layer) in keyframes {
