@@ -220,18 +220,7 @@ impl Room {
         let msg = ServerMessage::Settings {
             settings: self.settings.public(),
         };
-        let everyone: Vec<Pid> = self
-            .participants
-            .iter()
-            .filter(|(_, p)| p.admitted)
-            .map(|(pid, _)| *pid)
-            .collect();
-        for pid in everyone {
-            self.outputs.push_back(Output::Signal {
-                to: pid,
-                msg: msg.clone(),
-            });
-        }
+        self.broadcast(msg);
         if stored && self.settings.persistent {
             self.outputs.push_back(Output::SaveSettings {
                 lobby: self.settings.lobby,

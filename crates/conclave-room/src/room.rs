@@ -754,6 +754,27 @@ impl Room {
     }
 
     /// Send to every admitted participant but one (knockers learn nothing about the meeting).
+    /// Send `msg` to every admitted participant.
+    pub(crate) fn broadcast(&mut self, msg: ServerMessage) {
+        for (pid, p) in &self.participants {
+            if p.admitted {
+                self.outputs.push_back(Output::Signal {
+                    to: *pid,
+                    msg: msg.clone(),
+                });
+            }
+        }
+    }
+
+    /// Admitted participants, in join order.
+    pub(crate) fn admitted(&self) -> Vec<Pid> {
+        self.participants
+            .iter()
+            .filter(|(_, p)| p.admitted)
+            .map(|(pid, _)| *pid)
+            .collect()
+    }
+
     pub(crate) fn broadcast_except(&mut self, except: Pid, msg: ServerMessage) {
         for (pid, p) in &self.participants {
             if *pid != except && p.admitted {

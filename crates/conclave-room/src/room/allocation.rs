@@ -155,20 +155,7 @@ impl Room {
         }
         let participant_id =
             now_speaking.and_then(|p| self.participants.get(&p).map(|x| x.id.clone()));
-        let admitted: Vec<Pid> = self
-            .participants
-            .iter()
-            .filter(|(_, p)| p.admitted)
-            .map(|(pid, _)| *pid)
-            .collect();
-        for to in admitted {
-            self.outputs.push_back(Output::Signal {
-                to,
-                msg: ServerMessage::ActiveSpeaker {
-                    participant_id: participant_id.clone(),
-                },
-            });
-        }
+        self.broadcast(ServerMessage::ActiveSpeaker { participant_id });
     }
 
     /// Bind slots and choose layers for every participant, then tell publishers which layers
@@ -179,12 +166,7 @@ impl Room {
 
     /// [`Room::allocate`] for one participant (`Some`) or everyone (`None`).
     fn allocate_only(&mut self, now: Instant, only: Option<Pid>) {
-        let admitted: Vec<Pid> = self
-            .participants
-            .iter()
-            .filter(|(_, p)| p.admitted)
-            .map(|(pid, _)| *pid)
-            .collect();
+        let admitted = self.admitted();
         let mut by_owner: BTreeMap<Pid, Vec<TrackKey>> = BTreeMap::new();
         let mut spoke: HashMap<Pid, Instant> = HashMap::new();
         for (key, t) in &self.tracks {

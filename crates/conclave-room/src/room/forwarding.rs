@@ -115,20 +115,7 @@ impl Room {
         }
         p.sharing = sharing;
         let info = p.info();
-        let everyone: Vec<Pid> = self
-            .participants
-            .iter()
-            .filter(|(_, p)| p.admitted)
-            .map(|(pid, _)| *pid)
-            .collect();
-        for to in everyone {
-            self.outputs.push_back(Output::Signal {
-                to,
-                msg: ServerMessage::ParticipantUpdated {
-                    participant: info.clone(),
-                },
-            });
-        }
+        self.broadcast(ServerMessage::ParticipantUpdated { participant: info });
     }
 
     /// Hot path: an RTP packet from `publisher` on its track `mid`. Pushes one [`Forward`] per
