@@ -1,7 +1,9 @@
 //! Driving one simulated participant through Conclave's signaling (docs/protocol.md): join, offer
-//! what it publishes, and re-offer with more receive slots whenever the server asks for them.
+//! what it publishes, re-offer with more receive slots whenever the server asks for them, send
+//! `view` as the web client does for its layout, and follow `publish_layers`.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use conclave_proto::{ClientMessage, PROTOCOL_VERSION, ServerMessage, SlotCounts};
 use futures_util::{SinkExt, StreamExt};
@@ -10,14 +12,20 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::LoadError;
 use crate::media::{Cmd, MediaHandle};
+use crate::view::{Layout, Screen};
+
+/// Least time between two `view` messages (the web client sends at most about three a second).
+const VIEW_INTERVAL: Duration = Duration::from_millis(300);
 
 /// One participant's signaling; returns when `stop` turns true (after leaving) or on failure.
+/// With a `layout` it sends `view` for it; without, it receives everyone (up to last-N).
 pub async fn participant(
     server: SocketAddr,
     room: String,
     name: String,
     media: MediaHandle,
     slot: usize,
+    layout: Option<Layout>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), LoadError> {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{server}/ws"))
@@ -39,7 +47,18 @@ pub async fn participant(
     let mut offered = false;
     let mut pending = false;
     let mut joined = false;
+    let mut screen = layout.map(Screen::new);
+    let mut view_sent: Option<Vec<conclave_proto::TileView>> = None;
+    let mut view_due: Option<tokio::time::Instant> = None;
+    let mut next_view = tokio::time::Instant::now();
     loop {
+        if joined
+            && view_due.is_none()
+            && let Some(s) = &screen
+            && view_sent.as_ref() != Some(&s.view())
+        {
+            view_due = Some(next_view.max(tokio::time::Instant::now()));
+        }
         if joined
             && !pending
             && (!offered || have.audio < wanted.audio || have.video < wanted.video)
@@ -65,7 +84,24 @@ pub async fn participant(
                 pending = true;
             }
         }
+        let view_wait = async {
+            match view_due {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            _ = view_wait => {
+                view_due = None;
+                next_view = tokio::time::Instant::now() + VIEW_INTERVAL;
+                if let Some(s) = &screen {
+                    let tiles = s.view();
+                    ws.send(text(&ClientMessage::View { tiles: tiles.clone() }))
+                        .await
+                        .map_err(ws_err)?;
+                    view_sent = Some(tiles);
+                }
+            }
             _ = stop.changed() => {
                 let _ = ws.send(text(&ClientMessage::Leave)).await;
                 let _ = ws.close(None).await;
@@ -79,7 +115,33 @@ pub async fn participant(
                 let m: ServerMessage = serde_json::from_str(t.as_str())
                     .map_err(|e| LoadError::Signaling(e.to_string()))?;
                 match m {
-                    ServerMessage::Welcome { .. } => joined = true,
+                    ServerMessage::Welcome { participant_id, participants, .. } => {
+                        joined = true;
+                        if let Some(s) = screen.as_mut() {
+                            for p in participants {
+                                s.joined(p.id);
+                            }
+                            s.set_me(participant_id);
+                        }
+                    }
+                    ServerMessage::ParticipantJoined { participant } => {
+                        if let Some(s) = screen.as_mut() {
+                            s.joined(participant.id);
+                        }
+                    }
+                    ServerMessage::ParticipantLeft { participant_id } => {
+                        if let Some(s) = screen.as_mut() {
+                            s.left(&participant_id);
+                        }
+                    }
+                    ServerMessage::ActiveSpeaker { participant_id } => {
+                        if let Some(s) = screen.as_mut() {
+                            s.set_speaker(participant_id);
+                        }
+                    }
+                    ServerMessage::PublishLayers { mid, active } => {
+                        media.send(Cmd::PublishLayers { slot, mid, active });
+                    }
                     ServerMessage::Answer { sdp } => {
                         let (tx, rx) = oneshot::channel();
                         media.send(Cmd::Answer { slot, sdp, reply: tx });

@@ -14,6 +14,7 @@ pub mod media;
 pub mod procfs;
 pub mod report;
 pub mod synth;
+pub mod view;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
@@ -25,7 +26,8 @@ use tokio::sync::{oneshot, watch};
 
 use crate::media::{Cmd, Live, MediaHandle, Publish, ThreadReport};
 use crate::report::{Observed, Summary};
-use crate::synth::VideoShape;
+use crate::synth::{Turns, VideoShape};
+use crate::view::Layout;
 
 #[derive(Debug, Error)]
 pub enum LoadError {
@@ -52,6 +54,30 @@ impl From<String> for LoadError {
 pub enum Target {
     Conclave,
     Janus,
+}
+
+/// What simulated Conclave participants show, and so which videos the server sends them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ViewMode {
+    /// No `view`: everyone's video, up to the server's last-N (a client without a layout).
+    None,
+    /// The first page of a 16-tile grid, as the web client shows.
+    Grid,
+    /// Three in four show the grid, one in four the speaker view (stage and filmstrip).
+    Mixed,
+}
+
+impl ViewMode {
+    /// The layout of the `n`-th participant of a room.
+    fn layout(self, n: usize) -> Option<Layout> {
+        match self {
+            Self::None => None,
+            Self::Grid => Some(Layout::Grid),
+            Self::Mixed if n % 4 == 3 => Some(Layout::Speaker),
+            Self::Mixed => Some(Layout::Grid),
+        }
+    }
 }
 
 /// One run's load.
@@ -86,6 +112,11 @@ pub struct LoadConfig {
     pub progress: bool,
     /// Longest wait for everyone to connect.
     pub connect_timeout: Duration,
+    /// Conclave: what participants show.
+    pub view: ViewMode,
+    /// Publishers talk one at a time for this long each, in join order; `None`: all talk all
+    /// the time.
+    pub turn: Option<Duration>,
 }
 
 impl LoadConfig {
@@ -108,6 +139,8 @@ impl LoadConfig {
             server_pid: None,
             progress: false,
             connect_timeout: Duration::from_secs(60),
+            view: ViewMode::None,
+            turn: None,
         }
     }
 
@@ -142,6 +175,7 @@ impl Planner {
     async fn add(
         &mut self,
         publish: Option<Publish>,
+        turns: Option<Turns>,
         receives: bool,
     ) -> Result<Placement, LoadError> {
         let thread = self.count % self.threads.len();
@@ -159,6 +193,7 @@ impl Planner {
             verify,
             publish,
             phase,
+            turns,
             reply: tx,
         });
         rx.await.map_err(|_| LoadError::MediaGone)??;
@@ -319,19 +354,29 @@ async fn join_conclave(
     let mut ramp = Ramp::new(cfg.ramp);
     let mut n = 0;
     let started = Instant::now();
+    let epoch = Instant::now();
     for (role, count) in [("p", cfg.publishers), ("s", cfg.subscribers)] {
         for r in 0..cfg.rooms {
             for i in 0..count {
                 ramp.tick().await;
                 let publishes = role == "p";
                 let receives = !publishes || cfg.publishers > 1;
-                let p = planner.add(publishes.then_some(publish), receives).await?;
+                let turns = cfg.turn.filter(|_| publishes).map(|turn| Turns {
+                    index: i,
+                    of: cfg.publishers,
+                    turn,
+                    epoch,
+                });
+                let p = planner
+                    .add(publishes.then_some(publish), turns, receives)
+                    .await?;
                 let media = planner.threads[p.thread].clone();
                 let (server, room, name) = (cfg.server, format!("load-{r}"), format!("{role}{i}"));
                 let (stop, errors) = (stop.clone(), errors.clone());
+                let layout = cfg.view.layout(i);
                 tokio::spawn(async move {
                     if let Err(e) =
-                        conclave::participant(server, room, name, media, p.slot, stop).await
+                        conclave::participant(server, room, name, media, p.slot, layout, stop).await
                     {
                         record(&errors, e);
                     }
@@ -365,7 +410,7 @@ async fn join_janus(
         let mut room_feeds = Vec::new();
         for i in 0..cfg.publishers {
             ramp.tick().await;
-            let p = planner.add(Some(publish), false).await?;
+            let p = planner.add(Some(publish), None, false).await?;
             let media = &planner.threads[p.thread];
             let handle = session.attach().await?;
             room_feeds.push(
@@ -402,7 +447,7 @@ async fn join_janus(
                 continue;
             }
             ramp.tick().await;
-            let p = planner.add(None, true).await?;
+            let p = planner.add(None, None, true).await?;
             let media = planner.threads[p.thread].clone();
             let (session, room, errors) = (session.clone(), *room, errors.clone());
             tokio::spawn(async move {

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use conclave_load::{LoadConfig, Target};
+use conclave_load::{LoadConfig, Target, ViewMode};
 
 /// Simulated participants that load a Conclave server (or a Janus VideoRoom) and measure it.
 #[derive(Debug, Parser)]
@@ -60,6 +60,16 @@ struct Cli {
     /// Longest wait for everyone to connect.
     #[arg(long, default_value = "120s", value_parser = parse_duration)]
     connect_timeout: Duration,
+    /// Conclave: what participants show, so which videos they receive: `none` (no `view`:
+    /// everyone's video up to the server's last-N, the throughput benchmark), `grid` (the first
+    /// page of a 16-tile grid) or `mixed` (three in four the grid, one in four the speaker view,
+    /// as in a real meeting).
+    #[arg(long, value_enum, default_value = "none")]
+    view: ViewMode,
+    /// Publishers talk one at a time for this long each, the others sending DTX silence, as in a
+    /// real meeting; `0` (the throughput benchmark): everyone talks all the time.
+    #[arg(long, default_value = "0", value_parser = parse_duration)]
+    turn: Duration,
     /// Write the summary as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -131,6 +141,8 @@ fn run(cli: Cli) -> Result<(), String> {
     cfg.server_pid = cli.server_pid;
     cfg.progress = true;
     cfg.connect_timeout = cli.connect_timeout;
+    cfg.view = cli.view;
+    cfg.turn = (!cli.turn.is_zero()).then_some(cli.turn);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

@@ -26,7 +26,7 @@ use str0m::{Event, IceConnectionState, Input, Output, Rtc};
 use tokio::sync::oneshot;
 
 use crate::count::{SeqCounter, Verified, is_rtp};
-use crate::synth::{Source, SynthPacket, VideoShape};
+use crate::synth::{Source, SynthPacket, Turns, VideoShape};
 use conclave_udp::{self as sys, BATCH, RecvBatch};
 
 const WAKER: Token = Token(usize::MAX);
@@ -51,7 +51,15 @@ pub enum Cmd {
         publish: Option<Publish>,
         /// Offset of this publisher's packet schedule, so publishers do not send in lockstep.
         phase: Duration,
+        /// When it talks (`None`: all the time).
+        turns: Option<Turns>,
         reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// The server's `publish_layers` for one of the participant's sending m-lines.
+    PublishLayers {
+        slot: usize,
+        mid: String,
+        active: Vec<bool>,
     },
     /// Create an SDP offer: the published m-lines the first time, plus this many new receive-only
     /// m-lines. `None` if there is nothing to offer.
@@ -146,6 +154,9 @@ struct Sim {
     verify: bool,
     publish: Option<Publish>,
     phase: Duration,
+    turns: Option<Turns>,
+    /// Whether anyone receives the video (`publish_layers`); until told, it is.
+    video_wanted: bool,
     offered: bool,
     pending: Option<SdpPendingOffer>,
     audio_mid: Option<Mid>,
@@ -213,9 +224,22 @@ impl MediaThread {
                 verify,
                 publish,
                 phase,
+                turns,
                 reply,
             } => {
-                let _ = reply.send(self.add(slot, bind, verify, publish, phase));
+                let _ = reply.send(self.add(slot, bind, verify, publish, phase, turns));
+            }
+            Cmd::PublishLayers { slot, mid, active } => {
+                let _ = self.with_sim(slot, |sim| {
+                    // One layer is published: it is wanted if the server wants any.
+                    if sim.video_mid.is_some_and(|m| &*m == mid.as_str()) {
+                        sim.video_wanted = active.iter().any(|a| *a);
+                        if let Some(s) = sim.source.as_mut() {
+                            s.set_video_on(sim.video_wanted);
+                        }
+                    }
+                    Ok(())
+                });
             }
             Cmd::Offer {
                 slot,
@@ -279,6 +303,7 @@ impl MediaThread {
         verify: bool,
         publish: Option<Publish>,
         phase: Duration,
+        turns: Option<Turns>,
     ) -> Result<(), String> {
         let std_socket = std::net::UdpSocket::bind((bind, 0)).map_err(|e| e.to_string())?;
         std_socket
@@ -303,6 +328,8 @@ impl MediaThread {
             verify,
             publish,
             phase,
+            turns,
+            video_wanted: true,
             offered: false,
             pending: None,
             audio_mid: None,
@@ -558,12 +585,15 @@ impl Sim {
                 live.connected.fetch_add(1, Ordering::Relaxed);
                 if let Some(p) = self.publish {
                     live.connected_publishers.fetch_add(1, Ordering::Relaxed);
-                    self.source = Some(Source::new(
+                    let mut source = Source::new(
                         Instant::now(),
                         p.audio && self.audio_mid.is_some(),
                         p.video.filter(|_| self.video_mid.is_some()),
                         self.phase,
-                    ));
+                        self.turns,
+                    );
+                    source.set_video_on(self.video_wanted);
+                    self.source = Some(source);
                 }
             }
             Event::KeyframeRequest(_) => {

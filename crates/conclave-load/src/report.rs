@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::count::Percentiles;
 use crate::media::ThreadReport;
 use crate::synth::{AUDIO_INTERVAL, AUDIO_PAYLOAD, VideoShape};
-use crate::{LoadConfig, Target};
+use crate::{LoadConfig, Target, ViewMode};
 
 /// Raw observations of one run.
 pub struct Observed {
@@ -37,6 +37,10 @@ pub struct Summary {
     pub peer_connections: usize,
     pub connected: u64,
     pub disconnected: u64,
+    /// What participants showed (`view`).
+    pub view: ViewMode,
+    /// Each publisher's turn to talk, if they talked in turns.
+    pub turn_s: Option<f64>,
     pub tracks_published: usize,
     /// Streams the server should be forwarding (one per track per receiving participant).
     pub streams_forwarded: usize,
@@ -69,6 +73,8 @@ pub struct Forwarded {
     pub packets: u64,
     pub bytes: u64,
     pub packets_per_s: f64,
+    /// If everyone receives every other publisher's audio and video all the time (no `view`,
+    /// no turns); an upper bound otherwise.
     pub expected_packets_per_s: f64,
     pub mbit_per_s: f64,
     pub avg_packet_bytes: f64,
@@ -154,6 +160,8 @@ impl Summary {
             peer_connections: o.peer_connections,
             connected: o.connected,
             disconnected: o.disconnected,
+            view: cfg.view,
+            turn_s: cfg.turn.map(|t| t.as_secs_f64()),
             tracks_published: rooms * p * kinds,
             streams_forwarded: streams,
             media: MediaShape {

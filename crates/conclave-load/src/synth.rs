@@ -2,6 +2,10 @@
 //! header extension, and VP8-like video at 30 frames/s packetized to at most 1,200-byte payloads
 //! with a larger keyframe every few seconds. Payloads carry the format of
 //! [`conclave_client::payload`]: a VP8 payload descriptor, a counter and the send time.
+//!
+//! Like people in a meeting, publishers can talk in turns ([`Turns`]): while silent, audio is
+//! sent as a browser with Opus DTX does (one packet of silence every 400 ms). Video stops while
+//! nobody receives it (`publish_layers`) and restarts with a keyframe.
 
 use std::time::{Duration, Instant};
 
@@ -15,6 +19,27 @@ pub const AUDIO_PAYLOAD: usize = 80;
 pub const FPS: u32 = 30;
 /// A keyframe is this many times a delta frame (camera video at these rates is typically 3–6x).
 const KEYFRAME_FACTOR: usize = 4;
+/// Opus DTX while silent: one packet per this many 20 ms frames.
+const DTX_EVERY: u64 = 20;
+/// The audio level of silence (RFC 6464: -127 dBov).
+const SILENCE: i8 = -127;
+
+/// Talking in turns: of `of` publishers, the one whose `index` comes up talks for one `turn`,
+/// counted from `epoch`.
+#[derive(Debug, Clone, Copy)]
+pub struct Turns {
+    pub index: usize,
+    pub of: usize,
+    pub turn: Duration,
+    pub epoch: Instant,
+}
+
+impl Turns {
+    pub fn talking(&self, now: Instant) -> bool {
+        let k = now.saturating_duration_since(self.epoch).as_nanos() / self.turn.as_nanos().max(1);
+        (k % self.of.max(1) as u128) as usize == self.index
+    }
+}
 
 /// The shape of one video stream.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -58,7 +83,11 @@ pub struct SynthPacket {
 /// The sending state of one publisher.
 pub struct Source {
     video: Option<VideoShape>,
+    video_on: bool,
     audio: bool,
+    turns: Option<Turns>,
+    /// 20 ms audio frames so far (sent or not: the RTP clock runs through silence).
+    audio_frame: u64,
     next_audio: Instant,
     next_video: Instant,
     audio_seq: u64,
@@ -68,7 +97,13 @@ pub struct Source {
 }
 
 impl Source {
-    pub fn new(now: Instant, audio: bool, video: Option<VideoShape>, phase: Duration) -> Self {
+    pub fn new(
+        now: Instant,
+        audio: bool,
+        video: Option<VideoShape>,
+        phase: Duration,
+        turns: Option<Turns>,
+    ) -> Self {
         // Publishers start at different phases so their frames do not all leave at once.
         let frame = Duration::from_secs(1) / FPS;
         let modulo = |d: Duration, m: Duration| {
@@ -76,7 +111,10 @@ impl Source {
         };
         Self {
             video,
+            video_on: true,
             audio,
+            turns,
+            audio_frame: 0,
             next_audio: now + modulo(phase, AUDIO_INTERVAL),
             next_video: now + modulo(phase, frame),
             audio_seq: 0,
@@ -88,6 +126,15 @@ impl Source {
 
     pub fn request_keyframe(&mut self) {
         self.keyframe_wanted = true;
+    }
+
+    /// Send video or not (the server says whether anyone receives it); it restarts with a
+    /// keyframe.
+    pub fn set_video_on(&mut self, on: bool) {
+        if on && !self.video_on {
+            self.keyframe_wanted = true;
+        }
+        self.video_on = on;
     }
 
     /// When the next packet is due.
@@ -104,17 +151,26 @@ impl Source {
     pub fn due(&mut self, now: Instant, out: &mut Vec<SynthPacket>) {
         if self.audio && now >= self.next_audio {
             self.next_audio = (self.next_audio + AUDIO_INTERVAL).max(now - AUDIO_INTERVAL / 2);
-            self.audio_seq += 1;
-            // A speaker's level wanders between -25 and -55 dBov.
-            let level = -25 - (self.audio_seq % 31) as i8;
-            out.push(SynthPacket {
-                video: false,
-                seq: self.audio_seq,
-                ts: (self.audio_seq as u32).wrapping_mul(960),
-                marker: false,
-                audio_level: Some(level),
-                payload: conclave_client::payload(AUDIO_PAYLOAD, None, self.audio_seq as u32),
-            });
+            self.audio_frame += 1;
+            let talking = self.turns.is_none_or(|t| t.talking(now));
+            if talking || self.audio_frame.is_multiple_of(DTX_EVERY) {
+                self.audio_seq += 1;
+                // A speaker's level wanders between -25 and -55 dBov.
+                let level = if talking {
+                    -25 - (self.audio_seq % 31) as i8
+                } else {
+                    SILENCE
+                };
+                let len = if talking { AUDIO_PAYLOAD } else { 24 };
+                out.push(SynthPacket {
+                    video: false,
+                    seq: self.audio_seq,
+                    ts: (self.audio_frame as u32).wrapping_mul(960),
+                    marker: false,
+                    audio_level: Some(level),
+                    payload: conclave_client::payload(len, None, self.audio_seq as u32),
+                });
+            }
         }
         let Some(shape) = self.video else {
             return;
@@ -125,6 +181,9 @@ impl Source {
         let interval = Duration::from_secs(1) / FPS;
         self.next_video = (self.next_video + interval).max(now - interval / 2);
         self.frame += 1;
+        if !self.video_on {
+            return;
+        }
         let every = (shape.keyframe_every.as_secs_f64() * FPS as f64).max(1.0) as u64;
         let keyframe = self.keyframe_wanted || self.frame % every == 1;
         self.keyframe_wanted = false;
@@ -177,7 +236,7 @@ mod tests {
             kbps: 500,
             keyframe_every: Duration::from_secs(3),
         };
-        let mut s = Source::new(t0, true, Some(shape), Duration::ZERO);
+        let mut s = Source::new(t0, true, Some(shape), Duration::ZERO, None);
         let mut out = Vec::new();
         let mut t = t0;
         while t < t0 + Duration::from_secs(1) {
@@ -189,5 +248,52 @@ mod tests {
         assert!((49..=51).contains(&audio), "{audio}");
         assert!((29..=31).contains(&frames), "{frames}");
         assert!(out.iter().all(|p| p.payload.len() <= MAX_PAYLOAD));
+    }
+
+    #[test]
+    fn silent_in_others_turns_and_video_only_when_wanted() {
+        let t0 = Instant::now();
+        let shape = VideoShape {
+            kbps: 150,
+            keyframe_every: Duration::from_secs(3),
+        };
+        let turns = Turns {
+            index: 1,
+            of: 2,
+            turn: Duration::from_secs(1),
+            epoch: t0,
+        };
+        let mut s = Source::new(t0, true, Some(shape), Duration::ZERO, Some(turns));
+        s.set_video_on(false);
+        let mut out = Vec::new();
+        let mut run = |s: &mut Source, from: Duration, to: Duration, out: &mut Vec<SynthPacket>| {
+            let mut t = t0 + from;
+            while t < t0 + to {
+                s.due(t, out);
+                t += Duration::from_millis(1);
+            }
+        };
+        // First second: the other one's turn, and nobody watches.
+        run(&mut s, Duration::ZERO, Duration::from_secs(1), &mut out);
+        let audio = out.iter().filter(|p| !p.video).count();
+        assert!((2..=3).contains(&audio), "{audio}");
+        assert!(
+            out.iter()
+                .all(|p| !p.video && p.audio_level == Some(SILENCE))
+        );
+        out.clear();
+        // Second second: talking, and watched: video starts with a keyframe.
+        s.set_video_on(true);
+        run(
+            &mut s,
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+            &mut out,
+        );
+        let audio: Vec<_> = out.iter().filter(|p| !p.video).collect();
+        assert!(audio.len() >= 49, "{}", audio.len());
+        assert!(audio.iter().all(|p| p.audio_level.is_some_and(|l| l > -60)));
+        let first_video = out.iter().find(|p| p.video).expect("video");
+        assert!(first_video.payload[1] & 1 == 0, "starts with a keyframe");
     }
 }

@@ -298,3 +298,63 @@ fn last_n_limits_forwarded_video_and_screen_share_comes_first() {
         ParticipantId("id-p3".into())
     );
 }
+
+#[test]
+fn several_talking_at_once_keep_their_audio_slots() {
+    let config = RoomConfig {
+        audio_last_n: 2,
+        ..Default::default()
+    };
+    let mut s = Sim::new(config);
+    let listener = s.join("listener");
+    let talkers: Vec<Pid> = (0..4).map(|i| s.join(&format!("t{i}"))).collect();
+    let audio_slots: Vec<(Mid, Kind)> = (0..2)
+        .map(|i| (mid(&(40 + i).to_string()), Kind::Audio))
+        .collect();
+    s.room.set_media(s.now, listener, &[], &audio_slots);
+    for t in &talkers {
+        let published = [Published {
+            mid: mid("2"),
+            kind: Kind::Audio,
+            layers: 1,
+            screen: false,
+        }];
+        s.room.set_media(s.now, *t, &published, &audio_slots);
+    }
+    // Four microphones above the speech level at once for 3 s, their packets arriving in an
+    // order that changes (as jitter and packet timing do).
+    let mut told = 0;
+    for step in 0..150u64 {
+        for (i, t) in talkers.iter().enumerate() {
+            let pkt = PacketIn {
+                seq: step + 1,
+                ts: (step as u32) * 960,
+                keyframe: false,
+                layer: 0,
+                bytes: 120,
+                audio_level: Some(-30),
+                at: s.now + Duration::from_millis(5 * ((i as u64 + step) % 4)),
+            };
+            let mut out = Vec::new();
+            s.room.on_rtp(*t, mid("2"), pkt, &mut out);
+        }
+        s.now += Duration::from_millis(20);
+        if s.room.poll_timeout().is_some_and(|t| t <= s.now) {
+            s.room.handle_timeout(s.now);
+        }
+        let outputs: Vec<Output> = std::iter::from_fn(|| s.room.poll_output()).collect();
+        if step >= 50 {
+            told += outputs
+                .iter()
+                .filter(|o| {
+                    matches!(o, Output::Signal { to, msg: ServerMessage::Subscriptions { .. } }
+                        if *to == listener)
+                })
+                .count();
+        }
+    }
+    assert_eq!(
+        told, 0,
+        "the listener's audio slots stay with the same talkers"
+    );
+}

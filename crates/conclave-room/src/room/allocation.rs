@@ -34,6 +34,10 @@ const HOLD_AFTER_LOWER: Duration = Duration::from_secs(4);
 const PAUSE_AFTER: Duration = Duration::from_secs(3);
 /// Budget kept for each audio track received (Opus with headers, FEC).
 const AUDIO_BPS: u64 = 50_000;
+/// Speech this recent counts as speaking now. When several talk at once (or have noisy
+/// microphones), ranking them by their very last packet would reshuffle the last-N every tick
+/// (new slots, keyframes, `subscriptions` to everyone); as equals they keep their join order.
+const SPEAKING_NOW: Duration = Duration::from_secs(2);
 
 /// The highest layer worth sending to a tile drawn `height` device pixels high: layers are
 /// about 180p, 360p and 720p, and a layer is used up to 1.5 times its height.
@@ -178,9 +182,19 @@ impl Room {
         for keys in by_owner.values_mut() {
             keys.sort();
         }
-        // Without a view, the most recent speakers come first, then everyone in join order.
+        // Without a view, the most recent speakers come first (those speaking now in join
+        // order), then everyone in join order.
+        let recency = |p: &Pid| {
+            spoke.get(p).map(|at| {
+                if now.saturating_duration_since(*at) < SPEAKING_NOW {
+                    now
+                } else {
+                    *at
+                }
+            })
+        };
         let mut by_recency = admitted.clone();
-        by_recency.sort_by(|a, b| spoke.get(b).cmp(&spoke.get(a)).then(a.cmp(b)));
+        by_recency.sort_by(|a, b| recency(b).cmp(&recency(a)).then(a.cmp(b)));
         let mut keyframes = Vec::new();
         let subs: Vec<Pid> = match only {
             Some(pid) => admitted.iter().copied().filter(|p| *p == pid).collect(),
