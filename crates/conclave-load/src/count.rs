@@ -114,7 +114,10 @@ struct VerifiedTrack {
 impl Verified {
     /// Record one decrypted payload received on stream `ssrc` at `now_us` (Unix microseconds).
     pub fn record(&mut self, ssrc: u32, payload: &[u8], now_us: u64) {
-        let Some((counter, sent_us)) = conclave_client::parse_payload(payload) else {
+        // Synthetic payloads start with the counter; the VP8 clip's last packets end with it.
+        let Some((counter, sent_us)) = conclave_client::parse_payload(payload)
+            .or_else(|| crate::synth::parse_trailer(payload))
+        else {
             return;
         };
         let t = match self.tracks.iter().position(|t| t.ssrc == ssrc) {

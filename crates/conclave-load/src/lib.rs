@@ -102,6 +102,8 @@ pub struct LoadConfig {
     pub audio: bool,
     /// Video bit rate per publisher in kbit/s; 0 for no video.
     pub video_kbps: u32,
+    /// Send the real VP8 clip (browsers can decode it) instead of video shaped by `video_kbps`.
+    pub video_clip: bool,
     pub keyframe_every: Duration,
     /// Every n-th participant decrypts and verifies payloads (latency, end-to-end loss).
     pub verify_every: usize,
@@ -133,6 +135,7 @@ impl LoadConfig {
             bind_ip: server.ip(),
             audio: true,
             video_kbps: 500,
+            video_clip: false,
             keyframe_every: Duration::from_secs(3),
             verify_every: 10,
             threads: 1,
@@ -144,10 +147,12 @@ impl LoadConfig {
         }
     }
 
-    fn video(&self) -> Option<VideoShape> {
-        (self.video_kbps > 0).then_some(VideoShape {
+    /// The video each publisher sends, if any.
+    pub(crate) fn video(&self) -> Option<VideoShape> {
+        (self.video_kbps > 0 || self.video_clip).then_some(VideoShape {
             kbps: self.video_kbps,
             keyframe_every: self.keyframe_every,
+            clip: self.video_clip,
         })
     }
 }

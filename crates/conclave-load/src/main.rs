@@ -42,6 +42,10 @@ struct Cli {
     /// audio only.
     #[arg(long, default_value_t = 500)]
     video_kbps: u32,
+    /// Send a real VP8 clip (320x180, about 140 kbit/s, like a camera's lowest simulcast layer)
+    /// that browsers in the room can decode and show, instead of video shaped by `--video-kbps`.
+    #[arg(long)]
+    video_clip: bool,
     /// Publish no audio.
     #[arg(long)]
     no_audio: bool,
@@ -135,6 +139,7 @@ fn run(cli: Cli) -> Result<(), String> {
     cfg.bind_ip = cli.bind.unwrap_or(server.ip());
     cfg.audio = !cli.no_audio;
     cfg.video_kbps = cli.video_kbps;
+    cfg.video_clip = cli.video_clip;
     cfg.keyframe_every = cli.keyframe_every;
     cfg.verify_every = cli.verify_every;
     cfg.threads = cli.threads;

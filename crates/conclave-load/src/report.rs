@@ -122,13 +122,10 @@ fn pct(part: u64, whole: u64) -> f64 {
 impl Summary {
     pub fn new(cfg: &LoadConfig, o: Observed) -> Self {
         let (p, s, rooms) = (cfg.publishers, cfg.subscribers, cfg.rooms);
-        let kinds = cfg.audio as usize + (cfg.video_kbps > 0) as usize;
+        let kinds = cfg.audio as usize + cfg.video().is_some() as usize;
         let receivers_per_track = p.saturating_sub(1) + s;
         let streams = rooms * p * kinds * receivers_per_track;
-        let video = (cfg.video_kbps > 0).then_some(VideoShape {
-            kbps: cfg.video_kbps,
-            keyframe_every: cfg.keyframe_every,
-        });
+        let video = cfg.video();
         let audio_pps = if cfg.audio {
             1.0 / AUDIO_INTERVAL.as_secs_f64()
         } else {
@@ -167,9 +164,21 @@ impl Summary {
             media: MediaShape {
                 audio_packets_per_s: audio_pps,
                 audio_payload_bytes: AUDIO_PAYLOAD,
-                video_kbps: cfg.video_kbps,
+                video_kbps: video.map_or(0, |v| {
+                    if v.clip {
+                        VideoShape::clip_kbps()
+                    } else {
+                        v.kbps
+                    }
+                }),
                 video_packets_per_s: video_pps,
-                video_payload_bytes: video.map_or(0, |v| v.packets(false).1),
+                video_payload_bytes: video.map_or(0, |v| {
+                    if v.clip {
+                        v.avg_packet_bytes() as usize
+                    } else {
+                        v.packets(false).1
+                    }
+                }),
             },
             ramp_s: o.ramp_secs,
             window_s: secs,

@@ -3,6 +3,13 @@
 //! with a larger keyframe every few seconds. Payloads carry the format of
 //! [`conclave_client::payload`]: a VP8 payload descriptor, a counter and the send time.
 //!
+//! With [`VideoShape::clip`], video is instead a real VP8 clip (`media/clip-180p.ivf`: 320x180,
+//! 30 frames/s, a keyframe every 90 frames, about 140 kbit/s, made with `vpxenc --codec=vp8
+//! --end-usage=cbr --target-bitrate=150 --kf-max-dist=90 --error-resilient=1` from a moving test
+//! pattern) sent in a loop, so that browsers in the room decode and show it like a camera's
+//! lowest simulcast layer. Its counter and send time go after the frame's last partition, where
+//! the decoder does not look.
+//!
 //! Like people in a meeting, publishers can talk in turns ([`Turns`]): while silent, audio is
 //! sent as a browser with Opus DTX does (one packet of silence every 400 ms). Video stops while
 //! nobody receives it (`publish_layers`) and restarts with a keyframe.
@@ -41,14 +48,49 @@ impl Turns {
     }
 }
 
+/// The VP8 clip (IVF container).
+static CLIP_IVF: &[u8] = include_bytes!("../media/clip-180p.ivf");
+
+/// The clip's frames, in order; the first is a keyframe.
+fn clip() -> &'static [&'static [u8]] {
+    static FRAMES: std::sync::OnceLock<Vec<&'static [u8]>> = std::sync::OnceLock::new();
+    FRAMES.get_or_init(|| {
+        // IVF: a header (its length at bytes 6..8), then frames of a 12-byte header (size, time)
+        // and the frame.
+        let mut frames = Vec::new();
+        let mut at = u16::from_le_bytes([CLIP_IVF[6], CLIP_IVF[7]]) as usize;
+        while at + 12 <= CLIP_IVF.len() {
+            let size =
+                u32::from_le_bytes(CLIP_IVF[at..at + 4].try_into().expect("4 bytes")) as usize;
+            let Some(frame) = CLIP_IVF.get(at + 12..at + 12 + size) else {
+                break;
+            };
+            frames.push(frame);
+            at += 12 + size;
+        }
+        frames
+    })
+}
+
+/// Counter and send time after a frame (see the module documentation).
+const TRAILER: usize = 16;
+
 /// The shape of one video stream.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct VideoShape {
     pub kbps: u32,
     pub keyframe_every: Duration,
+    /// Send the real VP8 clip instead (its own rate and keyframe interval).
+    pub clip: bool,
 }
 
 impl VideoShape {
+    /// The clip's average bit rate, in kbit/s.
+    pub fn clip_kbps() -> u32 {
+        let bytes: usize = clip().iter().map(|f| f.len() + TRAILER).sum();
+        (bytes as f64 * 8.0 / (clip().len() as f64 / FPS as f64) / 1000.0) as u32
+    }
+
     /// Bytes of one delta frame.
     fn frame_bytes(&self) -> usize {
         (self.kbps as usize * 1000 / 8 / FPS as usize).max(100)
@@ -61,13 +103,35 @@ impl VideoShape {
         (n, bytes.div_ceil(n))
     }
 
+    /// Average payload bytes per video packet.
+    pub fn avg_packet_bytes(&self) -> f64 {
+        let kbps = if self.clip {
+            Self::clip_kbps()
+        } else {
+            self.kbps
+        };
+        kbps as f64 * 1000.0 / 8.0 / self.packets_per_second().max(1e-9)
+    }
+
     /// Average packets per second including keyframes.
     pub fn packets_per_second(&self) -> f64 {
+        if self.clip {
+            let packets: usize = clip().iter().map(|f| clip_packets(f.len()).0).sum();
+            return packets as f64 * FPS as f64 / clip().len() as f64;
+        }
         let frames_per_key = (self.keyframe_every.as_secs_f64() * FPS as f64).max(1.0);
         let (d, _) = self.packets(false);
         let (k, _) = self.packets(true);
         (d as f64 * (frames_per_key - 1.0) + k as f64) / frames_per_key * FPS as f64
     }
+}
+
+/// Packets and payload bytes per packet for a clip frame (with its trailer and a one-byte VP8
+/// payload descriptor in each packet).
+fn clip_packets(frame: usize) -> (usize, usize) {
+    let bytes = frame + TRAILER;
+    let n = bytes.div_ceil(MAX_PAYLOAD - 1);
+    (n, bytes.div_ceil(n))
 }
 
 /// One packet to write: which stream, RTP fields, payload.
@@ -94,6 +158,9 @@ pub struct Source {
     video_seq: u64,
     frame: u64,
     keyframe_wanted: bool,
+    /// Next frame of the clip, and clip frames sent.
+    clip_at: usize,
+    clip_frames: u64,
 }
 
 impl Source {
@@ -121,6 +188,8 @@ impl Source {
             video_seq: 0,
             frame: 0,
             keyframe_wanted: true,
+            clip_at: 0,
+            clip_frames: 0,
         }
     }
 
@@ -184,11 +253,15 @@ impl Source {
         if !self.video_on {
             return;
         }
+        let ts = (self.frame as u32).wrapping_mul(90_000 / FPS);
+        if shape.clip {
+            self.clip_frame(ts, out);
+            return;
+        }
         let every = (shape.keyframe_every.as_secs_f64() * FPS as f64).max(1.0) as u64;
         let keyframe = self.keyframe_wanted || self.frame % every == 1;
         self.keyframe_wanted = false;
         let (n, size) = shape.packets(keyframe);
-        let ts = (self.frame as u32).wrapping_mul(90_000 / FPS);
         for i in 0..n {
             self.video_seq += 1;
             out.push(SynthPacket {
@@ -207,9 +280,79 @@ impl Source {
     }
 }
 
+impl Source {
+    /// The clip's next frame (its first, a keyframe, when one was asked for), with the
+    /// trailer, in packets of at most [`MAX_PAYLOAD`] bytes.
+    fn clip_frame(&mut self, ts: u32, out: &mut Vec<SynthPacket>) {
+        let frames = clip();
+        if self.keyframe_wanted {
+            self.clip_at = 0;
+            self.keyframe_wanted = false;
+        }
+        let frame = frames[self.clip_at % frames.len()];
+        self.clip_at = (self.clip_at + 1) % frames.len();
+        self.clip_frames += 1;
+        let mut data = Vec::with_capacity(frame.len() + TRAILER);
+        data.extend_from_slice(frame);
+        let trailer = conclave_client::payload(0, None, self.clip_frames as u32);
+        data.extend_from_slice(&trailer[..TRAILER]);
+        let (n, size) = clip_packets(frame.len());
+        for (i, chunk) in data.chunks(size).enumerate() {
+            self.video_seq += 1;
+            // VP8 payload descriptor: S (start of partition) on the first packet.
+            let mut payload = Vec::with_capacity(chunk.len() + 1);
+            payload.push(if i == 0 { 0x10 } else { 0x00 });
+            payload.extend_from_slice(chunk);
+            out.push(SynthPacket {
+                video: true,
+                seq: self.video_seq,
+                ts,
+                marker: i + 1 == n,
+                audio_level: None,
+                payload,
+            });
+        }
+    }
+}
+
+/// Counter and send time of a clip frame, from the payload of its last packet.
+pub fn parse_trailer(payload: &[u8]) -> Option<(u32, u64)> {
+    let at = payload.len().checked_sub(TRAILER)?;
+    conclave_client::parse_payload(&payload[at..])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clip_is_vp8_at_the_lowest_layers_rate_and_carries_counters() {
+        let frames = clip();
+        assert_eq!(frames.len(), 90);
+        // VP8 frame tag: bit 0 clear on a keyframe, then the keyframe start code.
+        assert_eq!(frames[0][0] & 1, 0);
+        assert_eq!(&frames[0][3..6], &[0x9d, 0x01, 0x2a]);
+        assert!(frames[1..].iter().all(|f| f[0] & 1 == 1));
+        assert!((100..200).contains(&VideoShape::clip_kbps()));
+        let shape = VideoShape {
+            kbps: 0,
+            keyframe_every: Duration::from_secs(3),
+            clip: true,
+        };
+        let t0 = Instant::now();
+        let mut s = Source::new(t0, false, Some(shape), Duration::ZERO, None);
+        let mut out = Vec::new();
+        s.due(t0, &mut out);
+        // The keyframe, split into packets; the descriptor marks the first.
+        assert!(out.len() > 1 && out.iter().all(|p| p.payload.len() <= MAX_PAYLOAD));
+        assert_eq!(out[0].payload[0], 0x10);
+        assert_eq!(out[0].payload[1] & 1, 0);
+        let last = out.last().expect("packets");
+        assert!(last.marker);
+        assert_eq!(parse_trailer(&last.payload).map(|(c, _)| c), Some(1));
+        let body: usize = out.iter().map(|p| p.payload.len() - 1).sum();
+        assert_eq!(body, frames[0].len() + TRAILER);
+    }
 
     #[test]
     fn layer_shapes() {
@@ -217,6 +360,7 @@ mod tests {
         let top = VideoShape {
             kbps: 2500,
             keyframe_every: k,
+            clip: false,
         };
         let (n, size) = top.packets(false);
         assert_eq!((n, size), (9, 1158));
@@ -224,6 +368,7 @@ mod tests {
         let low = VideoShape {
             kbps: 150,
             keyframe_every: k,
+            clip: false,
         };
         assert_eq!(low.packets(false).0, 1);
         assert!((top.packets_per_second() - 280.0).abs() < 10.0);
@@ -235,6 +380,7 @@ mod tests {
         let shape = VideoShape {
             kbps: 500,
             keyframe_every: Duration::from_secs(3),
+            clip: false,
         };
         let mut s = Source::new(t0, true, Some(shape), Duration::ZERO, None);
         let mut out = Vec::new();
@@ -256,6 +402,7 @@ mod tests {
         let shape = VideoShape {
             kbps: 150,
             keyframe_every: Duration::from_secs(3),
+            clip: false,
         };
         let turns = Turns {
             index: 1,
