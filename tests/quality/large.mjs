@@ -348,7 +348,11 @@ async function runLoad(load) {
     await poll(async () => (await remoteTiles(sessions[0].page)).length >= total - 1, {
       timeout: 120000, interval: 1000, what: `${total - 1} remote participants`,
     });
-    await sleep(8000);
+    // The generator's own window starts once all its participants are connected (and settled).
+    await poll(() => loadErr.includes('measuring') || loadProc?.exitCode !== null, {
+      timeout: 180000, interval: 500, what: 'simulated participants connected',
+    });
+    await sleep(2000);
     const others = load.browsers.map((_, i) => load.browsers[1 - i]?.name ?? '');
     const t0 = Date.now();
     const u0 = procUsage(/** @type {number} */ (server.pid));

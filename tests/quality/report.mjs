@@ -189,22 +189,48 @@ function adaptationSvg(q) {
 
 /** @param {any} l */
 function largeMarkdown(l) {
-  const lines = [`Measured ${l.date.slice(0, 10)} on ${l.machine.cpus} cores; server binary \`${l.server}\`.`, ''];
-  lines.push('| load | participants | browser | tiles playing / shown | tile fps (median) | inbound video tracks | video subscriptions / slots | downlink kbit/s | server CPU % of a core | server RSS MiB |');
-  lines.push('|---|---|---|---|---|---|---|---|---|---|');
+  const how = l.view
+    ? ` Simulated participants: \`--view ${l.view} --turn ${l.turn}\`, video ${l.video === 'clip' ? 'the VP8 clip' : `synthetic at ${l.videoKbps} kbit/s`}.`
+    : '';
+  const lines = [`Measured ${l.date.slice(0, 10)} on ${l.machine.cpus} cores; server binary \`${l.server}\`.${how}`, ''];
+  lines.push('Per browser: tiles on its page (visible) and how many play at ≥ 20 frames/s; the other browser\'s tile; PLIs the page sent for all its tiles; its camera\'s simulcast layers as sent (active layers, frames/s and height of each); downlink; Chromium\'s CPU (all its processes).', '');
+  lines.push('| load | participants | browser | visible tiles ≥ 20 fps / playing / shown | visible fps (median / min) | other browser\'s tile fps, height | PLIs sent /min | uplink layers (fps@height) | send estimate kbit/s | downlink kbit/s | inbound video | Chromium CPU % |');
+  lines.push('|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of l.runs) {
     for (const b of r.browsers) {
-      lines.push(`| ${r.id} | ${r.participants} | ${b.name} | ${b.tilesPlaying} / ${b.tiles} | ${f(b.tileFps)} | ${b.inboundVideo} | ${b.videoSubscriptions ?? '–'} / ${b.videoSlots ?? '–'} | ${f(b.downlinkKbps, 0)} | ${f(r.server.cpuPct, 0)} | ${f(r.server.rssMiB, 0)} |`);
+      const v = b.visible;
+      const vis = v ? `${v.atLeast20} / ${v.playing} / ${v.tiles}` : `– / ${b.tilesPlaying} / ${b.tiles}`;
+      const vfps = v ? `${f(v.fpsMedian)} / ${f(v.fpsMin)}` : f(b.tileFps);
+      const o = b.other;
+      const other = o ? (o.shown ? `${f(o.fps)}, ${o.height}p` : 'not shown') : '–';
+      const layers = b.uplink
+        ? Object.entries(b.uplink.layers)
+            .sort(([x], [y]) => 'lmh'.indexOf(x) - 'lmh'.indexOf(y))
+            .map(([rid, x]) => (/** @type {any} */ (x).fps >= 0.5 ? `${rid} ${f(/** @type {any} */ (x).fps, 0)}@${/** @type {any} */ (x).height}` : `${rid} off`))
+            .join(', ') || '–'
+        : '–';
+      lines.push(`| ${r.id} | ${r.participants} | ${b.name} | ${vis} | ${vfps} | ${other} | ${f(b.plisSentPerMin, 0)} | ${layers} | ${f(b.uplink?.availableOutgoingKbps, 0)} | ${f(b.downlinkKbps, 0)} | ${b.inboundVideo} | ${f(b.cpuPct, 0)} |`);
     }
   }
+  lines.push('', 'Who uses the CPU over the browsers\' window (% of one core; the machine has ' + l.machine.cpus + ', so ' + l.machine.cpus * 100 + '% is all of it; "machine" includes other work on it):', '');
+  lines.push('| load | server | load generator | Chromium (each) | machine busy | server RSS MiB |');
+  lines.push('|---|---|---|---|---|---|');
+  for (const r of l.runs) {
+    const c = r.cpu;
+    if (!c) {
+      lines.push(`| ${r.id} | ${f(r.server.cpuPct, 0)} | – | – | – | ${f(r.server.rssMiB, 0)} |`);
+      continue;
+    }
+    lines.push(`| ${r.id} | ${f(c.serverPct, 0)} | ${f(c.generatorPct, 0)} | ${c.browsersPct.map((/** @type {number} */ x) => f(x, 0)).join(' / ')} | ${f(c.machineBusyPct, 0)} | ${f(r.server.rssMiB, 0)} |`);
+  }
   lines.push('', 'The load generator over its own window (forwarded to simulated participants; latency only from its verifying receivers):', '');
-  lines.push('| load | connected | forwarded Mbit/s | forwarded packets/s | loss % | latency p50 / p95 ms | server CPU % (generator window) |');
-  lines.push('|---|---|---|---|---|---|---|');
+  lines.push('| load | connected | forwarded Mbit/s | forwarded packets/s | loss % | latency p50 / p95 ms | server CPU % (generator window) | generator CPU % |');
+  lines.push('|---|---|---|---|---|---|---|---|');
   for (const r of l.runs) {
     const g = r.load;
     if (!g) continue;
     const lat = g.latencyMs?.samples ? `${f(g.latencyMs.p50_us / 1000, 0)} / ${f(g.latencyMs.p95_us / 1000, 0)}` : '–';
-    lines.push(`| ${r.id} | ${g.connected} | ${f(g.forwardedMbitPerS)} | ${f(g.forwardedPacketsPerS, 0)} | ${f(g.lossPct)} | ${lat} | ${f(g.serverCpuPct, 0)} |`);
+    lines.push(`| ${r.id} | ${g.connected} | ${f(g.forwardedMbitPerS)} | ${f(g.forwardedPacketsPerS, 0)} | ${f(g.lossPct)} | ${lat} | ${f(g.serverCpuPct, 0)} | ${f(g.generatorCpuPct, 0)} |`);
   }
   const errors = l.runs.flatMap((/** @type {any} */ r) => r.browsers.flatMap((/** @type {any} */ b) => (b.errors ?? []).map((/** @type {string} */ e) => `${r.id} ${b.name}: \`${e}\``)));
   if (errors.length) lines.push('', 'Errors the browsers received:', '', ...errors.map((e) => `- ${e}`));
