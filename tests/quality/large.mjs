@@ -13,7 +13,8 @@
 // (`publish_layers`). LARGE_VIEW=none LARGE_TURN=0 gives the old load: everyone receives
 // everyone up to last-N and everyone talks all the time. Their video is a real VP8 clip
 // (320x180, ~140 kbit/s, 30 frames/s) that the browsers decode, so every tile on a browser's
-// page can play; LARGE_VIDEO=synthetic sends undecodable VP8-shaped packets at LARGE_VIDEO_KBPS.
+// page can play (they join as participants who cannot encrypt, which the first browser, the
+// moderator, allows; the browsers then send and receive without end-to-end encryption); LARGE_VIDEO=synthetic sends undecodable VP8-shaped packets at LARGE_VIDEO_KBPS.
 //
 // For each browser: frame rate of the tiles that play (simulated video is not a decodable VP8
 // bitstream, so only browsers' tiles can play), the other browser's tile (shown on the page?
@@ -331,13 +332,19 @@ async function runLoad(load) {
       errorsOf.push(signalingErrors(s.page));
       await s.page.goto(`${server.url}/${ROOM}?name=${b.name}&autojoin=1#${secret}`);
       await poll(() => s.page.evaluate(() => document.body.dataset.state === 'joined'), { what: `${b.name} joined` });
+      if (sessions.length === 1 && VIDEO === 'clip') {
+        // Simulated participants cannot encrypt: the first browser, the room's moderator, allows
+        // them ("Allow participants who cannot encrypt"), and the browsers then pass their
+        // frames through as they are, so the clip is decoded and shown.
+        await s.page.evaluate(() => /** @type {any} */ (window).conclave.connection.setE2ee(false));
+      }
     }
     // The generator measures for long enough to cover the browsers' window.
     const args = [
       '--url', new URL(server.url).host, '--publishers', String(load.publishers), '--subscribers', String(load.subscribers),
       '--video-kbps', String(VIDEO_KBPS), '--ramp', '20', '--settle', '8s', '--duration', `${SECONDS + 10}s`,
       '--server-pid', String(server.pid), '--json', jsonFile, '--label', load.id,
-      '--view', VIEW, '--turn', TURN, ...(VIDEO === 'clip' ? ['--video-clip'] : []),
+      '--view', VIEW, '--turn', TURN, ...(VIDEO === 'clip' ? ['--video-clip', '--plain'] : []),
     ];
     loadProc = spawn(LOAD, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let loadErr = '';

@@ -26,6 +26,7 @@ pub async fn participant(
     media: MediaHandle,
     slot: usize,
     layout: Option<Layout>,
+    plain: bool,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), LoadError> {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{server}/ws"))
@@ -39,7 +40,9 @@ pub async fn participant(
         password: None,
         token: None,
         sealed_name: None,
-        e2ee: None,
+        // A simulated participant never encrypts; declaring it lets encrypting browsers show its
+        // video (they pass unencrypted frames through while such a participant is present).
+        e2ee: plain.then_some(false),
     };
     ws.send(text(&join)).await.map_err(ws_err)?;
     let mut wanted = SlotCounts::default();

@@ -104,6 +104,9 @@ pub struct LoadConfig {
     pub video_kbps: u32,
     /// Send the real VP8 clip (browsers can decode it) instead of video shaped by `video_kbps`.
     pub video_clip: bool,
+    /// Conclave: join declaring that participants cannot encrypt end to end (`e2ee: false`); the
+    /// room must allow it.
+    pub plain: bool,
     pub keyframe_every: Duration,
     /// Every n-th participant decrypts and verifies payloads (latency, end-to-end loss).
     pub verify_every: usize,
@@ -136,6 +139,7 @@ impl LoadConfig {
             audio: true,
             video_kbps: 500,
             video_clip: false,
+            plain: false,
             keyframe_every: Duration::from_secs(3),
             verify_every: 10,
             threads: 1,
@@ -378,10 +382,12 @@ async fn join_conclave(
                 let media = planner.threads[p.thread].clone();
                 let (server, room, name) = (cfg.server, format!("load-{r}"), format!("{role}{i}"));
                 let (stop, errors) = (stop.clone(), errors.clone());
-                let layout = cfg.view.layout(i);
+                let (layout, plain) = (cfg.view.layout(i), cfg.plain);
                 tokio::spawn(async move {
-                    if let Err(e) =
-                        conclave::participant(server, room, name, media, p.slot, layout, stop).await
+                    if let Err(e) = conclave::participant(
+                        server, room, name, media, p.slot, layout, plain, stop,
+                    )
+                    .await
                     {
                         record(&errors, e);
                     }

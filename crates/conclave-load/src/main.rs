@@ -46,6 +46,10 @@ struct Cli {
     /// that browsers in the room can decode and show, instead of video shaped by `--video-kbps`.
     #[arg(long)]
     video_clip: bool,
+    /// Join declaring that participants cannot encrypt end to end (`"e2ee": false`), so that
+    /// encrypting browsers in the room show their video; a moderator must allow such participants.
+    #[arg(long)]
+    plain: bool,
     /// Publish no audio.
     #[arg(long)]
     no_audio: bool,
@@ -140,6 +144,7 @@ fn run(cli: Cli) -> Result<(), String> {
     cfg.audio = !cli.no_audio;
     cfg.video_kbps = cli.video_kbps;
     cfg.video_clip = cli.video_clip;
+    cfg.plain = cli.plain;
     cfg.keyframe_every = cli.keyframe_every;
     cfg.verify_every = cli.verify_every;
     cfg.threads = cli.threads;
