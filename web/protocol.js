@@ -211,6 +211,8 @@ export class Connection extends EventTarget {
     this.sharing = new Set();
     /** @type {RTCRtpTransceiver|null} */
     this.screenTx = null;
+    /** The server's last `publish_layers` per sending mid. @type {Map<string, boolean[]>} */
+    this.wantedLayers = new Map();
     this.offerInFlight = false;
     this.offerPending = false;
     this.attempt = 0;
@@ -463,6 +465,7 @@ export class Connection extends EventTarget {
     this.pc = null;
     this.audioTx = null;
     this.videoTx = null;
+    this.wantedLayers.clear();
     this.offerInFlight = false;
     this.offerPending = false;
     this.lastSubs = null;
@@ -555,6 +558,7 @@ export class Connection extends EventTarget {
         if (gen !== this.gen) return;
         this.offerInFlight = false;
         this.applySubscriptions();
+        await this.applyPublishLayers();
         if (this.offerPending) {
           this.offerPending = false;
           this.negotiate();
@@ -753,19 +757,30 @@ export class Connection extends EventTarget {
    * @param {boolean[]} active
    */
   async setPublishLayers(mid, active) {
-    const tx = this.pc?.getTransceivers().find((t) => t.mid === mid && t.sender.track?.kind !== 'audio');
-    if (!tx) return;
-    const params = tx.sender.getParameters();
-    if (!params.encodings?.length) return;
-    let changed = false;
-    params.encodings.forEach((e, i) => {
-      const on = active[i] ?? true;
-      if (e.active !== on) {
-        e.active = on;
-        changed = true;
-      }
-    });
-    if (changed) await tx.sender.setParameters(params).catch((e) => console.warn('conclave: layers', e));
+    this.wantedLayers.set(mid, active);
+    await this.applyPublishLayers();
+  }
+
+  /**
+   * Make the senders' layers what the server last asked for. Also run after every negotiation:
+   * a `setParameters` racing a renegotiation can fail, and the server does not repeat itself.
+   */
+  async applyPublishLayers() {
+    for (const [mid, active] of this.wantedLayers) {
+      const tx = this.pc?.getTransceivers().find((t) => t.mid === mid && t.sender.track?.kind !== 'audio');
+      if (!tx) continue;
+      const params = tx.sender.getParameters();
+      if (!params.encodings?.length) continue;
+      let changed = false;
+      params.encodings.forEach((e, i) => {
+        const on = active[i] ?? true;
+        if (e.active !== on) {
+          e.active = on;
+          changed = true;
+        }
+      });
+      if (changed) await tx.sender.setParameters(params).catch((e) => console.warn('conclave: layers', e));
+    }
   }
 
   /**

@@ -295,17 +295,23 @@ const LOADS = [
 function signalingErrors(page) {
   /** @type {string[]} */
   const out = [];
+  /** @type {{at: number, active: boolean[]}[]} */
+  const publishLayers = [];
   page.on('websocket', (ws) =>
     ws.on('framereceived', (f) => {
       try {
         const m = JSON.parse(String(f.payload));
         if (m.type === 'error') out.push(`${m.code}: ${m.message}`);
+        if (m.type === 'publish_layers') publishLayers.push({ at: Date.now(), active: m.active });
       } catch {
         /* not JSON */
       }
     }),
   );
-  return out;
+  page.on('console', (m) => {
+    if (m.type() === 'warning' && m.text().startsWith('conclave:')) out.push(m.text());
+  });
+  return Object.assign(out, { publishLayers });
 }
 
 /**
@@ -319,7 +325,7 @@ async function runLoad(load) {
   const jsonDir = mkdtempSync(path.join(os.tmpdir(), 'conclave-large-'));
   const jsonFile = path.join(jsonDir, 'load.json');
   let loadProc = null;
-  /** @type {string[][]} */
+  /** @type {ReturnType<typeof signalingErrors>[]} */
   const errorsOf = [];
   /** @type {number[]} each browser's main process */
   const browserPids = [];
@@ -342,7 +348,7 @@ async function runLoad(load) {
     // The generator measures for long enough to cover the browsers' window.
     const args = [
       '--url', new URL(server.url).host, '--publishers', String(load.publishers), '--subscribers', String(load.subscribers),
-      '--video-kbps', String(VIDEO_KBPS), '--ramp', '20', '--settle', '8s', '--duration', `${SECONDS + 10}s`,
+      '--video-kbps', String(VIDEO_KBPS), '--ramp', '5', '--settle', '8s', '--duration', `${SECONDS + 10}s`,
       '--server-pid', String(server.pid), '--json', jsonFile, '--label', load.id,
       '--view', VIEW, '--turn', TURN, ...(VIDEO === 'clip' ? ['--video-clip', '--plain'] : []),
     ];
@@ -408,7 +414,13 @@ async function runLoad(load) {
         videoSubscriptions: (subs?.subscriptions ?? []).filter((/** @type {any} */ x) => x.kind === 'video').length,
       };
     })));
-    browsers.forEach((b, i) => Object.assign(b, negotiation[i], { errors: [...new Set(errorsOf[i])] }));
+    browsers.forEach((b, i) =>
+      Object.assign(b, negotiation[i], {
+        errors: [...new Set(errorsOf[i])],
+        // What the server asked of this browser's camera, last five times (seconds before the window's end).
+        publishLayers: errorsOf[i].publishLayers.slice(-5).map((x) => ({ ago: (Date.now() - x.at) / 1000, active: x.active })),
+      }),
+    );
     const cpuPct = ((u1.cpuSeconds - u0.cpuSeconds) / secs) * 100;
     const cpu = {
       serverPct: cpuPct,

@@ -17,18 +17,26 @@ use crate::view::{Layout, Screen};
 /// Least time between two `view` messages (the web client sends at most about three a second).
 const VIEW_INTERVAL: Duration = Duration::from_millis(300);
 
+/// How a simulated participant behaves in the meeting.
+#[derive(Debug, Clone, Copy)]
+pub struct Behaviour {
+    /// With a layout it sends `view` for it; without, it receives everyone (up to last-N).
+    pub layout: Option<Layout>,
+    /// It declares that it cannot encrypt end to end.
+    pub plain: bool,
+}
+
 /// One participant's signaling; returns when `stop` turns true (after leaving) or on failure.
-/// With a `layout` it sends `view` for it; without, it receives everyone (up to last-N).
 pub async fn participant(
     server: SocketAddr,
     room: String,
     name: String,
     media: MediaHandle,
     slot: usize,
-    layout: Option<Layout>,
-    plain: bool,
+    behaviour: Behaviour,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), LoadError> {
+    let Behaviour { layout, plain } = behaviour;
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{server}/ws"))
         .await
         .map_err(|e| LoadError::Signaling(e.to_string()))?;

@@ -382,12 +382,14 @@ async fn join_conclave(
                 let media = planner.threads[p.thread].clone();
                 let (server, room, name) = (cfg.server, format!("load-{r}"), format!("{role}{i}"));
                 let (stop, errors) = (stop.clone(), errors.clone());
-                let (layout, plain) = (cfg.view.layout(i), cfg.plain);
+                let behaviour = conclave::Behaviour {
+                    layout: cfg.view.layout(i),
+                    plain: cfg.plain,
+                };
                 tokio::spawn(async move {
-                    if let Err(e) = conclave::participant(
-                        server, room, name, media, p.slot, layout, plain, stop,
-                    )
-                    .await
+                    if let Err(e) =
+                        conclave::participant(server, room, name, media, p.slot, behaviour, stop)
+                            .await
                     {
                         record(&errors, e);
                     }

@@ -413,7 +413,7 @@ mod tests {
         let mut s = Source::new(t0, true, Some(shape), Duration::ZERO, Some(turns));
         s.set_video_on(false);
         let mut out = Vec::new();
-        let mut run = |s: &mut Source, from: Duration, to: Duration, out: &mut Vec<SynthPacket>| {
+        let run = |s: &mut Source, from: Duration, to: Duration, out: &mut Vec<SynthPacket>| {
             let mut t = t0 + from;
             while t < t0 + to {
                 s.due(t, out);
