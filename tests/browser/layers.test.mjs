@@ -1,7 +1,8 @@
 // Simulcast layers follow the drawn tile size: Alice sees Bob large on the speaker view's stage
 // and receives his high layer; when her window shrinks to a small grid, the server switches her
 // to a lower layer; when it grows again, back up. Also: someone becomes the active speaker (the
-// fake microphone beeps) and their tile says so.
+// fake microphone beeps) and their tile says so. And the camera sends the layers the server asks
+// for (`publish_layers`), also after negotiations that follow the request.
 //
 // Run from tests/browser: `node --test layers.test.mjs` (server binary from $CONCLAVE_BIN).
 
@@ -175,6 +176,51 @@ test('grid pages: own tile on page 1, speaker brought to page 1, other pages hid
     assert.deepEqual(s.errors, []);
   } finally {
     await s.close();
+    await server.stop();
+  }
+});
+
+test('the camera sends the layers the server asks for, also after later negotiations', { timeout: 120000 }, async () => {
+  const server = await startServer();
+  const room = randomRoom('layers');
+  const secret = randomSecret();
+  /** @type {Awaited<ReturnType<typeof openBrowser>>[]} */
+  const sessions = [];
+  try {
+    /** @type {boolean[][]} what the server asked of Alice's camera */
+    const asked = [];
+    for (const name of ['Alice', 'Bob', 'Carol']) {
+      const s = await openBrowser(server.url);
+      sessions.push(s);
+      if (name === 'Alice') {
+        s.page.on('websocket', (ws) =>
+          ws.on('framereceived', (f) => {
+            const m = JSON.parse(String(f.payload));
+            if (m.type === 'publish_layers') asked.push(m.active);
+          }),
+        );
+      }
+      await s.page.goto(`${server.url}/${room}?name=${name}&autojoin=1#${secret}`);
+      await waitState(s.page, 'joined');
+    }
+    // Carol's arrival renegotiated everyone's receive slots after the server's first request.
+    // Three tiles of a 1280x720 grid need at most the middle layer: the top one is turned off.
+    const sending = () =>
+      sessions[0].page.evaluate(() => {
+        const pc = /** @type {RTCPeerConnection} */ (/** @type {any} */ (window).conclave.pc);
+        const tx = pc.getTransceivers().find((t) => (t.sender.getParameters().encodings?.length ?? 0) > 1);
+        return (tx?.sender.getParameters().encodings ?? []).map((e) => e.active);
+      });
+    await poll(
+      async () => {
+        const last = asked[asked.length - 1];
+        return !!last && last.includes(false) && JSON.stringify(await sending()) === JSON.stringify(last);
+      },
+      { timeout: 30000, interval: 500, what: "Alice's camera sending the layers last asked for" },
+    );
+    assert.deepEqual(sessions[0].errors.filter((e) => !/favicon/.test(e)), []);
+  } finally {
+    await Promise.all(sessions.map((s) => s.close()));
     await server.stop();
   }
 });
