@@ -9,7 +9,7 @@ use conclave_proto::{
 use thiserror::Error;
 
 use crate::mid::Mid;
-use crate::munger::{Munger, SeqTs};
+use crate::munger::{Munger, SeqTs, Vp8Ids};
 
 mod allocation;
 mod forwarding;
@@ -105,6 +105,10 @@ pub struct PacketIn {
     pub bytes: u32,
     /// Audio level from the header extension, in -dBov (0 loudest, -127 silence).
     pub audio_level: Option<i8>,
+    /// Picture numbering of a VP8 packet's payload descriptor (in the clear under end-to-end
+    /// encryption: the browser's packetizer writes it after the encryption transform). `None`
+    /// for other codecs.
+    pub vp8: Option<Vp8Ids>,
     /// Arrival time.
     pub at: Instant,
 }
@@ -120,12 +124,14 @@ pub struct Published {
     pub screen: bool,
 }
 
-/// Forward the packet being handled to `to` on its slot `mid`, renumbered as `out`.
+/// Forward the packet being handled to `to` on its slot `mid`, renumbered as `out` (and, for
+/// VP8, its payload descriptor as `vp8`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Forward {
     pub to: Pid,
     pub mid: Mid,
     pub out: SeqTs,
+    pub vp8: Option<Vp8Ids>,
 }
 
 /// A request to enter the room.

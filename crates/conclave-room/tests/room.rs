@@ -89,6 +89,7 @@ impl Harness {
             layer: 0,
             bytes: 1000,
             audio_level: None,
+            vp8: None,
             at: self.now.get(),
         };
         self.room.on_rtp(from, mid(m), pkt, &mut out);
@@ -200,6 +201,8 @@ fn three_participants_receive_each_other() {
     assert!(f.iter().all(|f| f.out == SeqTs { seq: 1, ts: 93_000 }));
     let f = h.rtp(a, "1", 502, 93_000, false);
     assert!(f.iter().all(|f| f.out.seq == 2));
+    // A packet without VP8 numbering (H.264, audio) gets none: its payload goes out untouched.
+    assert!(f.iter().all(|f| f.vp8.is_none()));
     // Nobody receives their own media.
     assert!(h.rtp(b, "0", 1, 0, false).iter().all(|f| f.to != b));
     // Unknown track: nothing.

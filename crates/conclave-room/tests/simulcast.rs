@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use conclave_proto::{Kind, ParticipantId, ServerMessage};
 use conclave_room::{
-    Access, Forward, JoinRequest, LayerPolicy, Mid, Output, PacketIn, Pid, Published, Room,
-    RoomConfig,
+    Access, Forward, JoinRequest, LayerPolicy, Mid, Output, PacketIn, PictureId, Pid, Published,
+    Room, RoomConfig, Vp8Ids,
 };
 
 fn mid(s: &str) -> Mid {
@@ -21,6 +21,8 @@ struct Sim {
     room: Room,
     now: Instant,
     seq: [u64; 3],
+    /// Each layer numbers its VP8 pictures on its own (15-bit PictureID, TL0PICIDX).
+    picture_id: [u16; 3],
     ts: u32,
     frame: u64,
     /// Layers the publisher currently sends (it obeys `publish_layers`).
@@ -33,6 +35,7 @@ impl Sim {
             room: Room::new("sim", config, None),
             now: Instant::now(),
             seq: [1000, 2000, 3000],
+            picture_id: [100, 20_000, 32_760],
             ts: 0,
             frame: 0,
             sending: [true; 3],
@@ -85,6 +88,16 @@ impl Sim {
                 continue;
             }
             let bytes = FRAME_BYTES[layer as usize];
+            let pid = &mut self.picture_id[layer as usize];
+            *pid = (*pid + 1) % (1 << 15);
+            let vp8 = Vp8Ids {
+                picture_id: Some(PictureId {
+                    value: *pid,
+                    wide: true,
+                }),
+                tl0_pic_idx: Some((*pid as u8).wrapping_add(layer * 60)),
+                key_idx: None,
+            };
             let packets = bytes.div_ceil(1200);
             for p in 0..packets {
                 self.seq[layer as usize] += 1;
@@ -95,6 +108,7 @@ impl Sim {
                     layer,
                     bytes: bytes / packets + 60,
                     audio_level: None,
+                    vp8: Some(vp8),
                     at: self.now,
                 };
                 let mut out = Vec::new();
@@ -180,24 +194,44 @@ fn numbering_stays_continuous_across_layer_switches() {
     let b = s.join("bob");
     s.media(a, 3, false, 1);
     s.media(b, 3, false, 1);
-    let mut last: Option<u64> = None;
+    let mut last: Option<(u64, Vp8Ids)> = None;
+    let mut layers_seen = [false; 3];
     for step in 0..4 {
         s.room
             .set_estimate(b, if step % 2 == 0 { 5_000_000 } else { 300_000 });
         for _ in 0..(6 * 30) {
-            for (f, _) in s.frame(a, 45) {
+            for (f, layer) in s.frame(a, 45) {
                 if f.to != b {
                     continue;
                 }
-                if let Some(l) = last {
-                    assert_eq!(f.out.seq, l + 1, "a gap or a repeat in what bob receives");
+                layers_seen[layer as usize] = true;
+                let vp8 = f.vp8.expect("VP8 numbering forwarded");
+                if let Some((seq, prev)) = last {
+                    assert_eq!(f.out.seq, seq + 1, "a gap or a repeat in what bob receives");
+                    // Each layer numbers its pictures differently; Bob sees one sequence:
+                    // the same picture (its next packet) or the next one.
+                    let (p, q) = (
+                        vp8.picture_id.unwrap().value,
+                        prev.picture_id.unwrap().value,
+                    );
+                    let (t, u) = (vp8.tl0_pic_idx.unwrap(), prev.tl0_pic_idx.unwrap());
+                    if p != q {
+                        assert_eq!(p, (q + 1) % (1 << 15), "a PictureID jump");
+                        assert_eq!(t, u.wrapping_add(1), "a TL0PICIDX jump");
+                    } else {
+                        assert_eq!(t, u);
+                    }
+                    assert_eq!(vp8.key_idx, None, "absent fields stay absent");
                 }
-                last = Some(f.out.seq);
+                last = Some((f.out.seq, vp8));
             }
             while s.room.poll_output().is_some() {}
         }
     }
-    assert!(last.is_some());
+    assert!(
+        layers_seen[0] && layers_seen[2],
+        "switched between 180p and 720p"
+    );
 }
 
 #[test]

@@ -182,6 +182,7 @@ impl Room {
                     to: sub,
                     mid: slot.mid,
                     out: o,
+                    vp8: pkt.vp8.map(|ids| slot.munger.rewrite_vp8(o, ids)),
                 });
             }
         }

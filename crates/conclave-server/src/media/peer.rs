@@ -5,13 +5,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use conclave_proto::Kind;
-use conclave_room::{Forward, MAX_LAYERS, Mid as RoomMid, Published};
+use conclave_room::{Forward, MAX_LAYERS, Mid as RoomMid, Published, Vp8Ids};
 use str0m::bwe::Bitrate;
 use str0m::change::SdpOffer;
 use str0m::format::{Codec, CodecConfig, CodecSpec, PayloadParams};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid, Rids};
 use str0m::net::{Protocol, TcpType};
-use str0m::rtp::{ExtensionValues, RtpWrite};
+use str0m::rtp::{ExtensionValues, RtpWrite, Vp8Descriptor, Vp8Patch};
 use str0m::{Candidate, Rtc, RtcError};
 
 use super::MediaAddrs;
@@ -237,6 +237,10 @@ impl Peer {
         .marker(pkt.marker)
         .ext_vals(pkt.ext_vals.clone())
         .nackable(pkt.nackable);
+        let write = match vp8_patch(pkt.vp8.as_ref(), f.vp8) {
+            Some(patch) => write.vp8_patch(patch),
+            None => write,
+        };
         stream.write_rtp(write);
         true
     }
@@ -289,6 +293,36 @@ impl Peer {
     }
 }
 
+/// The byte changes that give a forwarded VP8 packet the receive slot's picture numbering. str0m
+/// applies them while copying the payload into the outgoing packet (and into retransmissions), so
+/// the payload shared by all receivers is never copied for one of them. `None` when nothing
+/// changes.
+fn vp8_patch(descriptor: Option<&Vp8Descriptor>, ids: Option<Vp8Ids>) -> Option<Vp8Patch> {
+    let (descriptor, ids) = (descriptor?, ids?);
+    let mut patch = descriptor.patch();
+    let mut changed = false;
+    if let Some(p) = ids.picture_id
+        && descriptor.picture_id() != Some(p.value)
+    {
+        patch = patch.picture_id(p.value);
+        changed = true;
+    }
+    if let Some(t) = ids.tl0_pic_idx
+        && descriptor.tl0_pic_idx() != Some(t)
+    {
+        patch = patch.tl0_pic_idx(t);
+        changed = true;
+    }
+    if let Some(k) = ids.key_idx
+        && descriptor.key_idx() != Some(k)
+    {
+        patch = patch.key_idx(k);
+        changed = true;
+    }
+    // The room core keeps each field's presence and width, so building cannot fail.
+    changed.then(|| patch.build().ok()).flatten()
+}
+
 /// The parts of an incoming packet that go out again unchanged.
 pub struct ForwardedPacket<'a> {
     pub codec: CodecSpec,
@@ -297,4 +331,6 @@ pub struct ForwardedPacket<'a> {
     pub ext_vals: &'a ExtensionValues,
     pub wallclock: Instant,
     pub nackable: bool,
+    /// The VP8 payload descriptor, parsed, to renumber per receiver.
+    pub vp8: Option<Vp8Descriptor>,
 }

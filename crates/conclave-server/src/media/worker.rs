@@ -15,11 +15,13 @@ use std::time::{Duration, Instant};
 use conclave_proto::ServerMessage;
 use conclave_room::codec::{h264_starts_keyframe, vp8_starts_keyframe};
 use conclave_room::{
-    Forward, Mid as RoomMid, Output as RoomOutput, PacketIn, Pid, Room, RoomConfig,
+    Forward, Mid as RoomMid, Output as RoomOutput, PacketIn, PictureId, Pid, Room, RoomConfig,
+    Vp8Ids,
 };
 use str0m::bwe::BweKind;
 use str0m::format::Codec;
 use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::Vp8Descriptor;
 use str0m::{Event, IceConnectionState, Input, Output};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -536,6 +538,20 @@ fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant, metrics:
     }
 }
 
+/// The picture numbering fields of a VP8 payload descriptor parsed from `payload`.
+fn vp8_ids(d: &Vp8Descriptor, payload: &[u8]) -> Vp8Ids {
+    Vp8Ids {
+        picture_id: d.picture_id().map(|value| PictureId {
+            value,
+            // A PictureID directly follows the required and extension bytes (RFC 7741 4.2);
+            // its M bit tells its width.
+            wide: payload.get(2).is_some_and(|b| b & 0x80 != 0),
+        }),
+        tl0_pic_idx: d.tl0_pic_idx(),
+        key_idx: d.key_idx(),
+    }
+}
+
 /// Hot path: one RTP packet from `pid` to every subscriber the room core names.
 fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket, metrics: &WorkerMetrics) {
     let Some(peer) = host.peers.get_mut(&pid) else {
@@ -563,6 +579,12 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket, metric
         Codec::H264 => h264_starts_keyframe(&pkt.payload),
         _ => false,
     };
+    // The VP8 payload descriptor is written by the browser's packetizer after the encryption
+    // transform, so it is readable (and rewritable) under end-to-end encryption.
+    let vp8 = match codec.codec {
+        Codec::Vp8 => Vp8Descriptor::parse(&pkt.payload).ok(),
+        _ => None,
+    };
     let meta = PacketIn {
         seq: *pkt.seq_no,
         ts: pkt.header.timestamp,
@@ -571,6 +593,7 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket, metric
         // Payload plus RTP, SRTP, UDP and IP headers, as the receiver's estimate counts them.
         bytes: pkt.payload.len() as u32 + 60,
         audio_level: pkt.header.ext_vals.audio_level,
+        vp8: vp8.as_ref().map(|d| vp8_ids(d, &pkt.payload)),
         at: pkt.timestamp,
     };
     let mut forwards = std::mem::take(&mut host.forwards);
@@ -589,6 +612,7 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket, metric
         ext_vals: &pkt.header.ext_vals,
         wallclock: pkt.timestamp,
         nackable: codec.codec.is_video(),
+        vp8,
     };
     for f in &forwards {
         if host
