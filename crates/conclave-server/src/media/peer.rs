@@ -1,10 +1,13 @@
 //! One participant's WebRTC transport: a `str0m::Rtc` in RTP mode plus what the worker needs to
 //! route to it.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conclave_proto::Kind;
+use conclave_room::codec::{red_primary, red_renumber};
 use conclave_room::{Forward, MAX_LAYERS, Mid as RoomMid, Published, Vp8Ids};
 use str0m::bwe::Bitrate;
 use str0m::change::SdpOffer;
@@ -67,7 +70,9 @@ impl Peer {
             // after VP8, so browsers keep sending VP8; it is there for WHIP encoders (OBS Studio
             // sends only H.264), and browsers decode it.
             .clear_codecs()
-            .enable_opus(true, false)
+            // Opus with RED (RFC 2198) where the client offers it: each packet also carries the
+            // previous one, so a lost audio packet is recovered without a retransmission.
+            .enable_opus(true, true)
             .enable_vp8(true)
             .enable_h264(true)
             // Feeds the NACK and loss counters in /metrics.
@@ -84,14 +89,11 @@ impl Peer {
             .params()
             .iter()
             .map(|p| {
-                if !p.spec().codec.is_audio() {
-                    return *p;
+                if p.spec().codec.is_audio() {
+                    audio_params(p)
+                } else {
+                    *p
                 }
-                let mut spec = p.spec();
-                spec.format.use_dtx = Some(true);
-                let mut audio = PayloadParams::new(p.pt(), p.resend(), spec);
-                audio.set_fb_transport_cc(false);
-                audio
             })
             .collect();
         *config.codec_config() = CodecConfig::new_from_payload_params(params);
@@ -181,14 +183,28 @@ impl Peer {
         (published, slots)
     }
 
-    /// The codec (and its format) of an incoming payload type.
-    pub fn codec_of(&self, pt: Pt) -> Option<CodecSpec> {
+    /// The codec (and its format) of an incoming payload type, the codec's own payload type, and
+    /// whether it comes wrapped in RED (the payload type is the codec's RED type).
+    pub fn codec_of(&self, pt: Pt) -> Option<(CodecSpec, Pt, bool)> {
+        self.rtc.codec_config().params().iter().find_map(|p| {
+            if p.pt() == pt {
+                Some((p.spec(), pt, false))
+            } else if p.red() == Some(pt) {
+                Some((p.spec(), p.pt(), true))
+            } else {
+                None
+            }
+        })
+    }
+
+    /// This peer's payload type for `spec` wrapped in RED, if it negotiated RED.
+    fn red_pt_for(&self, spec: &CodecSpec) -> Option<Pt> {
         self.rtc
             .codec_config()
             .params()
             .iter()
-            .find(|p| p.pt() == pt)
-            .map(|p| p.spec())
+            .find(|p| p.spec().codec == spec.codec)
+            .and_then(|p| p.red())
     }
 
     /// This peer's payload type for what a publisher sent. H.264 comes in variants: the same
@@ -219,8 +235,31 @@ impl Peer {
         if self.dead {
             return false;
         }
-        let Some(pt) = self.pt_for(&pkt.codec) else {
-            return false;
+        // RED goes as it came to a subscriber that negotiated it; one that did not gets the
+        // primary block alone, as plain Opus (when the RED headers are readable).
+        let renumbered;
+        let (pt, payload) = match (pkt.red, self.red_pt_for(&pkt.codec)) {
+            (true, Some(red)) => match self.pt_for(&pkt.codec) {
+                Some(pt) if pt == pkt.pt => (red, pkt.payload),
+                // This subscriber numbers the codec differently: so must the block headers.
+                Some(pt) => {
+                    let mut copy = pkt.payload.to_vec();
+                    if !red_renumber(&mut copy, *pkt.pt, *pt) {
+                        return false;
+                    }
+                    renumbered = Arc::from(copy);
+                    (red, &renumbered)
+                }
+                None => return false,
+            },
+            (true, None) => match (self.pt_for(&pkt.codec), pkt.primary()) {
+                (Some(pt), Some(primary)) => (pt, primary),
+                _ => return false,
+            },
+            (false, _) => match self.pt_for(&pkt.codec) {
+                Some(pt) => (pt, pkt.payload),
+                None => return false,
+            },
         };
         let mid: Mid = f.mid.as_str().into();
         let mut api = self.rtc.direct_api();
@@ -232,7 +271,7 @@ impl Peer {
             f.out.seq.into(),
             f.out.ts,
             pkt.wallclock,
-            pkt.payload.clone(),
+            payload.clone(),
         )
         .marker(pkt.marker)
         .ext_vals(pkt.ext_vals.clone())
@@ -323,14 +362,89 @@ fn vp8_patch(descriptor: Option<&Vp8Descriptor>, ids: Option<Vp8Ids>) -> Option<
     changed.then(|| patch.build().ok()).flatten()
 }
 
+/// The server's audio payload parameters: DTX, no transport-wide feedback (see [`Peer::new`]),
+/// RED kept as str0m negotiates it.
+fn audio_params(p: &PayloadParams) -> PayloadParams {
+    let mut spec = p.spec();
+    spec.format.use_dtx = Some(true);
+    let mut audio = PayloadParams::new(p.pt(), p.resend(), spec);
+    audio.set_fb_transport_cc(false);
+    with_red(audio, p.red())
+}
+
+/// A RED payload type on a codec's payload parameters. str0m 0.25 sets it only through
+/// `enable_opus(_, true)`, which also resets the format and feedback this server changes; the
+/// parameters' serialized form carries it, so it is copied over through that.
+fn with_red(params: PayloadParams, red: Option<Pt>) -> PayloadParams {
+    let Some(red) = red else { return params };
+    let copied = serde_json::to_value(params).and_then(|mut v| {
+        v["red"] = serde_json::to_value(red)?;
+        serde_json::from_value(v)
+    });
+    // Both values come from str0m's own serialization; failing would be a str0m change, and
+    // then audio simply goes without redundancy.
+    copied.unwrap_or(params)
+}
+
 /// The parts of an incoming packet that go out again unchanged.
 pub struct ForwardedPacket<'a> {
     pub codec: CodecSpec,
-    pub payload: &'a std::sync::Arc<[u8]>,
+    /// The payload is RED-wrapped `codec`.
+    pub red: bool,
+    /// The publisher's payload type of `codec`: a RED payload's primary block must be of it.
+    pub pt: Pt,
+    pub payload: &'a Arc<[u8]>,
+    /// The primary block of a RED payload, cut out once for the subscribers without RED.
+    pub primary: OnceCell<Option<Arc<[u8]>>>,
     pub marker: bool,
     pub ext_vals: &'a ExtensionValues,
     pub wallclock: Instant,
     pub nackable: bool,
     /// The VP8 payload descriptor, parsed, to renumber per receiver.
     pub vp8: Option<Vp8Descriptor>,
+}
+
+impl ForwardedPacket<'_> {
+    /// The primary block of a RED payload, if its headers are readable and it carries the
+    /// publisher's codec (an end-to-end encrypted payload whose headers were encrypted is not).
+    fn primary(&self) -> Option<&Arc<[u8]>> {
+        self.primary
+            .get_or_init(|| {
+                let (pt, range) = red_primary(self.payload)?;
+                (pt == *self.pt).then(|| Arc::from(&self.payload[range]))
+            })
+            .as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use str0m::rtp::{RedDecoder, RedEncoder, RedundantBlock};
+
+    #[test]
+    fn red_survives_the_audio_settings() {
+        let mut config = CodecConfig::new_from_payload_params(Vec::new());
+        config.enable_opus(true, true);
+        let opus = config.params()[0];
+        let red = opus.red().expect("str0m folds RED onto Opus");
+        let changed = audio_params(&opus);
+        assert_eq!(changed.red(), Some(red));
+        assert_eq!(changed.spec().format.use_dtx, Some(true));
+        assert!(!changed.fb_transport_cc());
+    }
+
+    #[test]
+    fn red_primary_agrees_with_str0m() {
+        let previous = RedundantBlock {
+            pt: 111,
+            timestamp_offset: 960,
+            payload: vec![7; 80],
+        };
+        let red = RedEncoder::encode(111, &[1, 2, 3, 4, 5], &[previous]);
+        let (pt, range) = red_primary(&red).expect("well-formed RED");
+        let blocks = RedDecoder::decode(&red).expect("str0m reads it too");
+        let primary = blocks.last().expect("a primary block");
+        assert_eq!((pt, &red[range]), (primary.pt, primary.payload));
+    }
 }

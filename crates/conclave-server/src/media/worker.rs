@@ -4,6 +4,7 @@
 //! Run rule: after any input to a room, [`process`] polls every peer marked dirty until str0m
 //! returns a timeout, and drains the room core's outputs, until nothing is dirty.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -567,13 +568,13 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket, metric
         return;
     };
     let layer = peer.layer_of(mid, rid);
-    let Some(codec) = peer.codec_of(pkt.header.payload_type) else {
+    let Some((codec, pt, red)) = peer.codec_of(pkt.header.payload_type) else {
         return;
     };
     let Some(room_mid) = RoomMid::new(&mid) else {
         return;
     };
-    crate::tap::media(codec.codec.is_video(), &pkt.payload);
+    crate::tap::media(codec.codec.is_video(), red, &pkt.payload);
     let keyframe = match codec.codec {
         Codec::Vp8 => vp8_starts_keyframe(&pkt.payload),
         Codec::H264 => h264_starts_keyframe(&pkt.payload),
@@ -607,7 +608,10 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket, metric
     pkt.header.ext_vals.mid = None;
     let out = ForwardedPacket {
         codec,
+        red,
+        pt,
         payload: &pkt.payload,
+        primary: OnceCell::new(),
         marker: pkt.header.marker,
         ext_vals: &pkt.header.ext_vals,
         wallclock: pkt.timestamp,
