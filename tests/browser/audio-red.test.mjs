@@ -1,6 +1,6 @@
 // Redundant audio (RFC 2198 RED): browsers that offer it send and receive Opus wrapped in RED,
 // end-to-end encrypted; a receiver that does not offer RED still hears everyone (the server
-// forwards it the primary Opus block alone). Chromium's getStats names the codec of RED audio
+// forwards it the primary Opus block alone), and is heard by those with RED. Chromium's getStats names the codec of RED audio
 // `audio/opus`; the encryption worker, which sees each frame's type, counts the RED frames.
 //
 // Run from tests/browser: `node --test audio-red.test.mjs` (server binary from $CONCLAVE_BIN).
@@ -35,6 +35,7 @@ function inbound(page, id) {
       totalSamplesReceived: found.totalSamplesReceived ?? 0,
       concealedSamples: found.concealedSamples ?? 0,
       totalAudioEnergy: found.totalAudioEnergy ?? 0,
+      silentConcealedSamples: found.silentConcealedSamples ?? 0,
     };
   }, id);
 }
@@ -83,24 +84,39 @@ test('RED audio between browsers, end to end encrypted; a receiver without RED h
     const worker = (page) => page.evaluate(() => /** @type {any} */ (window).conclave.e2ee.stats());
     const receivers = /** @type {const} */ ([[bob, 'Bob', true], [carol, 'Carol', false]]);
     const snapshot = () => Promise.all(receivers.map(async ([s]) => ({ a: await inbound(s.page, aliceId), w: await worker(s.page) })));
-    await poll(async () => (await snapshot()).every((x) => x.a && x.a.totalSamplesReceived > 0), { what: "Bob and Carol receive Alice's audio" });
+    // Heard: samples played with some energy (the fake microphone beeps).
+    await poll(async () => (await snapshot()).every((x) => x.a && x.a.totalAudioEnergy > 0), { what: "Bob and Carol hear Alice", timeout: 60000 });
     const before = await snapshot();
     const after = await poll(async () => {
       const now = await snapshot();
-      return now.every((x, i) => x.a && x.a.totalSamplesReceived > (before[i].a?.totalSamplesReceived ?? 0) + 48000 * 4) ? now : false;
-    }, { what: "four more seconds of Alice's audio at Bob and Carol" });
+      return now.every((x, i) => x.a && x.a.packetsReceived >= (before[i].a?.packetsReceived ?? 0) + 100) ? now : false;
+    }, { what: "a hundred more of Alice's audio packets at Bob and Carol", timeout: 60000 });
     receivers.forEach(([, who, red], i) => {
       const [x, y] = [/** @type {any} */ (before[i]), /** @type {any} */ (after[i])];
-      const concealed = (y.a.concealedSamples - x.a.concealedSamples) / (y.a.totalSamplesReceived - x.a.totalSamplesReceived);
+      // Concealment that is heard: not the comfort noise played while the sender is silent.
+      const audible = (y.a.concealedSamples - y.a.silentConcealedSamples) - (x.a.concealedSamples - x.a.silentConcealedSamples);
+      const concealed = audible / (y.a.totalSamplesReceived - x.a.totalSamplesReceived);
       console.log(`${who} hears Alice: ${y.a.packetsReceived - x.a.packetsReceived} packets, ` +
-        `${y.w.redReceived - x.w.redReceived} RED frames decrypted, concealed ${(concealed * 100).toFixed(1)} %, ` +
+        `${y.w.redReceived - x.w.redReceived} RED frames decrypted, concealed ${(concealed * 100).toFixed(1)} % ` +
+        `(with silence ${((y.a.concealedSamples - x.a.concealedSamples) / (y.a.totalSamplesReceived - x.a.totalSamplesReceived) * 100).toFixed(1)} %), ` +
         `energy ${(y.a.totalAudioEnergy - x.a.totalAudioEnergy).toFixed(3)}`);
       assert.equal(y.w.redReceived > x.w.redReceived, red, `${who} receives RED: ${red}`);
-      assert.ok(y.a.packetsReceived > x.a.packetsReceived, 'packets keep arriving');
-      assert.ok(y.a.totalAudioEnergy > x.a.totalAudioEnergy, 'the beeps are heard');
-      assert.ok(concealed < 0.9, `little audio concealed at ${who}: ${concealed}`);
+      assert.equal(y.w.failed, x.w.failed, `every frame decrypts at ${who}`);
+      assert.ok(concealed < 0.2, `little audible concealment at ${who}: ${concealed}`);
     });
     assert.ok((await worker(alice.page)).redSent > 0, 'Alice sends RED');
+    // The other way: Carol sends plain Opus, which Bob (who negotiated RED) plays too.
+    const carolId = await participantId(carol.page, 'Carol');
+    const fromCarol = await poll(async () => {
+      const a = await inbound(bob.page, carolId);
+      return a && a.totalSamplesReceived > 48000 ? a : false;
+    }, { what: "Bob plays Carol's audio" });
+    const w = await worker(bob.page);
+    await poll(async () => {
+      const a = await inbound(bob.page, carolId);
+      return a && a.packetsReceived > fromCarol.packetsReceived + 50 ? a : false;
+    }, { what: "more of Carol's audio at Bob" });
+    assert.equal((await worker(bob.page)).failed, w.failed, "Carol's frames decrypt at Bob");
     for (const s of sessions) assert.deepEqual(s.errors.filter((e) => !/favicon/.test(e)), []);
   } finally {
     for (const s of sessions) await s.close();

@@ -98,7 +98,13 @@ function encryptor(kind) {
       const s = sender;
       if (!s) return; // no key yet: send nothing rather than plaintext
       const data = new Uint8Array(frame.data);
-      const blocks = isRed(frame) ? parseRed(data) : null;
+      const red = isRed(frame);
+      if (red && data.length === 0) {
+        // Chrome sends an empty RED frame now and then: nothing to hide.
+        controller.enqueue(frame);
+        return;
+      }
+      const blocks = red ? parseRed(data) : null;
       if (blocks) {
         for (const b of blocks) b.data = await encrypt(s.key, s.ctr++, new Uint8Array(0), b.data);
         frame.data = buildRed(blocks).buffer;
@@ -164,16 +170,27 @@ class Receiver {
    */
   async decrypt(frame) {
     const data = new Uint8Array(frame.data);
-    const blocks = this.kind === 'audio' && isRed(frame) ? parseRed(data) : null;
-    if (!blocks) {
-      const r = await this.open(frame, data, clearBytes(this.kind, data));
-      return r === 'pass' ? 'ok' : r;
-    }
-    // The primary block decides, as a whole frame would; a redundant block that does not
-    // decrypt is left out.
+    const red = this.kind === 'audio' && isRed(frame);
+    if (red && data.length === 0) return 'ok';
+    const blocks = red ? parseRed(data) : null;
+    const r = blocks ? await this.decryptRed(frame, blocks) : 'drop';
+    if (r !== 'drop') return r;
+    // Not RED, or a RED frame its sender encrypted whole.
+    const whole = await this.open(frame, data, clearBytes(this.kind, data));
+    return whole === 'pass' ? 'ok' : whole;
+  }
+
+  /**
+   * A RED frame encrypted block by block: the primary block decides, as a whole frame would; a
+   * redundant block that does not decrypt is left out.
+   * @param {EncodedFrame} frame
+   * @param {import('./red.js').RedBlock[]} blocks
+   * @returns {Promise<'ok'|'drop'|'wait'>}
+   */
+  async decryptRed(frame, blocks) {
     const primary = /** @type {import('./red.js').RedBlock} */ (blocks.pop());
     const held = { data: new ArrayBuffer(0) };
-    const r = await this.open(held, primary.data, 0);
+    const r = await this.open(held, primary.data, 0, false);
     if (r === 'pass') return 'ok';
     if (r !== 'ok') return r;
     const out = [];
@@ -204,9 +221,10 @@ class Receiver {
    * @param {{data: ArrayBuffer}} frame
    * @param {Uint8Array} data
    * @param {number} n
+   * @param {boolean} [count] count a failure (false: the caller tries another way)
    * @returns {Promise<'ok'|'pass'|'drop'|'wait'>}
    */
-  async open(frame, data, n) {
+  async open(frame, data, n, count = true) {
     const h = decodeHeader(data, n);
     // Pass-through mode: whatever is not SFrame under a key we hold is a plain frame. AES-GCM's
     // tag makes a plain frame that merely looks like an SFrame header fail, and pass as it is.
@@ -216,7 +234,7 @@ class Receiver {
     };
     if (!h || h.kid > BigInt(Number.MAX_SAFE_INTEGER)) {
       if (plain) return passOn();
-      stats.failed++;
+      if (count) stats.failed++;
       return 'drop';
     }
     const kid = Number(h.kid);
@@ -232,7 +250,7 @@ class Receiver {
       frame.data = concat(data.subarray(0, n), pt).buffer;
     } catch {
       if (plain) return passOn();
-      stats.failed++;
+      if (count) stats.failed++;
       return 'drop';
     }
     stats.decrypted++;
