@@ -227,8 +227,15 @@ pub(crate) struct Participant {
     pub(crate) view: Option<Vec<(Pid, u32)>>,
     /// Downlink bandwidth estimate (bits per second) from the transport, once there is one.
     pub(crate) estimate: Option<u64>,
+    /// The estimator's latest unsmoothed estimate, sampled now and then: the budget is the
+    /// lower of the two, so a drop counts before the smoothed estimate has followed it.
+    pub(crate) estimate_now: Option<u64>,
     /// Last `DesiredBitrate` output, to send only changes.
     pub(crate) desired_sent: u64,
+    /// When the allocation last asked the estimator to probe (a raised `DesiredBitrate`), and
+    /// whether the last output was such a raise (taken back at the next allocation).
+    pub(crate) probed_at: Option<Instant>,
+    pub(crate) probing: bool,
     /// Receive slots the client should have, from the last allocation.
     pub(crate) wanted_slots: conclave_proto::SlotCounts,
     /// Sharing the screen now (a screen track is published and not stopped by a moderator).
@@ -447,7 +454,10 @@ impl Room {
             encrypts: req.encrypts,
             view: None,
             estimate: None,
+            estimate_now: None,
             desired_sent: 0,
+            probed_at: None,
+            probing: false,
             wanted_slots: Default::default(),
             sharing: false,
             media_only,

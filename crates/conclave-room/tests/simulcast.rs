@@ -298,3 +298,123 @@ fn last_n_limits_forwarded_video_and_screen_share_comes_first() {
         ParticipantId("id-p3".into())
     );
 }
+
+/// Frames from several publishers at once (see [`Sim::frame`]); forwards to `sub` by publisher.
+fn frames_to(s: &mut Sim, publishers: &[Pid], sub: Pid, gop: u64) -> Vec<Pid> {
+    let mut got = Vec::new();
+    for &p in publishers {
+        // Every publisher sends the same frame at the same instant.
+        let (now, ts, frame) = (s.now, s.ts, s.frame);
+        let f = s.frame(p, gop);
+        if publishers.last() != Some(&p) {
+            (s.now, s.ts, s.frame) = (now, ts, frame);
+        }
+        if f.iter().any(|(fw, _)| fw.to == sub) {
+            got.push(p);
+        }
+    }
+    got
+}
+
+#[test]
+fn an_estimate_wobbling_at_the_edge_does_not_pause_and_resume_a_video() {
+    let mut s = Sim::new(RoomConfig::default());
+    let viewer = s.join("viewer");
+    let a = s.join("alice");
+    let c = s.join("carol");
+    s.media(viewer, 3, false, 2);
+    s.media(a, 3, false, 2);
+    s.media(c, 3, false, 2);
+    // Two thumbnails: each wants only the lowest layer (about 165 kbit/s with headers).
+    s.room.set_view(
+        s.now,
+        viewer,
+        &[
+            (ParticipantId("id-alice".into()), 180),
+            (ParticipantId("id-carol".into()), 180),
+        ],
+    );
+    s.room.set_estimate(viewer, 600_000);
+    for _ in 0..(4 * 30) {
+        frames_to(&mut s, &[a, c], viewer, 30);
+        while s.room.poll_output().is_some() {}
+    }
+    // The estimate wobbles around what both need (as it does under random loss): at most one
+    // pause, no pausing and resuming every time it crosses.
+    let mut starts = 0;
+    let mut carol_was = true;
+    for i in 0..(10 * 30) {
+        if i % 8 == 0 {
+            let e = if (i / 8) % 2 == 0 { 320_000 } else { 345_000 };
+            s.room.set_estimate(viewer, e);
+        }
+        let got = frames_to(&mut s, &[a, c], viewer, 30);
+        let carol = got.contains(&c);
+        if carol && !carol_was {
+            starts += 1;
+        }
+        carol_was = carol;
+        assert!(got.contains(&a), "the first tile always plays");
+        while s.room.poll_output().is_some() {}
+    }
+    assert!(starts <= 1, "carol's video resumed {starts} times");
+}
+
+#[test]
+fn a_receiver_held_below_what_it_wants_asks_for_probes_until_it_gets_it() {
+    let mut s = Sim::new(RoomConfig::default());
+    let a = s.join("alice");
+    let b = s.join("bob");
+    s.media(a, 3, false, 1);
+    s.media(b, 3, false, 1);
+    s.room.set_estimate(b, 5_000_000);
+    s.run(a, b, 4.0, 30);
+    // The cap comes down: the estimate follows, bob gets the lowest layer.
+    s.room.set_estimate(b, 300_000);
+    let (layer, outputs) = s.run(a, b, 8.0, 30);
+    assert_eq!(layer, Some(0));
+    let desired: Vec<u64> = outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::DesiredBitrate { to, bps } if *to == b => Some(*bps),
+            _ => None,
+        })
+        .collect();
+    // Bob wants 720p: the desired rate is raised above what it settles at now and then (a
+    // probe request), not on every tick.
+    let raises = desired.windows(2).filter(|w| w[1] > w[0]).count();
+    assert!((2..=5).contains(&raises), "probe requests: {desired:?}");
+    // A probe found room again: bob goes back up, and with all he wants there are no more.
+    s.room.set_estimate(b, 5_000_000);
+    s.run(a, b, 6.0, 30);
+    let (layer, outputs) = s.run(a, b, 4.0, 30);
+    assert_eq!(layer, Some(2));
+    assert!(
+        !outputs
+            .iter()
+            .any(|o| matches!(o, Output::DesiredBitrate { to, .. } if *to == b)),
+        "no probing when nothing is held back"
+    );
+}
+
+#[test]
+fn an_unsmoothed_drop_lowers_the_layer_before_the_smoothed_estimate_follows() {
+    let mut s = Sim::new(RoomConfig::default());
+    let a = s.join("alice");
+    let b = s.join("bob");
+    s.media(a, 3, false, 1);
+    s.media(b, 3, false, 1);
+    s.room.set_estimate(b, 5_000_000);
+    s.room.set_estimate_now(b, 5_000_000);
+    let (layer, _) = s.run(a, b, 4.0, 30);
+    assert_eq!(layer, Some(2));
+    // The estimator's own estimate collapses; its smoothed one still says 5 Mbit/s.
+    s.room.set_estimate_now(b, 300_000);
+    let (layer, _) = s.run(a, b, 2.0, 30);
+    assert_eq!(layer, Some(0));
+    // A rise shows only once the smoothed estimate follows.
+    s.room.set_estimate_now(b, 5_000_000);
+    s.room.set_estimate(b, 400_000);
+    let (layer, _) = s.run(a, b, 5.0, 30);
+    assert_eq!(layer, Some(0));
+}

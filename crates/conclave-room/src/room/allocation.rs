@@ -5,8 +5,11 @@
 //!
 //! Layer choice follows the usual SFU allocation (LiveKit, Jitsi): first every wanted video gets
 //! its lowest layer, most important first, as long as the estimate allows; then they are raised
-//! one layer at a time in the same order. Raising needs 25 % headroom and is held off for a while
-//! after a slot was lowered, so a wobbling estimate does not make the picture flap.
+//! one layer at a time in the same order. Raising (and resuming a paused video) needs 25 %
+//! headroom and is held off for a while after a slot was lowered, so a wobbling estimate does not
+//! make the picture flap. Lowering happens at once. While a receiver could take more than its
+//! estimate allows, the estimator is asked to probe (see [`PROBE_EVERY`]), so the estimate climbs
+//! back in a few probes rather than at the estimator's slow additive pace.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -28,8 +31,16 @@ pub enum LayerPolicy {
 
 /// A layer counts as sent if a packet of it arrived this recently.
 pub(crate) const AVAILABLE_FOR: Duration = Duration::from_millis(1000);
-/// After lowering a slot's layer, wait this long before raising it again.
-const HOLD_AFTER_LOWER: Duration = Duration::from_secs(4);
+/// After lowering a slot's layer (or pausing it), wait this long before raising (resuming) it.
+/// Longer is steadier under an estimate that wobbles (random loss makes it dip and recover);
+/// shorter recovers sooner from a real but brief drop.
+const HOLD_AFTER_LOWER: Duration = Duration::from_secs(3);
+/// While a receiver gets less than it wants because of its estimate, ask its estimator to probe
+/// this often: it raises the desired bitrate above the estimate for one allocation, which makes
+/// an estimator that probes on demand (str0m's, like libwebrtc's) send a short padding burst at
+/// up to twice its estimate and adopt what got through. More often finds capacity sooner after
+/// a cap lifts; each probe briefly adds load to a link that may really be full.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// A layer nobody needs is paused at the publisher after this long.
 const PAUSE_AFTER: Duration = Duration::from_secs(3);
 /// Budget kept for each audio track received (Opus with headers, FEC).
@@ -69,6 +80,12 @@ impl Track {
     }
 }
 
+/// Whether any layer of the track is being sent (a pause for lack of anything to forward is
+/// not a lowering).
+fn any_layer_sent(t: &Track, now: Instant) -> bool {
+    (0..t.layer_count).any(|l| t.available(now, l))
+}
+
 impl Room {
     /// What the client shows: publishers (by id) and drawn heights, most important first.
     /// Unknown ids are ignored.
@@ -100,6 +117,16 @@ impl Room {
     pub fn set_estimate(&mut self, pid: Pid, bps: u64) {
         if let Some(p) = self.participants.get_mut(&pid) {
             p.estimate = Some(bps);
+        }
+    }
+
+    /// The estimator's current estimate before smoothing, when the transport has a sample of it
+    /// (the smoothed one from [`Room::set_estimate`] trails a sudden drop by seconds). Until the
+    /// next sample the budget is the lower of the two: a drop is acted on at once, a rise only
+    /// as fast as the smoothed estimate follows.
+    pub fn set_estimate_now(&mut self, pid: Pid, bps: u64) {
+        if let Some(p) = self.participants.get_mut(&pid) {
+            p.estimate_now = Some(bps);
         }
     }
 
@@ -259,6 +286,7 @@ impl Room {
         audio.truncate(self.config.audio_last_n);
         let budget = p
             .estimate
+            .map(|e| e.min(p.estimate_now.unwrap_or(u64::MAX)))
             .map(|e| e.saturating_sub(AUDIO_BPS * audio.len() as u64));
         let policy = self.config.layer_policy;
 
@@ -311,27 +339,48 @@ impl Room {
         let mut entries: Vec<(usize, TrackKey, u8, Option<u8>)> = Vec::new();
         let mut used = 0u64;
         let mut desired = AUDIO_BPS * audio.len() as u64;
+        // Some video gets less than it could because of the budget (not because it is held).
+        let mut short = false;
         for (i, &(key, cap)) in video.iter().enumerate() {
             let Some(idx) = p.slots.iter().position(|s| s.track == Some(key)) else {
                 continue;
             };
+            let slot = &p.slots[idx];
             let t = &self.tracks[&key];
             let cap = cap.min(t.layer_count - 1);
             desired += t.rate(cap);
+            // A video that plays keeps playing while it fits; one that is paused (or not started)
+            // needs the raising headroom, and a paused one also waits out the hold, so a budget
+            // at the edge does not pause and resume it every tick (each resume waits for a
+            // keyframe: a freeze).
+            let flowing = slot.target.is_some();
+            let held = slot
+                .lowered_at
+                .is_some_and(|at| now < at + HOLD_AFTER_LOWER);
             let choice = match policy {
                 LayerPolicy::Highest => (0..t.layer_count).rev().find(|l| t.available(now, *l)),
                 LayerPolicy::Auto => {
                     let lowest = (0..=cap)
                         .find(|l| t.available(now, *l))
                         .or_else(|| (cap..t.layer_count).find(|l| t.available(now, *l)));
-                    lowest.filter(|l| {
+                    let fits = |l: u8| {
+                        budget.is_none_or(|b| {
+                            let need = used + t.rate(l);
+                            if flowing {
+                                need <= b
+                            } else {
+                                !held && need * 5 / 4 <= b
+                            }
+                        })
+                    };
+                    let choice = lowest.filter(|l| {
                         // The most important video always gets something, and so does a track
                         // without simulcast: there is nothing lower to switch to, and stopping
                         // it on an estimate would do more harm than sending it.
-                        i == 0
-                            || t.layer_count == 1
-                            || budget.is_none_or(|b| used + t.rate(*l) <= b)
-                    })
+                        i == 0 || t.layer_count == 1 || fits(*l)
+                    });
+                    short |= lowest.is_some() && choice.is_none() && !held;
+                    choice
                 }
             };
             if let Some(l) = choice {
@@ -361,6 +410,7 @@ impl Room {
                         used + extra
                     };
                     if budget.is_some_and(|b| need > b) {
+                        short |= raising;
                         break;
                     }
                     used += extra;
@@ -375,9 +425,13 @@ impl Room {
             if slot.target == choice {
                 continue;
             }
-            if let (Some(c), Some(n)) = (slot.current, choice)
-                && n < c
-            {
+            let lowered = match (slot.current, choice) {
+                (Some(c), Some(n)) => n < c,
+                // Paused for the budget (not for want of anything sent).
+                (Some(_), None) => any_layer_sent(&self.tracks[&key], now),
+                _ => false,
+            };
+            if lowered {
                 slot.lowered_at = Some(now);
             }
             slot.target = choice;
@@ -387,14 +441,22 @@ impl Room {
                 Some(_) => {}
             }
         }
-        // Let the bandwidth estimator probe towards what would be sent without limits.
-        let changed = desired.abs_diff(p.desired_sent) * 10 > p.desired_sent;
-        if changed {
-            p.desired_sent = desired;
-            self.outputs.push_back(Output::DesiredBitrate {
-                to: sub,
-                bps: desired,
-            });
+        // Let the bandwidth estimator probe towards what would be sent without limits. An
+        // estimator probes when the desired rate rises above its estimate, not while it stays
+        // put: while the budget holds something back, raise it briefly every PROBE_EVERY (25 %
+        // above, as raising needs that headroom) and take it back at the next allocation.
+        let probe = short
+            && budget.is_some()
+            && p.probed_at.is_none_or(|at| now >= at + PROBE_EVERY);
+        let bps = if probe { desired * 5 / 4 } else { desired };
+        let changed = bps.abs_diff(p.desired_sent) * 10 > p.desired_sent;
+        if probe || p.probing || changed {
+            if probe {
+                p.probed_at = Some(now);
+            }
+            p.probing = probe;
+            p.desired_sent = bps;
+            self.outputs.push_back(Output::DesiredBitrate { to: sub, bps });
         }
     }
 

@@ -515,6 +515,11 @@ fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant, metrics:
         {
             host.core.set_estimate(pid, estimate.as_u64());
         }
+        Event::PeerStats(st) if host.peers.get(&pid).is_some_and(|p| p.twcc) => {
+            if let Some(bwe) = st.bwe_tx {
+                host.core.set_estimate_now(pid, bwe.as_u64());
+            }
+        }
         Event::Connected => tracing::debug!("peer connected"),
         Event::MediaIngressStats(st) => {
             if let Some(peer) = host.peers.get_mut(&pid) {
