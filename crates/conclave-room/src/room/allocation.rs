@@ -43,6 +43,13 @@ const HOLD_AFTER_LOWER: Duration = Duration::from_secs(3);
 const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// A layer nobody needs is paused at the publisher after this long.
 const PAUSE_AFTER: Duration = Duration::from_secs(3);
+/// How far the lowest layers of the wanted videos may go over the budget (percent of it) before
+/// a playing video is paused, and before a paused or new one starts. Pausing freezes a tile, and
+/// an estimate is often well below what the link carries (random loss alone pulls it down);
+/// under a real cap, sending too much makes the estimate fall further, and then videos pause.
+/// The gap between the two keeps a video at the edge from pausing and resuming.
+const LOWEST_KEEP_PCT: u64 = 150;
+const LOWEST_START_PCT: u64 = 120;
 /// Budget kept for each audio track received (Opus with headers, FEC).
 const AUDIO_BPS: u64 = 50_000;
 
@@ -349,10 +356,9 @@ impl Room {
             let t = &self.tracks[&key];
             let cap = cap.min(t.layer_count - 1);
             desired += t.rate(cap);
-            // A video that plays keeps playing while it fits; one that is paused (or not started)
-            // needs the raising headroom, and a paused one also waits out the hold, so a budget
-            // at the edge does not pause and resume it every tick (each resume waits for a
-            // keyframe: a freeze).
+            // Pausing a video freezes its tile, so lowest layers get leeway over the budget (see
+            // LOWEST_KEEP_PCT); a paused video resumes only after the hold, so a budget at the
+            // edge does not pause and resume it every tick (each resume waits for a keyframe).
             let flowing = slot.target.is_some();
             let held = slot
                 .lowered_at
@@ -365,11 +371,11 @@ impl Room {
                         .or_else(|| (cap..t.layer_count).find(|l| t.available(now, *l)));
                     let fits = |l: u8| {
                         budget.is_none_or(|b| {
-                            let need = used + t.rate(l);
+                            let need = (used + t.rate(l)) * 100;
                             if flowing {
-                                need <= b
+                                need <= b * LOWEST_KEEP_PCT
                             } else {
-                                !held && need * 5 / 4 <= b
+                                !held && need <= b * LOWEST_START_PCT
                             }
                         })
                     };
