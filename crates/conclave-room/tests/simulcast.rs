@@ -339,9 +339,9 @@ fn an_estimate_wobbling_at_the_edge_does_not_pause_and_resume_a_video() {
         frames_to(&mut s, &[a, c], viewer, 30);
         while s.room.poll_output().is_some() {}
     }
-    // A little less than both need (as under random loss, which pulls the estimate down):
-    // both keep playing rather than one freezing.
-    s.room.set_estimate(viewer, 280_000);
+    // A little less than both need (measured rates jitter): both keep playing rather than one
+    // freezing.
+    s.room.set_estimate(viewer, 315_000);
     for _ in 0..(3 * 30) {
         let got = frames_to(&mut s, &[a, c], viewer, 30);
         assert_eq!(got, [a, c]);
@@ -353,7 +353,7 @@ fn an_estimate_wobbling_at_the_edge_does_not_pause_and_resume_a_video() {
     let mut carol_was = true;
     for i in 0..(10 * 30) {
         if i % 8 == 0 {
-            let e = if (i / 8) % 2 == 0 { 205_000 } else { 235_000 };
+            let e = if (i / 8) % 2 == 0 { 290_000 } else { 340_000 };
             s.room.set_estimate(viewer, e);
         }
         let got = frames_to(&mut s, &[a, c], viewer, 30);

@@ -44,12 +44,14 @@ const PROBE_EVERY: Duration = Duration::from_secs(2);
 /// A layer nobody needs is paused at the publisher after this long.
 const PAUSE_AFTER: Duration = Duration::from_secs(3);
 /// How far the lowest layers of the wanted videos may go over the budget (percent of it) before
-/// a playing video is paused, and before a paused or new one starts. Pausing freezes a tile, and
-/// an estimate is often well below what the link carries (random loss alone pulls it down);
-/// under a real cap, sending too much makes the estimate fall further, and then videos pause.
-/// The gap between the two keeps a video at the edge from pausing and resuming.
-const LOWEST_KEEP_PCT: u64 = 150;
-const LOWEST_START_PCT: u64 = 120;
+/// a playing video is paused. Pausing freezes a tile, and measured layer rates jitter by a few
+/// percent from tick to tick; but the transport paces at only a tenth above its estimate, so
+/// more than that would wait in its pacer queue (latency) rather than reach the receiver.
+const LOWEST_KEEP_PCT: u64 = 110;
+/// A video paused for the budget resumes only with this much (percent of what it needs), and
+/// after the hold: each resume waits for a keyframe, so pausing and resuming at the edge
+/// would freeze it again and again.
+const RESUME_PCT: u64 = 125;
 /// Budget kept for each audio track received (Opus with headers, FEC).
 const AUDIO_BPS: u64 = 50_000;
 
@@ -356,10 +358,11 @@ impl Room {
             let t = &self.tracks[&key];
             let cap = cap.min(t.layer_count - 1);
             desired += t.rate(cap);
-            // Pausing a video freezes its tile, so lowest layers get leeway over the budget (see
-            // LOWEST_KEEP_PCT); a paused video resumes only after the hold, so a budget at the
-            // edge does not pause and resume it every tick (each resume waits for a keyframe).
+            // A playing video keeps its lowest layer with a little leeway (LOWEST_KEEP_PCT), a new
+            // one starts when it fits, and one paused for the budget resumes only after the hold
+            // and with headroom (RESUME_PCT).
             let flowing = slot.target.is_some();
+            let paused = !flowing && slot.lowered_at.is_some();
             let held = slot
                 .lowered_at
                 .is_some_and(|at| now < at + HOLD_AFTER_LOWER);
@@ -374,8 +377,10 @@ impl Room {
                             let need = (used + t.rate(l)) * 100;
                             if flowing {
                                 need <= b * LOWEST_KEEP_PCT
+                            } else if paused {
+                                !held && need * RESUME_PCT / 100 <= b * 100
                             } else {
-                                !held && need <= b * LOWEST_START_PCT
+                                need <= b * 100
                             }
                         })
                     };
