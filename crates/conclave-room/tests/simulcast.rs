@@ -434,3 +434,29 @@ fn an_unsmoothed_drop_lowers_the_layer_before_the_smoothed_estimate_follows() {
     let (layer, _) = s.run(a, b, 5.0, 30);
     assert_eq!(layer, Some(0));
 }
+
+#[test]
+fn a_layer_the_publisher_stops_is_left_for_a_lower_one_at_once() {
+    let mut s = Sim::new(RoomConfig::default());
+    let a = s.join("alice");
+    let b = s.join("bob");
+    s.media(a, 3, false, 1);
+    s.media(b, 3, false, 1);
+    s.room.set_estimate(b, 5_000_000);
+    let (layer, _) = s.run(a, b, 4.0, 10);
+    assert_eq!(layer, Some(2));
+    // Alice's browser stops sending 720p (its uplink estimate fell); her 360p goes on.
+    s.sending[2] = false;
+    let mut gap = 0;
+    let mut longest = 0;
+    for _ in 0..30 {
+        let got = s.frame(a, 10).iter().any(|(f, _)| f.to == b);
+        gap = if got { 0 } else { gap + 1 };
+        longest = longest.max(gap);
+        while s.room.poll_output().is_some() {}
+    }
+    // Bob switches at the next keyframe of 360p (every 10 frames here) after noticing: well
+    // under the second a stopped layer otherwise still counts as sent.
+    assert!(longest <= 20, "bob got nothing for {longest} frames");
+    assert_eq!(gap, 0, "bob receives 360p");
+}

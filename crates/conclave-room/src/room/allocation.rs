@@ -31,6 +31,11 @@ pub enum LayerPolicy {
 
 /// A layer counts as sent if a packet of it arrived this recently.
 pub(crate) const AVAILABLE_FOR: Duration = Duration::from_millis(1000);
+/// ...unless it has been silent this long while another layer of the same track kept coming:
+/// the publisher stopped it (a browser drops simulcast layers when its uplink estimate falls),
+/// and its receivers would see a frozen picture until they switch. Longer than a frame
+/// interval at the lowest frame rates a camera layer is sent at.
+const STOPPED_AFTER: Duration = Duration::from_millis(300);
 /// After lowering a slot's layer (or pausing it), wait this long before raising (resuming) it.
 /// Longer is steadier under an estimate that wobbles (random loss makes it dip and recover);
 /// shorter recovers sooner from a real but brief drop.
@@ -75,10 +80,19 @@ fn nominal_bps(layer_count: u8, layer: u8) -> u64 {
 
 impl Track {
     fn available(&self, now: Instant, layer: u8) -> bool {
-        layer < self.layer_count
-            && self.layers[layer as usize]
-                .last_packet
-                .is_some_and(|at| now.saturating_duration_since(at) < AVAILABLE_FOR)
+        if layer >= self.layer_count {
+            return false;
+        }
+        let Some(at) = self.layers[layer as usize].last_packet else {
+            return false;
+        };
+        let silent = now.saturating_duration_since(at);
+        silent < STOPPED_AFTER
+            || (silent < AVAILABLE_FOR
+                && !self.layers[..self.layer_count as usize]
+                    .iter()
+                    .filter_map(|l| l.last_packet)
+                    .any(|other| other > at + STOPPED_AFTER))
     }
 
     fn rate(&self, layer: u8) -> u64 {
