@@ -273,6 +273,8 @@ struct Slot {
     /// When the allocation last lowered this slot's layer: it goes back up only after a while,
     /// so that a fluctuating estimate does not make the picture flap.
     lowered_at: Option<Instant>,
+    /// Since when the budget has been too small for this playing video's lowest layer.
+    short_since: Option<Instant>,
 }
 
 pub(crate) type TrackKey = (Pid, Mid);

@@ -460,3 +460,45 @@ fn a_layer_the_publisher_stops_is_left_for_a_lower_one_at_once() {
     assert!(longest <= 20, "bob got nothing for {longest} frames");
     assert_eq!(gap, 0, "bob receives 360p");
 }
+
+#[test]
+fn a_brief_estimate_collapse_does_not_pause_a_video_a_lasting_one_does() {
+    let mut s = Sim::new(RoomConfig::default());
+    let viewer = s.join("viewer");
+    let a = s.join("alice");
+    let c = s.join("carol");
+    s.media(viewer, 3, false, 2);
+    s.media(a, 3, false, 2);
+    s.media(c, 3, false, 2);
+    s.room.set_view(
+        s.now,
+        viewer,
+        &[
+            (ParticipantId("id-alice".into()), 180),
+            (ParticipantId("id-carol".into()), 180),
+        ],
+    );
+    s.room.set_estimate(viewer, 600_000);
+    let mut run = |s: &mut Sim, secs: usize| {
+        let mut carol_frames = 0;
+        for _ in 0..(secs * 30) {
+            if frames_to(s, &[a, c], viewer, 30).contains(&c) {
+                carol_frames += 1;
+            }
+            while s.room.poll_output().is_some() {}
+        }
+        carol_frames
+    };
+    run(&mut s, 3);
+    // A moment of congestion: the estimate falls to 85 % of what got through, then a probe
+    // brings it back a second later. Carol's thumbnail plays on.
+    s.room.set_estimate(viewer, 280_000);
+    let during = run(&mut s, 1);
+    s.room.set_estimate(viewer, 600_000);
+    let after = run(&mut s, 2);
+    assert!(during >= 25 && after >= 55, "{during} {after}");
+    // A lasting cap: the less important video is paused after a while.
+    s.room.set_estimate(viewer, 200_000);
+    run(&mut s, 3);
+    assert_eq!(run(&mut s, 2), 0);
+}

@@ -53,6 +53,12 @@ const PAUSE_AFTER: Duration = Duration::from_secs(3);
 /// percent from tick to tick; but the transport paces at only a tenth above its estimate, so
 /// more than that would wait in its pacer queue (latency) rather than reach the receiver.
 const LOWEST_KEEP_PCT: u64 = 110;
+/// A playing video is paused only when its lowest layer has not fitted for this long. An
+/// estimator that sees a moment of congestion (or a busy machine's jitter) drops its estimate to
+/// 85 % of what got through, below what is being sent, and regains it only after a probe or
+/// seconds of growth; pausing on that would freeze a tile for nothing. Under a real cap the
+/// estimate stays low and the video is paused this much later, meanwhile queueing a little.
+const PAUSE_AFTER_SHORT: Duration = Duration::from_secs(2);
 /// A video paused for the budget resumes only with this much (percent of what it needs), and
 /// after the hold: each resume waits for a keyframe, so pausing and resuming at the edge
 /// would freeze it again and again.
@@ -398,13 +404,24 @@ impl Room {
                             }
                         })
                     };
-                    let choice = lowest.filter(|l| {
+                    let mut choice = lowest.filter(|l| {
                         // The most important video always gets something, and so does a track
                         // without simulcast: there is nothing lower to switch to, and stopping
                         // it on an estimate would do more harm than sending it.
                         i == 0 || t.layer_count == 1 || fits(*l)
                     });
                     short |= lowest.is_some() && choice.is_none() && !held;
+                    // A playing video is paused only once the budget has been short for it
+                    // for a while (see PAUSE_AFTER_SHORT).
+                    let slot = &mut p.slots[idx];
+                    if flowing && lowest.is_some() && choice.is_none() {
+                        let since = *slot.short_since.get_or_insert(now);
+                        if now < since + PAUSE_AFTER_SHORT {
+                            choice = lowest;
+                        }
+                    } else {
+                        slot.short_since = None;
+                    }
                     choice
                 }
             };
@@ -470,9 +487,8 @@ impl Room {
         // estimator probes when the desired rate rises above its estimate, not while it stays
         // put: while the budget holds something back, raise it briefly every PROBE_EVERY (25 %
         // above, as raising needs that headroom) and take it back at the next allocation.
-        let probe = short
-            && budget.is_some()
-            && p.probed_at.is_none_or(|at| now >= at + PROBE_EVERY);
+        let probe =
+            short && budget.is_some() && p.probed_at.is_none_or(|at| now >= at + PROBE_EVERY);
         let bps = if probe { desired * 5 / 4 } else { desired };
         let changed = bps.abs_diff(p.desired_sent) * 10 > p.desired_sent;
         if probe || p.probing || changed {
@@ -481,7 +497,8 @@ impl Room {
             }
             p.probing = probe;
             p.desired_sent = bps;
-            self.outputs.push_back(Output::DesiredBitrate { to: sub, bps });
+            self.outputs
+                .push_back(Output::DesiredBitrate { to: sub, bps });
         }
     }
 

@@ -320,6 +320,7 @@ impl Slot {
             target: None,
             cap: MAX_LAYERS as u8 - 1,
             lowered_at: None,
+            short_since: None,
         }
     }
 
@@ -329,6 +330,7 @@ impl Slot {
         self.current = None;
         self.target = None;
         self.lowered_at = None;
+        self.short_since = None;
         self.munger.reset_source();
     }
 }
