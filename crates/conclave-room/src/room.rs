@@ -78,6 +78,9 @@ pub enum Output {
     /// What the allocation would like to send this participant, in bits per second: the
     /// transport's bandwidth estimator probes up towards it.
     DesiredBitrate { to: Pid, bps: u64 },
+    /// Restart this participant's downlink estimator from `bps`: its estimate stays below what
+    /// the lowest layers need while the losses look random rather than like congestion.
+    ResetEstimate { to: Pid, bps: u64 },
     /// The participant is in the meeting (joined, or admitted from the lobby): create its
     /// media transport.
     Admitted { pid: Pid },
@@ -230,6 +233,10 @@ pub(crate) struct Participant {
     /// The estimator's latest unsmoothed estimate, sampled now and then: the budget is the
     /// lower of the two, so a drop counts before the smoothed estimate has followed it.
     pub(crate) estimate_now: Option<u64>,
+    /// Share of packets sent to the participant lost on the way, over the last second, and when
+    /// the allocation last had its estimator restarted.
+    pub(crate) loss: Option<f32>,
+    pub(crate) reset_at: Option<Instant>,
     /// Last `DesiredBitrate` output, to send only changes.
     pub(crate) desired_sent: u64,
     /// When the allocation last asked the estimator to probe (a raised `DesiredBitrate`), and
@@ -457,6 +464,8 @@ impl Room {
             view: None,
             estimate: None,
             estimate_now: None,
+            loss: None,
+            reset_at: None,
             desired_sent: 0,
             probed_at: None,
             probing: false,

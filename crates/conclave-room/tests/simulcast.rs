@@ -502,3 +502,47 @@ fn a_brief_estimate_collapse_does_not_pause_a_video_a_lasting_one_does() {
     run(&mut s, 3);
     assert_eq!(run(&mut s, 2), 0);
 }
+
+#[test]
+fn an_estimate_held_down_by_random_loss_is_restarted_but_not_one_held_by_a_full_link() {
+    let mut s = Sim::new(RoomConfig::default());
+    let viewer = s.join("viewer");
+    let a = s.join("alice");
+    let c = s.join("carol");
+    s.media(viewer, 3, false, 2);
+    s.media(a, 3, false, 2);
+    s.media(c, 3, false, 2);
+    s.room.set_estimate(viewer, 2_000_000);
+    let resets = |s: &mut Sim, secs: usize| {
+        let mut at = Vec::new();
+        for _ in 0..(secs * 30) {
+            frames_to(s, &[a, c], viewer, 30);
+            while let Some(o) = s.room.poll_output() {
+                if let Output::ResetEstimate { to, bps } = o
+                    && to == viewer
+                {
+                    at.push(bps);
+                }
+            }
+        }
+        at
+    };
+    resets(&mut s, 3);
+    // 5 % of packets lost at random, and the estimator holds its estimate at a third of what
+    // the two lowest layers need: restarted, from about what they need, at most every 5 s.
+    s.room.set_downlink_loss(viewer, 0.05);
+    s.room.set_estimate(viewer, 112_000);
+    let mut got = Vec::new();
+    for _ in 0..8 {
+        got.extend(resets(&mut s, 1));
+        // The estimator falls back each time.
+        s.room.set_estimate(viewer, 112_000);
+    }
+    assert_eq!(got.len(), 2, "{got:?}");
+    assert!(got.iter().all(|bps| (300_000..600_000).contains(bps)), "{got:?}");
+    // A full link loses much more (what exceeds it) or, once adapted, nothing: left alone.
+    for loss in [0.3, 0.0] {
+        s.room.set_downlink_loss(viewer, loss);
+        assert!(resets(&mut s, 6).is_empty());
+    }
+}

@@ -63,6 +63,15 @@ const PAUSE_AFTER_SHORT: Duration = Duration::from_secs(2);
 /// after the hold: each resume waits for a keyframe, so pausing and resuming at the edge
 /// would freeze it again and again.
 const RESUME_PCT: u64 = 125;
+/// Losses in this range (share of packets, over a second) look random rather than like a full
+/// link: a link overfilled through a drop-tail queue loses what exceeds it (tens of percent when
+/// a video too many is sent), an adapted one next to nothing. Loss-based estimators (str0m's,
+/// like libwebrtc's) still hold their estimate far down under such random loss, and the pacer
+/// then holds media to that estimate. So when the estimate stays below even the lowest layers of
+/// what a receiver wants while its losses are in this range, its estimator is restarted at that
+/// rate (and probes up from there), at most every RESET_EVERY.
+const RANDOM_LOSS: std::ops::Range<f32> = 0.01..0.10;
+const RESET_EVERY: Duration = Duration::from_secs(5);
 /// Budget kept for each audio track received (Opus with headers, FEC).
 const AUDIO_BPS: u64 = 50_000;
 
@@ -156,6 +165,14 @@ impl Room {
     pub fn set_estimate_now(&mut self, pid: Pid, bps: u64) {
         if let Some(p) = self.participants.get_mut(&pid) {
             p.estimate_now = Some(bps);
+        }
+    }
+
+    /// The share (0 to 1) of packets sent to the participant that were lost, over the last
+    /// second, as its transport measured it.
+    pub fn set_downlink_loss(&mut self, pid: Pid, fraction: f32) {
+        if let Some(p) = self.participants.get_mut(&pid) {
+            p.loss = Some(fraction);
         }
     }
 
@@ -370,6 +387,8 @@ impl Room {
         let mut desired = AUDIO_BPS * audio.len() as u64;
         // Some video gets less than it could because of the budget (not because it is held).
         let mut short = false;
+        // What the lowest layers of every wanted video and the audio need.
+        let mut floor = AUDIO_BPS * audio.len() as u64;
         for (i, &(key, cap)) in video.iter().enumerate() {
             let Some(idx) = p.slots.iter().position(|s| s.track == Some(key)) else {
                 continue;
@@ -392,6 +411,7 @@ impl Room {
                     let lowest = (0..=cap)
                         .find(|l| t.available(now, *l))
                         .or_else(|| (cap..t.layer_count).find(|l| t.available(now, *l)));
+                    floor += lowest.map_or(0, |l| t.rate(l));
                     let fits = |l: u8| {
                         budget.is_none_or(|b| {
                             let need = (used + t.rate(l)) * 100;
@@ -482,6 +502,24 @@ impl Room {
                 Some(n) if slot.current != Some(n) => keyframes.push((key, n)),
                 Some(_) => {}
             }
+        }
+        // An estimate held below the lowest layers by random-looking loss: restart it.
+        let estimate = p
+            .estimate
+            .map(|e| e.min(p.estimate_now.unwrap_or(u64::MAX)));
+        if policy == LayerPolicy::Auto
+            && estimate.is_some_and(|e| e < floor)
+            && p.loss.is_some_and(|l| RANDOM_LOSS.contains(&l))
+            && p.reset_at.is_none_or(|at| now >= at + RESET_EVERY)
+        {
+            p.reset_at = Some(now);
+            // Until the estimator reports again, budget what it restarts from.
+            p.estimate = Some(floor);
+            p.estimate_now = Some(floor);
+            self.outputs.push_back(Output::ResetEstimate {
+                to: sub,
+                bps: floor,
+            });
         }
         // Let the bandwidth estimator probe towards what would be sent without limits. An
         // estimator probes when the desired rate rises above its estimate, not while it stays

@@ -283,6 +283,16 @@ impl Peer {
         }
     }
 
+    /// Restart the downlink estimator from `bps` (it probes up from there), for a peer whose
+    /// downlink estimate comes from transport-wide feedback.
+    pub fn reset_estimate(&mut self, bps: u64) {
+        if self.twcc {
+            self.rtc
+                .bwe()
+                .reset(Bitrate::bps(bps.max(MIN_BITRATE.as_u64())));
+        }
+    }
+
     /// What the room would like to send this peer: the estimator probes up towards it.
     pub fn set_desired_bitrate(&mut self, bps: u64) {
         self.rtc

@@ -426,6 +426,13 @@ fn drain_core(host: &mut RoomHost, effects: &mut Effects, metrics: &WorkerMetric
                     host.dirty.push(to);
                 }
             }
+            RoomOutput::ResetEstimate { to, bps } => {
+                tracing::debug!(participant = to.0, kbps = bps / 1000, "estimator restarted");
+                if let Some(p) = host.peers.get_mut(&to) {
+                    p.reset_estimate(bps);
+                    host.dirty.push(to);
+                }
+            }
             RoomOutput::Admitted { pid } => effects.admitted.push(pid),
             RoomOutput::Removed { pid } => {
                 // Dropping the connection's sender ends its WebSocket after what was queued.
@@ -529,6 +536,9 @@ fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant, metrics:
                     "downlink estimate now"
                 );
                 host.core.set_estimate_now(pid, bwe.as_u64());
+            }
+            if let Some(loss) = st.egress_loss_fraction {
+                host.core.set_downlink_loss(pid, loss);
             }
         }
         Event::Connected => tracing::debug!("peer connected"),
