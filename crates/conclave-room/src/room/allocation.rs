@@ -69,7 +69,9 @@ const RESUME_PCT: u64 = 125;
 /// like libwebrtc's) still hold their estimate far down under such random loss, and the pacer
 /// then holds media to that estimate. So when the estimate stays below even the lowest layers of
 /// what a receiver wants while its losses are in this range, its estimator is restarted at that
-/// rate (and probes up from there), at most every RESET_EVERY.
+/// rate, at most every RESET_EVERY; for twice that after a restart nothing is raised (the
+/// restart's probes overshoot, and the estimate falls back within seconds): under random loss
+/// the lowest layers keep flowing, steadily, rather than switching up and down.
 const RANDOM_LOSS: std::ops::Range<f32> = 0.01..0.10;
 const RESET_EVERY: Duration = Duration::from_secs(5);
 /// Budget kept for each audio track received (Opus with headers, FEC).
@@ -450,7 +452,10 @@ impl Room {
             }
             entries.push((idx, key, cap, choice));
         }
-        // ...then raise them one layer at a time in the same order.
+        // ...then raise them one layer at a time in the same order. Not while the estimator is
+        // settling after a restart for random loss: its first probes overshoot and the estimate
+        // falls back within seconds, and raising on them would switch layers up and down.
+        let settling = p.reset_at.is_some_and(|at| now < at + 2 * RESET_EVERY);
         if policy == LayerPolicy::Auto {
             for (idx, key, cap, choice) in entries.iter_mut() {
                 let Some(mut l) = *choice else { continue };
@@ -459,9 +464,10 @@ impl Room {
                 while let Some(next) = (l + 1..=*cap).find(|n| t.available(now, *n)) {
                     let raising = slot.current.is_none_or(|c| next > c);
                     if raising
-                        && slot
-                            .lowered_at
-                            .is_some_and(|at| now < at + HOLD_AFTER_LOWER)
+                        && (settling
+                            || slot
+                                .lowered_at
+                                .is_some_and(|at| now < at + HOLD_AFTER_LOWER))
                     {
                         break;
                     }
