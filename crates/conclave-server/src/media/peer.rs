@@ -1,7 +1,7 @@
 //! One participant's WebRTC transport: a `str0m::Rtc` in RTP mode plus what the worker needs to
 //! route to it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use conclave_proto::Kind;
@@ -11,7 +11,7 @@ use str0m::change::SdpOffer;
 use str0m::format::{Codec, CodecConfig, CodecSpec, PayloadParams};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid, Rids};
 use str0m::net::{Protocol, TcpType};
-use str0m::rtp::{ExtensionValues, RtpWrite};
+use str0m::rtp::{ExtensionValues, RtpWrite, Ssrc};
 use str0m::{Candidate, Rtc, RtcError};
 
 use super::MediaAddrs;
@@ -39,6 +39,16 @@ pub type MediaList = Vec<(RoomMid, Kind)>;
 const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1500);
 /// Least bitrate the estimator is asked to keep (audio and the lowest video layers).
 const MIN_BITRATE: Bitrate = Bitrate::kbps(150);
+/// Retransmission buffer per forwarded stream (str0m's defaults: 2,000 packets, 3 s).
+const RTX_PACKETS: usize = 2000;
+const RTX_AGE: Duration = Duration::from_secs(3);
+/// Share of a stream's bytes over a second that may be retransmissions before str0m drops the
+/// queued ones. Its default (15 %) is exceeded right after a keyframe on a lossy downlink: a
+/// receiver asks again for packets whose retransmission is still waiting in the pacer, each
+/// request queues another copy, and then every queued retransmission is dropped, the keyframe
+/// stays incomplete and the picture freezes until another one. Higher spends more of a lossy
+/// link on repair; the pacer still holds the total to the estimate.
+const RTX_RATIO_CAP: f32 = 0.5;
 
 pub struct Peer {
     pub rtc: Rtc,
@@ -58,6 +68,8 @@ pub struct Peer {
     /// Last cumulative (NACKs, packets) str0m reported per stream and direction (true: ingress),
     /// so metrics count only what is new.
     stats_seen: HashMap<(Mid, Option<Rid>, bool), (u64, u64)>,
+    /// Outgoing streams whose retransmission buffer is configured (by SSRC).
+    rtx_configured: HashSet<Ssrc>,
 }
 
 impl Peer {
@@ -121,6 +133,7 @@ impl Peer {
             twcc: true,
             dead: false,
             stats_seen: HashMap::new(),
+            rtx_configured: HashSet::new(),
         })
     }
 
@@ -229,6 +242,9 @@ impl Peer {
         let Some(stream) = api.stream_tx_by_mid(mid, None) else {
             return false;
         };
+        if self.rtx_configured.insert(stream.ssrc()) {
+            stream.set_rtx_cache(RTX_PACKETS, RTX_AGE, Some(RTX_RATIO_CAP));
+        }
         let write = RtpWrite::new(
             pt,
             f.out.seq.into(),
