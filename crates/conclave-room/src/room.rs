@@ -237,12 +237,18 @@ pub(crate) struct Participant {
     /// the allocation last had its estimator restarted.
     pub(crate) loss: Option<f32>,
     pub(crate) reset_at: Option<Instant>,
+    /// Since when every loss sample has looked random (see `RANDOM_LOSS`).
+    pub(crate) random_loss_since: Option<Instant>,
     /// Last `DesiredBitrate` output, to send only changes.
     pub(crate) desired_sent: u64,
     /// When the allocation last asked the estimator to probe (a raised `DesiredBitrate`), and
     /// whether the last output was such a raise (taken back at the next allocation).
     pub(crate) probed_at: Option<Instant>,
     pub(crate) probing: bool,
+    /// Time between probe requests now (it grows while probes find nothing), and the estimate
+    /// when the last one was made.
+    pub(crate) probe_every: std::time::Duration,
+    pub(crate) probed_from: u64,
     /// Receive slots the client should have, from the last allocation.
     pub(crate) wanted_slots: conclave_proto::SlotCounts,
     /// Sharing the screen now (a screen track is published and not stopped by a moderator).
@@ -466,9 +472,12 @@ impl Room {
             estimate_now: None,
             loss: None,
             reset_at: None,
+            random_loss_since: None,
             desired_sent: 0,
             probed_at: None,
             probing: false,
+            probe_every: std::time::Duration::ZERO,
+            probed_from: 0,
             wanted_slots: Default::default(),
             sharing: false,
             media_only,

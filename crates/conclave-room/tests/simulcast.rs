@@ -412,9 +412,10 @@ fn a_receiver_held_below_what_it_wants_asks_for_probes_until_it_gets_it() {
         })
         .collect();
     // Bob wants 720p: the desired rate is raised above what it settles at now and then (a
-    // probe request), not on every tick.
-    let raises = desired.windows(2).filter(|w| w[1] > w[0]).count();
-    assert!((2..=5).contains(&raises), "probe requests: {desired:?}");
+    // probe request), not on every tick, and less often while the probes find nothing.
+    let base = *desired.iter().min().unwrap();
+    let raises = desired.iter().filter(|b| **b > base).count();
+    assert!((2..=3).contains(&raises), "probe requests: {desired:?}");
     // A probe found room again: bob goes back up, and with all he wants there are no more.
     s.room.set_estimate(b, 5_000_000);
     s.run(a, b, 6.0, 30);
@@ -545,9 +546,13 @@ fn an_estimate_held_down_by_random_loss_is_restarted_but_not_one_held_by_a_full_
     resets(&mut s, 3);
     // 5 % of packets lost at random, and the estimator holds its estimate at a third of what
     // the two lowest layers need: restarted, from about what they need, at most every 5 s.
-    s.room.set_downlink_loss(viewer, 0.05);
+    s.room.set_downlink_loss(s.now, viewer, 0.05);
     s.room.set_estimate(viewer, 112_000);
-    let mut got = Vec::new();
+    // Once the losses have looked random for a few seconds.
+    let mut got = resets(&mut s, 2);
+    assert!(got.is_empty(), "{got:?}");
+    got.extend(resets(&mut s, 2));
+    assert_eq!(got.len(), 1, "{got:?}");
     for _ in 0..8 {
         got.extend(resets(&mut s, 1));
         // The restarted estimator probes far up, then falls back; nothing is raised meanwhile.
@@ -559,15 +564,15 @@ fn an_estimate_held_down_by_random_loss_is_restarted_but_not_one_held_by_a_full_
         }
         s.room.set_estimate(viewer, 112_000);
     }
-    // Every 5 s at most (over about 18 s).
-    assert!((2..=4).contains(&got.len()), "{got:?}");
+    // Every 5 s at most (over about 22 s).
+    assert!((3..=5).contains(&got.len()), "{got:?}");
     assert!(
         got.iter().all(|bps| (300_000..600_000).contains(bps)),
         "{got:?}"
     );
     // A full link loses much more (what exceeds it) or, once adapted, nothing: left alone.
     for loss in [0.3, 0.0] {
-        s.room.set_downlink_loss(viewer, loss);
+        s.room.set_downlink_loss(s.now, viewer, loss);
         assert!(resets(&mut s, 6).is_empty());
     }
 }

@@ -44,8 +44,11 @@ const HOLD_AFTER_LOWER: Duration = Duration::from_secs(3);
 /// this often: it raises the desired bitrate above the estimate for one allocation, which makes
 /// an estimator that probes on demand (str0m's, like libwebrtc's) send a short padding burst at
 /// up to twice its estimate and adopt what got through. More often finds capacity sooner after
-/// a cap lifts; each probe briefly adds load to a link that may really be full.
+/// a cap lifts; but each probe is a burst of padding into a link that may really be full (a few
+/// kilobytes: a good part of a small drop-tail queue), so while probes find nothing the interval
+/// doubles, up to PROBE_EVERY_MAX, and it is back to PROBE_EVERY once the estimate rises.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
+const PROBE_EVERY_MAX: Duration = Duration::from_secs(6);
 /// A layer nobody needs is paused at the publisher after this long.
 const PAUSE_AFTER: Duration = Duration::from_secs(3);
 /// How far the lowest layers of the wanted videos may go over the budget (percent of it) before
@@ -72,7 +75,10 @@ const RESUME_PCT: u64 = 125;
 /// rate, at most every RESET_EVERY; for twice that after a restart nothing is raised (the
 /// restart's probes overshoot, and the estimate falls back within seconds): under random loss
 /// the lowest layers keep flowing, steadily, rather than switching up and down.
+/// The losses must have looked random for RANDOM_FOR in a row: a link at its cap loses packets
+/// now and then too (a probe, a keyframe), not every second.
 const RANDOM_LOSS: std::ops::Range<f32> = 0.01..0.10;
+const RANDOM_FOR: Duration = Duration::from_secs(3);
 const RESET_EVERY: Duration = Duration::from_secs(5);
 /// Budget kept for each audio track received (Opus with headers, FEC).
 const AUDIO_BPS: u64 = 50_000;
@@ -172,9 +178,14 @@ impl Room {
 
     /// The share (0 to 1) of packets sent to the participant that were lost, over the last
     /// second, as its transport measured it.
-    pub fn set_downlink_loss(&mut self, pid: Pid, fraction: f32) {
+    pub fn set_downlink_loss(&mut self, now: Instant, pid: Pid, fraction: f32) {
         if let Some(p) = self.participants.get_mut(&pid) {
             p.loss = Some(fraction);
+            if RANDOM_LOSS.contains(&fraction) {
+                p.random_loss_since.get_or_insert(now);
+            } else {
+                p.random_loss_since = None;
+            }
         }
     }
 
@@ -515,7 +526,7 @@ impl Room {
             .map(|e| e.min(p.estimate_now.unwrap_or(u64::MAX)));
         if policy == LayerPolicy::Auto
             && estimate.is_some_and(|e| e < floor)
-            && p.loss.is_some_and(|l| RANDOM_LOSS.contains(&l))
+            && p.random_loss_since.is_some_and(|at| now >= at + RANDOM_FOR)
             && p.reset_at.is_none_or(|at| now >= at + RESET_EVERY)
         {
             p.reset_at = Some(now);
@@ -532,12 +543,19 @@ impl Room {
         // put: while the budget holds something back, raise it briefly every PROBE_EVERY (25 %
         // above, as raising needs that headroom) and take it back at the next allocation.
         let probe =
-            short && budget.is_some() && p.probed_at.is_none_or(|at| now >= at + PROBE_EVERY);
+            short && budget.is_some() && p.probed_at.is_none_or(|at| now >= at + p.probe_every);
         let bps = if probe { desired * 5 / 4 } else { desired };
         let changed = bps.abs_diff(p.desired_sent) * 10 > p.desired_sent;
         if probe || p.probing || changed {
             if probe {
+                let e = estimate.unwrap_or(0);
+                p.probe_every = if p.probed_at.is_none() || e > p.probed_from * 11 / 10 {
+                    PROBE_EVERY
+                } else {
+                    (p.probe_every * 2).min(PROBE_EVERY_MAX)
+                };
                 p.probed_at = Some(now);
+                p.probed_from = e;
             }
             p.probing = probe;
             p.desired_sent = bps;

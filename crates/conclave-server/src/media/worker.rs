@@ -538,7 +538,7 @@ fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant, metrics:
                 host.core.set_estimate_now(pid, bwe.as_u64());
             }
             if let Some(loss) = st.egress_loss_fraction {
-                host.core.set_downlink_loss(pid, loss);
+                host.core.set_downlink_loss(now, pid, loss);
             }
         }
         Event::Connected => tracing::debug!("peer connected"),
