@@ -43,10 +43,10 @@ const MIN_BITRATE: Bitrate = Bitrate::kbps(150);
 const RTX_PACKETS: usize = 2000;
 const RTX_AGE: Duration = Duration::from_secs(3);
 /// Share of a stream's bytes over a second that may be retransmissions before str0m drops the
-/// queued ones. Its default (15 %) is exceeded right after a keyframe on a lossy downlink: a
-/// receiver asks again for packets whose retransmission is still waiting in the pacer, each
-/// request queues another copy, and then every queued retransmission is dropped, the keyframe
-/// stays incomplete and the picture freezes until another one. Higher spends more of a lossy
+/// queued ones. Its default (15 %) can be exceeded right after a keyframe on a lossy downlink:
+/// a receiver asks again for packets whose retransmission is still waiting in the pacer, each
+/// request queues another copy, and past the cap every queued retransmission is dropped, the
+/// keyframe stays incomplete and the picture freezes until another one. Higher spends more of a lossy
 /// link on repair; the pacer still holds the total to the estimate.
 const RTX_RATIO_CAP: f32 = 0.5;
 
