@@ -48,7 +48,12 @@ const HOLD_AFTER_LOWER: Duration = Duration::from_secs(3);
 /// kilobytes: a good part of a small drop-tail queue), so while probes find nothing the interval
 /// doubles, up to PROBE_EVERY_MAX, and it is back to PROBE_EVERY once the estimate rises.
 const PROBE_EVERY: Duration = Duration::from_secs(2);
-const PROBE_EVERY_MAX: Duration = Duration::from_secs(6);
+const PROBE_EVERY_MAX: Duration = Duration::from_secs(20);
+/// The estimator's current (unsmoothed) estimate is used instead of the smoothed one when it is
+/// below this share of it (percent): a collapse, acted on within a second. Not above: at a cap
+/// the estimate saws between the cap and 85 % of it, and following each dip would pause and
+/// lower videos the smoothed estimate still has room for.
+const COLLAPSE_PCT: u64 = 50;
 /// A layer nobody needs is paused at the publisher after this long.
 const PAUSE_AFTER: Duration = Duration::from_secs(3);
 /// How far the lowest layers of the wanted videos may go over the budget (percent of it) before
@@ -168,8 +173,8 @@ impl Room {
 
     /// The estimator's current estimate before smoothing, when the transport has a sample of it
     /// (the smoothed one from [`Room::set_estimate`] trails a sudden drop by seconds). Until the
-    /// next sample the budget is the lower of the two: a drop is acted on at once, a rise only
-    /// as fast as the smoothed estimate follows.
+    /// next sample, when it is far below the smoothed one (see `COLLAPSE_PCT`) it is the budget:
+    /// a collapse is acted on at once, a rise only as fast as the smoothed estimate follows.
     pub fn set_estimate_now(&mut self, pid: Pid, bps: u64) {
         if let Some(p) = self.participants.get_mut(&pid) {
             p.estimate_now = Some(bps);
@@ -343,10 +348,11 @@ impl Room {
             .flat_map(|o| of_kind(*o, Kind::Audio))
             .collect();
         audio.truncate(self.config.audio_last_n);
-        let budget = p
-            .estimate
-            .map(|e| e.min(p.estimate_now.unwrap_or(u64::MAX)))
-            .map(|e| e.saturating_sub(AUDIO_BPS * audio.len() as u64));
+        let estimate = p.estimate.map(|e| match p.estimate_now {
+            Some(now_bps) if now_bps * 100 < e * COLLAPSE_PCT => now_bps,
+            _ => e,
+        });
+        let budget = estimate.map(|e| e.saturating_sub(AUDIO_BPS * audio.len() as u64));
         let policy = self.config.layer_policy;
 
         let p = self.participants.get_mut(&sub).expect("checked above");
@@ -521,9 +527,6 @@ impl Room {
             }
         }
         // An estimate held below the lowest layers by random-looking loss: restart it.
-        let estimate = p
-            .estimate
-            .map(|e| e.min(p.estimate_now.unwrap_or(u64::MAX)));
         if policy == LayerPolicy::Auto
             && estimate.is_some_and(|e| e < floor)
             && p.random_loss_since.is_some_and(|at| now >= at + RANDOM_FOR)
