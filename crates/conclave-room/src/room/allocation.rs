@@ -34,12 +34,14 @@ pub(crate) const AVAILABLE_FOR: Duration = Duration::from_millis(1000);
 /// ...unless it has been silent this long while another layer of the same track kept coming:
 /// the publisher stopped it (a browser drops simulcast layers when its uplink estimate falls),
 /// and its receivers would see a frozen picture until they switch. Longer than a frame
-/// interval at the lowest frame rates a camera layer is sent at.
-const STOPPED_AFTER: Duration = Duration::from_millis(300);
+/// interval at the lowest frame rates a camera layer is sent at, with room for a busy
+/// publisher's encoder to stall a little.
+const STOPPED_AFTER: Duration = Duration::from_millis(500);
 /// After lowering a slot's layer (or pausing it), wait this long before raising (resuming) it.
 /// Longer is steadier under an estimate that wobbles (random loss makes it dip and recover);
-/// shorter recovers sooner from a real but brief drop.
-const HOLD_AFTER_LOWER: Duration = Duration::from_secs(3);
+/// shorter recovers sooner from a real but brief drop. Every switch costs a keyframe, and
+/// receivers were measured to stall for seconds after some switches up, so steadiness wins.
+const HOLD_AFTER_LOWER: Duration = Duration::from_secs(4);
 /// While a receiver gets less than it wants because of its estimate, ask its estimator to probe
 /// this often: it raises the desired bitrate above the estimate for one allocation, which makes
 /// an estimator that probes on demand (str0m's, like libwebrtc's) send a short padding burst at
