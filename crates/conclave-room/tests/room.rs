@@ -390,3 +390,22 @@ fn full_room_refuses() {
     room.join(Instant::now(), req("a")).unwrap();
     assert!(room.join(Instant::now(), req("b")).is_err());
 }
+
+#[test]
+fn a_packet_repaired_late_goes_out_with_the_number_it_would_have_had() {
+    let mut h = Harness::new();
+    let a = h.join(0, "alice");
+    let b = h.join(0, "bob");
+    h.publish(0, a, 1);
+    h.publish(0, b, 1);
+    h.drain();
+    h.rtp(a, "1", 100, 0, true);
+    // 101 is lost on the way to the server; 102 and 103 come first, then the retransmission.
+    assert_eq!(h.rtp(a, "1", 102, 3000, false)[0].out.seq, 3);
+    assert_eq!(h.rtp(a, "1", 103, 6000, false)[0].out.seq, 4);
+    let late = h.rtp(a, "1", 101, 0, false);
+    assert_eq!(late.len(), 1, "forwarded, not dropped");
+    assert_eq!(late[0].out, SeqTs { seq: 2, ts: 0 });
+    // Numbering goes on after the highest one sent.
+    assert_eq!(h.rtp(a, "1", 104, 9000, false)[0].out.seq, 5);
+}

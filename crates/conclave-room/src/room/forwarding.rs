@@ -321,6 +321,7 @@ impl Slot {
             target: None,
             cap: MAX_LAYERS as u8 - 1,
             lowered_at: None,
+            short_since: None,
         }
     }
 
@@ -330,6 +331,7 @@ impl Slot {
         self.current = None;
         self.target = None;
         self.lowered_at = None;
+        self.short_since = None;
         self.munger.reset_source();
     }
 }

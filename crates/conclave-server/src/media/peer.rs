@@ -2,7 +2,7 @@
 //! route to it.
 
 use std::cell::OnceCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,7 @@ use str0m::change::SdpOffer;
 use str0m::format::{Codec, CodecConfig, CodecSpec, PayloadParams};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid, Rids};
 use str0m::net::{Protocol, TcpType};
-use str0m::rtp::{ExtensionValues, RtpWrite, Vp8Descriptor, Vp8Patch};
+use str0m::rtp::{ExtensionValues, RtpWrite, Ssrc, Vp8Descriptor, Vp8Patch};
 use str0m::{Candidate, Rtc, RtcError};
 
 use super::MediaAddrs;
@@ -29,8 +29,10 @@ pub enum OfferError {
     Accept(String),
 }
 
-/// How often str0m reports stream statistics (cumulative NACKs, packets, loss).
-const STATS_INTERVAL: Duration = Duration::from_secs(5);
+/// How often str0m reports statistics: per stream (cumulative NACKs, packets, loss) and per
+/// transport (its unsmoothed downlink estimate, which the room uses to act on a drop at once).
+/// Shorter reacts sooner to a collapsing downlink; each report costs an event per stream.
+const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
 /// m-lines by mid and kind.
 pub type MediaList = Vec<(RoomMid, Kind)>;
@@ -40,6 +42,16 @@ pub type MediaList = Vec<(RoomMid, Kind)>;
 const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1500);
 /// Least bitrate the estimator is asked to keep (audio and the lowest video layers).
 const MIN_BITRATE: Bitrate = Bitrate::kbps(150);
+/// Retransmission buffer per forwarded stream (str0m's defaults: 2,000 packets, 3 s).
+const RTX_PACKETS: usize = 2000;
+const RTX_AGE: Duration = Duration::from_secs(3);
+/// Share of a stream's bytes over a second that may be retransmissions before str0m drops the
+/// queued ones. Its default (15 %) can be exceeded right after a keyframe on a lossy downlink:
+/// a receiver asks again for packets whose retransmission is still waiting in the pacer, each
+/// request queues another copy, and past the cap every queued retransmission is dropped, the
+/// keyframe stays incomplete and the picture freezes until another one. Higher spends more of a lossy
+/// link on repair; the pacer still holds the total to the estimate.
+const RTX_RATIO_CAP: f32 = 0.5;
 
 pub struct Peer {
     pub rtc: Rtc,
@@ -59,6 +71,8 @@ pub struct Peer {
     /// Last cumulative (NACKs, packets) str0m reported per stream and direction (true: ingress),
     /// so metrics count only what is new.
     stats_seen: HashMap<(Mid, Option<Rid>, bool), (u64, u64)>,
+    /// Outgoing streams whose retransmission buffer is configured (by SSRC).
+    rtx_configured: HashSet<Ssrc>,
 }
 
 impl Peer {
@@ -121,6 +135,7 @@ impl Peer {
             twcc: true,
             dead: false,
             stats_seen: HashMap::new(),
+            rtx_configured: HashSet::new(),
         })
     }
 
@@ -266,6 +281,9 @@ impl Peer {
         let Some(stream) = api.stream_tx_by_mid(mid, None) else {
             return false;
         };
+        if self.rtx_configured.insert(stream.ssrc()) {
+            stream.set_rtx_cache(RTX_PACKETS, RTX_AGE, Some(RTX_RATIO_CAP));
+        }
         let write = RtpWrite::new(
             pt,
             f.out.seq.into(),
@@ -321,6 +339,16 @@ impl Peer {
         let rid = self.rid_of(mid, layer);
         if let Some(stream) = self.rtc.direct_api().stream_rx_by_mid(mid, rid) {
             stream.request_keyframe(KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// Restart the downlink estimator from `bps` (it probes up from there), for a peer whose
+    /// downlink estimate comes from transport-wide feedback.
+    pub fn reset_estimate(&mut self, bps: u64) {
+        if self.twcc {
+            self.rtc
+                .bwe()
+                .reset(Bitrate::bps(bps.max(MIN_BITRATE.as_u64())));
         }
     }
 

@@ -423,8 +423,16 @@ fn drain_core(host: &mut RoomHost, effects: &mut Effects, metrics: &WorkerMetric
                 }
             }
             RoomOutput::DesiredBitrate { to, bps } => {
+                tracing::debug!(participant = to.0, kbps = bps / 1000, "desired bitrate");
                 if let Some(p) = host.peers.get_mut(&to) {
                     p.set_desired_bitrate(bps);
+                    host.dirty.push(to);
+                }
+            }
+            RoomOutput::ResetEstimate { to, bps } => {
+                tracing::debug!(participant = to.0, kbps = bps / 1000, "estimator restarted");
+                if let Some(p) = host.peers.get_mut(&to) {
+                    p.reset_estimate(bps);
                     host.dirty.push(to);
                 }
             }
@@ -516,7 +524,25 @@ fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant, metrics:
         Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. })
             if host.peers.get(&pid).is_some_and(|p| p.twcc) =>
         {
+            tracing::debug!(
+                participant = pid.0,
+                kbps = estimate.as_u64() / 1000,
+                "downlink estimate"
+            );
             host.core.set_estimate(pid, estimate.as_u64());
+        }
+        Event::PeerStats(st) if host.peers.get(&pid).is_some_and(|p| p.twcc) => {
+            if let Some(bwe) = st.bwe_tx {
+                tracing::debug!(
+                    participant = pid.0,
+                    kbps = bwe.as_u64() / 1000,
+                    "downlink estimate now"
+                );
+                host.core.set_estimate_now(pid, bwe.as_u64());
+            }
+            if let Some(loss) = st.egress_loss_fraction {
+                host.core.set_downlink_loss(now, pid, loss);
+            }
         }
         Event::Connected => tracing::debug!("peer connected"),
         Event::MediaIngressStats(st) => {
