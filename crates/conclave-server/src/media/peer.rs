@@ -11,8 +11,8 @@ use str0m::change::SdpOffer;
 use str0m::format::{Codec, CodecConfig, CodecSpec, PayloadParams};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid, Rids};
 use str0m::net::{Protocol, TcpType};
-use str0m::rtp::{ExtensionValues, RtpWrite};
-use str0m::{Candidate, Rtc, RtcError};
+use str0m::rtp::{ExtensionValues, RtpWrite, Ssrc};
+use str0m::{Candidate, IceCreds, Rtc, RtcError};
 
 use super::MediaAddrs;
 use super::udp::Remote;
@@ -28,6 +28,18 @@ pub enum OfferError {
 
 /// How often str0m reports stream statistics (cumulative NACKs, packets, loss).
 const STATS_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How long a sent video packet is kept for retransmission. A NACK comes one round trip after
+/// the loss (plus the receiver's wait for reordering), and a retransmission older than about a
+/// second arrives too late to be played; str0m's default of 3 s held three times the memory per
+/// receive slot for nothing.
+const RTX_MAX_AGE: Duration = Duration::from_secs(1);
+/// Most packets kept per video send stream, whatever their age: a second of a 2.5 Mbit/s layer
+/// is ~280 packets; this leaves room for a screen share's keyframe burst.
+const RTX_MAX_PACKETS: usize = 1024;
+/// Retransmissions queued beyond this share of a stream's sent bytes are dropped (str0m's
+/// default): a receiver on a very lossy path should get a lower layer, not a flood of resends.
+const RTX_RATIO_CAP: Option<f32> = Some(0.15);
 
 /// m-lines by mid and kind.
 pub type MediaList = Vec<(RoomMid, Kind)>;
@@ -51,6 +63,13 @@ pub struct Peer {
     pub screen_mid: Option<Mid>,
     /// The client sends transport-wide congestion feedback, so its downlink estimate is real.
     pub twcc: bool,
+    /// An offer has been accepted: the transport can no longer be rebuilt.
+    negotiated: bool,
+    /// Send streams by m-line, once their retransmission buffer is sized: forwarded packets find
+    /// their stream by SSRC (a hash lookup) instead of str0m's scan of all streams by mid.
+    tx: Vec<(Mid, Ssrc)>,
+    /// Forwarded packets were written since the last poll (see the worker's run rule).
+    pub pending: bool,
     /// The transport ended (ICE failed, DTLS closed); the participant may still be in the room.
     pub dead: bool,
     /// Last cumulative (NACKs, packets) str0m reported per stream and direction (true: ingress),
@@ -60,54 +79,7 @@ pub struct Peer {
 
 impl Peer {
     pub fn new(now: Instant, media: &MediaAddrs) -> Result<Self, RtcError> {
-        let mut config = Rtc::builder()
-            .set_rtp_mode(true)
-            // Opus and VP8 are what every browser sends and receives; one codec per kind means
-            // every publisher's packets can go to every subscriber unchanged. H.264 is offered
-            // after VP8, so browsers keep sending VP8; it is there for WHIP encoders (OBS Studio
-            // sends only H.264), and browsers decode it.
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            .enable_h264(true)
-            // Feeds the NACK and loss counters in /metrics.
-            .set_stats_interval(Some(STATS_INTERVAL))
-            // Each receiver's downlink estimate (TWCC) decides which simulcast layers it gets.
-            .enable_bwe(Some(INITIAL_ESTIMATE));
-        // No transport-wide feedback on audio: the estimator then never probes with padding on
-        // an audio m-line, which browsers take for a new audio stream and play (silence)
-        // instead of the real one. Video (with RTX) carries the probes.
-        // Opus with in-band FEC (str0m's default) and DTX: silence costs almost nothing, which
-        // matters with many microphones open in a large meeting.
-        let params: Vec<PayloadParams> = config
-            .codec_config()
-            .params()
-            .iter()
-            .map(|p| {
-                if !p.spec().codec.is_audio() {
-                    return *p;
-                }
-                let mut spec = p.spec();
-                spec.format.use_dtx = Some(true);
-                let mut audio = PayloadParams::new(p.pt(), p.resend(), spec);
-                audio.set_fb_transport_cc(false);
-                audio
-            })
-            .collect();
-        *config.codec_config() = CodecConfig::new_from_payload_params(params);
-        let mut rtc = config.build(now);
-        for (proto, addr) in media.candidates() {
-            let c = match proto {
-                // Passive only: browsers connect to us (RFC 6544); we never dial out.
-                Protocol::Tcp => Candidate::builder()
-                    .tcp()
-                    .host(addr)
-                    .tcptype(TcpType::Passive)
-                    .build()?,
-                _ => Candidate::host(addr, "udp")?,
-            };
-            rtc.add_local_candidate(c);
-        }
+        let mut rtc = build_rtc(now, media, true, None)?;
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         Ok(Self {
             rtc,
@@ -117,6 +89,9 @@ impl Peer {
             next_timeout: Some(now),
             screen_mid: None,
             twcc: true,
+            negotiated: false,
+            tx: Vec::new(),
+            pending: false,
             dead: false,
             stats_seen: HashMap::new(),
         })
@@ -124,6 +99,8 @@ impl Peer {
 
     pub fn accept_offer(
         &mut self,
+        now: Instant,
+        media: &MediaAddrs,
         sdp: &str,
         screen_mid: Option<&str>,
     ) -> Result<String, OfferError> {
@@ -133,9 +110,20 @@ impl Peer {
         // pacing is lifted and their layers are chosen by tile size alone.
         let twcc = sdp.contains("transport-wide-cc");
         if !twcc && self.twcc {
-            self.rtc.bwe().reset(Bitrate::gbps(10));
+            if self.negotiated {
+                self.rtc.bwe().reset(Bitrate::gbps(10));
+            } else {
+                // Before the first offer the transport holds nothing: it is rebuilt without an
+                // estimator (and so without a pacer), keeping its ICE credentials. Resetting the
+                // estimator would not do: str0m keeps pacing at the initial estimate until
+                // feedback arrives, which here never does.
+                let creds = self.rtc.direct_api().local_ice_credentials();
+                self.rtc = build_rtc(now, media, false, Some(creds))
+                    .map_err(|e| OfferError::Accept(e.to_string()))?;
+            }
         }
         self.twcc = twcc;
+        self.negotiated = true;
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| OfferError::Parse(e.to_string()))?;
         let answer = self
             .rtc
@@ -181,6 +169,29 @@ impl Peer {
         (published, slots)
     }
 
+    /// Size the retransmission buffer of send streams declared since the last call. Audio is
+    /// never retransmitted (no RTX is negotiated for Opus), so its buffer is turned off.
+    pub fn tune_send_streams(&mut self) {
+        let mut api = self.rtc.direct_api();
+        for (mid, kind) in &self.mids {
+            let Some(stream) = api.stream_tx_by_mid(*mid, None) else {
+                continue;
+            };
+            let ssrc = stream.ssrc();
+            if self.tx.contains(&(*mid, ssrc)) {
+                continue;
+            }
+            self.tx.retain(|(m, _)| m != mid);
+            self.tx.push((*mid, ssrc));
+            match kind {
+                MediaKind::Video => {
+                    stream.set_rtx_cache(RTX_MAX_PACKETS, RTX_MAX_AGE, RTX_RATIO_CAP)
+                }
+                MediaKind::Audio => stream.set_rtx_cache(0, Duration::ZERO, None),
+            }
+        }
+    }
+
     /// The codec (and its format) of an incoming payload type.
     pub fn codec_of(&self, pt: Pt) -> Option<CodecSpec> {
         self.rtc
@@ -223,10 +234,6 @@ impl Peer {
             return false;
         };
         let mid: Mid = f.mid.as_str().into();
-        let mut api = self.rtc.direct_api();
-        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
-            return false;
-        };
         let write = RtpWrite::new(
             pt,
             f.out.seq.into(),
@@ -237,6 +244,15 @@ impl Peer {
         .marker(pkt.marker)
         .ext_vals(pkt.ext_vals.clone())
         .nackable(pkt.nackable);
+        let mut api = self.rtc.direct_api();
+        let ssrc = self.tx.iter().find(|(m, _)| *m == mid).map(|(_, s)| *s);
+        if let Some(stream) = ssrc.and_then(|s| api.stream_tx(&s)) {
+            stream.write_rtp(write);
+            return true;
+        }
+        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+            return false;
+        };
         stream.write_rtp(write);
         true
     }
@@ -287,6 +303,68 @@ impl Peer {
             .bwe()
             .set_bitrate(MIN_BITRATE, Bitrate::bps(bps.max(MIN_BITRATE.as_u64())));
     }
+}
+
+/// A transport in RTP mode with our codecs and candidates; with a downlink estimator (and pacing)
+/// for clients that send transport-wide congestion feedback.
+fn build_rtc(
+    now: Instant,
+    media: &MediaAddrs,
+    bwe: bool,
+    creds: Option<IceCreds>,
+) -> Result<Rtc, RtcError> {
+    let mut config = Rtc::builder()
+        .set_rtp_mode(true)
+        // Opus and VP8 are what every browser sends and receives; one codec per kind means
+        // every publisher's packets can go to every subscriber unchanged. H.264 is offered
+        // after VP8, so browsers keep sending VP8; it is there for WHIP encoders (OBS Studio
+        // sends only H.264), and browsers decode it.
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .enable_h264(true)
+        // Feeds the NACK and loss counters in /metrics.
+        .set_stats_interval(Some(STATS_INTERVAL))
+        // Each receiver's downlink estimate (TWCC) decides which simulcast layers it gets.
+        .enable_bwe(bwe.then_some(INITIAL_ESTIMATE));
+    if let Some(creds) = creds {
+        config = config.set_local_ice_credentials(creds);
+    }
+    // No transport-wide feedback on audio: the estimator then never probes with padding on
+    // an audio m-line, which browsers take for a new audio stream and play (silence)
+    // instead of the real one. Video (with RTX) carries the probes.
+    // Opus with in-band FEC (str0m's default) and DTX: silence costs almost nothing, which
+    // matters with many microphones open in a large meeting.
+    let params: Vec<PayloadParams> = config
+        .codec_config()
+        .params()
+        .iter()
+        .map(|p| {
+            if !p.spec().codec.is_audio() {
+                return *p;
+            }
+            let mut spec = p.spec();
+            spec.format.use_dtx = Some(true);
+            let mut audio = PayloadParams::new(p.pt(), p.resend(), spec);
+            audio.set_fb_transport_cc(false);
+            audio
+        })
+        .collect();
+    *config.codec_config() = CodecConfig::new_from_payload_params(params);
+    let mut rtc = config.build(now);
+    for (proto, addr) in media.candidates() {
+        let c = match proto {
+            // Passive only: browsers connect to us (RFC 6544); we never dial out.
+            Protocol::Tcp => Candidate::builder()
+                .tcp()
+                .host(addr)
+                .tcptype(TcpType::Passive)
+                .build()?,
+            _ => Candidate::host(addr, "udp")?,
+        };
+        rtc.add_local_candidate(c);
+    }
+    Ok(rtc)
 }
 
 /// The parts of an incoming packet that go out again unchanged.
