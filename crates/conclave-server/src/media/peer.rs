@@ -67,7 +67,7 @@ pub struct Peer {
     negotiated: bool,
     /// Send streams by m-line, once their retransmission buffer is sized: forwarded packets find
     /// their stream by SSRC (a hash lookup) instead of str0m's scan of all streams by mid.
-    tx: Vec<(Mid, Ssrc)>,
+    tx: Vec<(RoomMid, Ssrc)>,
     /// Forwarded packets were written since the last poll (see the worker's run rule).
     pub pending: bool,
     /// The transport ended (ICE failed, DTLS closed); the participant may still be in the room.
@@ -178,11 +178,14 @@ impl Peer {
                 continue;
             };
             let ssrc = stream.ssrc();
-            if self.tx.contains(&(*mid, ssrc)) {
+            let Some(room_mid) = RoomMid::new(mid) else {
+                continue;
+            };
+            if self.tx.contains(&(room_mid, ssrc)) {
                 continue;
             }
-            self.tx.retain(|(m, _)| m != mid);
-            self.tx.push((*mid, ssrc));
+            self.tx.retain(|(m, _)| *m != room_mid);
+            self.tx.push((room_mid, ssrc));
             match kind {
                 MediaKind::Video => {
                     stream.set_rtx_cache(RTX_MAX_PACKETS, RTX_MAX_AGE, RTX_RATIO_CAP)
@@ -233,7 +236,6 @@ impl Peer {
         let Some(pt) = self.pt_for(&pkt.codec) else {
             return false;
         };
-        let mid: Mid = f.mid.as_str().into();
         let write = RtpWrite::new(
             pt,
             f.out.seq.into(),
@@ -245,12 +247,12 @@ impl Peer {
         .ext_vals(pkt.ext_vals.clone())
         .nackable(pkt.nackable);
         let mut api = self.rtc.direct_api();
-        let ssrc = self.tx.iter().find(|(m, _)| *m == mid).map(|(_, s)| *s);
+        let ssrc = self.tx.iter().find(|(m, _)| *m == f.mid).map(|(_, s)| *s);
         if let Some(stream) = ssrc.and_then(|s| api.stream_tx(&s)) {
             stream.write_rtp(write);
             return true;
         }
-        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+        let Some(stream) = api.stream_tx_by_mid(f.mid.as_str().into(), None) else {
             return false;
         };
         stream.write_rtp(write);
@@ -375,4 +377,39 @@ pub struct ForwardedPacket<'a> {
     pub ext_vals: &'a ExtensionValues,
     pub wallclock: Instant,
     pub nackable: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    use super::*;
+
+    fn offer(now: Instant) -> String {
+        // The simulated participant offers no transport-wide feedback.
+        let mut client =
+            conclave_client::new_rtc(now, SocketAddr::from(([127, 0, 0, 1], 50000))).unwrap();
+        let mut api = client.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let (offer, _pending) = api.apply().unwrap();
+        offer.to_sdp_string()
+    }
+
+    #[test]
+    fn a_transport_rebuilt_for_a_client_without_feedback_keeps_its_ice_credentials() {
+        let now = Instant::now();
+        let media = MediaAddrs {
+            ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            udp_port: 40000,
+            tcp_port: None,
+        };
+        let mut peer = Peer::new(now, &media).unwrap();
+        let sdp = offer(now);
+        assert!(!sdp.contains("transport-wide-cc"));
+        let answer = peer.accept_offer(now, &media, &sdp, None).unwrap();
+        // The worker routes the client's first STUN request by this ufrag.
+        assert!(answer.contains(&format!("a=ice-ufrag:{}", peer.ufrag)));
+        assert!(!peer.twcc);
+    }
 }
