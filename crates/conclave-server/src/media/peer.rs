@@ -2,7 +2,7 @@
 //! route to it.
 
 use std::cell::OnceCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use str0m::format::{Codec, CodecConfig, CodecSpec, PayloadParams};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid, Rids};
 use str0m::net::{Protocol, TcpType};
 use str0m::rtp::{ExtensionValues, RtpWrite, Ssrc, Vp8Descriptor, Vp8Patch};
-use str0m::{Candidate, Rtc, RtcError};
+use str0m::{Candidate, IceCreds, Rtc, RtcError};
 
 use super::MediaAddrs;
 use super::udp::Remote;
@@ -34,6 +34,15 @@ pub enum OfferError {
 /// Shorter reacts sooner to a collapsing downlink; each report costs an event per stream.
 const STATS_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long a sent video packet is kept for retransmission. A NACK comes one round trip after
+/// the loss (plus the receiver's wait for reordering), and a retransmission older than about a
+/// second arrives too late to be played; str0m's default of 3 s held three times the memory per
+/// receive slot for nothing.
+const RTX_MAX_AGE: Duration = Duration::from_secs(1);
+/// Most packets kept per video send stream, whatever their age: a second of a 2.5 Mbit/s layer
+/// is ~280 packets; this leaves room for a screen share's keyframe burst.
+const RTX_MAX_PACKETS: usize = 1024;
+
 /// m-lines by mid and kind.
 pub type MediaList = Vec<(RoomMid, Kind)>;
 
@@ -42,16 +51,13 @@ pub type MediaList = Vec<(RoomMid, Kind)>;
 const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(1500);
 /// Least bitrate the estimator is asked to keep (audio and the lowest video layers).
 const MIN_BITRATE: Bitrate = Bitrate::kbps(150);
-/// Retransmission buffer per forwarded stream (str0m's defaults: 2,000 packets, 3 s).
-const RTX_PACKETS: usize = 2000;
-const RTX_AGE: Duration = Duration::from_secs(3);
 /// Share of a stream's bytes over a second that may be retransmissions before str0m drops the
 /// queued ones. Its default (15 %) can be exceeded right after a keyframe on a lossy downlink:
 /// a receiver asks again for packets whose retransmission is still waiting in the pacer, each
 /// request queues another copy, and past the cap every queued retransmission is dropped, the
 /// keyframe stays incomplete and the picture freezes until another one. Higher spends more of a lossy
 /// link on repair; the pacer still holds the total to the estimate.
-const RTX_RATIO_CAP: f32 = 0.5;
+const RTX_RATIO_CAP: Option<f32> = Some(0.5);
 
 pub struct Peer {
     pub rtc: Rtc,
@@ -66,64 +72,23 @@ pub struct Peer {
     pub screen_mid: Option<Mid>,
     /// The client sends transport-wide congestion feedback, so its downlink estimate is real.
     pub twcc: bool,
+    /// An offer has been accepted: the transport can no longer be rebuilt.
+    negotiated: bool,
+    /// Send streams by m-line, once their retransmission buffer is sized: forwarded packets find
+    /// their stream by SSRC (a hash lookup) instead of str0m's scan of all streams by mid.
+    tx: Vec<(RoomMid, Ssrc)>,
+    /// Forwarded packets were written since the last poll (see the worker's run rule).
+    pub pending: bool,
     /// The transport ended (ICE failed, DTLS closed); the participant may still be in the room.
     pub dead: bool,
     /// Last cumulative (NACKs, packets) str0m reported per stream and direction (true: ingress),
     /// so metrics count only what is new.
     stats_seen: HashMap<(Mid, Option<Rid>, bool), (u64, u64)>,
-    /// Outgoing streams whose retransmission buffer is configured (by SSRC).
-    rtx_configured: HashSet<Ssrc>,
 }
 
 impl Peer {
     pub fn new(now: Instant, media: &MediaAddrs) -> Result<Self, RtcError> {
-        let mut config = Rtc::builder()
-            .set_rtp_mode(true)
-            // Opus and VP8 are what every browser sends and receives; one codec per kind means
-            // every publisher's packets can go to every subscriber unchanged. H.264 is offered
-            // after VP8, so browsers keep sending VP8; it is there for WHIP encoders (OBS Studio
-            // sends only H.264), and browsers decode it.
-            .clear_codecs()
-            // Opus with RED (RFC 2198) where the client offers it: each packet also carries the
-            // previous one, so a lost audio packet is recovered without a retransmission.
-            .enable_opus(true, true)
-            .enable_vp8(true)
-            .enable_h264(true)
-            // Feeds the NACK and loss counters in /metrics.
-            .set_stats_interval(Some(STATS_INTERVAL))
-            // Each receiver's downlink estimate (TWCC) decides which simulcast layers it gets.
-            .enable_bwe(Some(INITIAL_ESTIMATE));
-        // No transport-wide feedback on audio: the estimator then never probes with padding on
-        // an audio m-line, which browsers take for a new audio stream and play (silence)
-        // instead of the real one. Video (with RTX) carries the probes.
-        // Opus with in-band FEC (str0m's default) and DTX: silence costs almost nothing, which
-        // matters with many microphones open in a large meeting.
-        let params: Vec<PayloadParams> = config
-            .codec_config()
-            .params()
-            .iter()
-            .map(|p| {
-                if p.spec().codec.is_audio() {
-                    audio_params(p)
-                } else {
-                    *p
-                }
-            })
-            .collect();
-        *config.codec_config() = CodecConfig::new_from_payload_params(params);
-        let mut rtc = config.build(now);
-        for (proto, addr) in media.candidates() {
-            let c = match proto {
-                // Passive only: browsers connect to us (RFC 6544); we never dial out.
-                Protocol::Tcp => Candidate::builder()
-                    .tcp()
-                    .host(addr)
-                    .tcptype(TcpType::Passive)
-                    .build()?,
-                _ => Candidate::host(addr, "udp")?,
-            };
-            rtc.add_local_candidate(c);
-        }
+        let mut rtc = build_rtc(now, media, true, None)?;
         let ufrag = rtc.direct_api().local_ice_credentials().ufrag;
         Ok(Self {
             rtc,
@@ -133,14 +98,18 @@ impl Peer {
             next_timeout: Some(now),
             screen_mid: None,
             twcc: true,
+            negotiated: false,
+            tx: Vec::new(),
+            pending: false,
             dead: false,
             stats_seen: HashMap::new(),
-            rtx_configured: HashSet::new(),
         })
     }
 
     pub fn accept_offer(
         &mut self,
+        now: Instant,
+        media: &MediaAddrs,
         sdp: &str,
         screen_mid: Option<&str>,
     ) -> Result<String, OfferError> {
@@ -150,9 +119,20 @@ impl Peer {
         // pacing is lifted and their layers are chosen by tile size alone.
         let twcc = sdp.contains("transport-wide-cc");
         if !twcc && self.twcc {
-            self.rtc.bwe().reset(Bitrate::gbps(10));
+            if self.negotiated {
+                self.rtc.bwe().reset(Bitrate::gbps(10));
+            } else {
+                // Before the first offer the transport holds nothing: it is rebuilt without an
+                // estimator (and so without a pacer), keeping its ICE credentials. Resetting the
+                // estimator would not do: str0m keeps pacing at the initial estimate until
+                // feedback arrives, which here never does.
+                let creds = self.rtc.direct_api().local_ice_credentials();
+                self.rtc = build_rtc(now, media, false, Some(creds))
+                    .map_err(|e| OfferError::Accept(e.to_string()))?;
+            }
         }
         self.twcc = twcc;
+        self.negotiated = true;
         let offer = SdpOffer::from_sdp_string(sdp).map_err(|e| OfferError::Parse(e.to_string()))?;
         let answer = self
             .rtc
@@ -196,6 +176,32 @@ impl Peer {
             }
         }
         (published, slots)
+    }
+
+    /// Size the retransmission buffer of send streams declared since the last call. Audio is
+    /// never retransmitted (no RTX is negotiated for Opus), so its buffer is turned off.
+    pub fn tune_send_streams(&mut self) {
+        let mut api = self.rtc.direct_api();
+        for (mid, kind) in &self.mids {
+            let Some(stream) = api.stream_tx_by_mid(*mid, None) else {
+                continue;
+            };
+            let ssrc = stream.ssrc();
+            let Some(room_mid) = RoomMid::new(mid) else {
+                continue;
+            };
+            if self.tx.contains(&(room_mid, ssrc)) {
+                continue;
+            }
+            self.tx.retain(|(m, _)| *m != room_mid);
+            self.tx.push((room_mid, ssrc));
+            match kind {
+                MediaKind::Video => {
+                    stream.set_rtx_cache(RTX_MAX_PACKETS, RTX_MAX_AGE, RTX_RATIO_CAP)
+                }
+                MediaKind::Audio => stream.set_rtx_cache(0, Duration::ZERO, None),
+            }
+        }
     }
 
     /// The codec (and its format) of an incoming payload type, the codec's own payload type, and
@@ -276,14 +282,6 @@ impl Peer {
                 None => return false,
             },
         };
-        let mid: Mid = f.mid.as_str().into();
-        let mut api = self.rtc.direct_api();
-        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
-            return false;
-        };
-        if self.rtx_configured.insert(stream.ssrc()) {
-            stream.set_rtx_cache(RTX_PACKETS, RTX_AGE, Some(RTX_RATIO_CAP));
-        }
         let write = RtpWrite::new(
             pt,
             f.out.seq.into(),
@@ -297,6 +295,15 @@ impl Peer {
         let write = match vp8_patch(pkt.vp8.as_ref(), f.vp8) {
             Some(patch) => write.vp8_patch(patch),
             None => write,
+        };
+        let mut api = self.rtc.direct_api();
+        let ssrc = self.tx.iter().find(|(m, _)| *m == f.mid).map(|(_, s)| *s);
+        if let Some(stream) = ssrc.and_then(|s| api.stream_tx(&s)) {
+            stream.write_rtp(write);
+            return true;
+        }
+        let Some(stream) = api.stream_tx_by_mid(f.mid.as_str().into(), None) else {
+            return false;
         };
         stream.write_rtp(write);
         true
@@ -414,6 +421,67 @@ fn with_red(params: PayloadParams, red: Option<Pt>) -> PayloadParams {
     copied.unwrap_or(params)
 }
 
+/// A transport in RTP mode with our codecs and candidates; with a downlink estimator (and pacing)
+/// for clients that send transport-wide congestion feedback.
+fn build_rtc(
+    now: Instant,
+    media: &MediaAddrs,
+    bwe: bool,
+    creds: Option<IceCreds>,
+) -> Result<Rtc, RtcError> {
+    let mut config = Rtc::builder()
+        .set_rtp_mode(true)
+        // Opus and VP8 are what every browser sends and receives; one codec per kind means
+        // every publisher's packets can go to every subscriber unchanged. H.264 is offered
+        // after VP8, so browsers keep sending VP8; it is there for WHIP encoders (OBS Studio
+        // sends only H.264), and browsers decode it.
+        .clear_codecs()
+        // Opus with RED (RFC 2198) where the client offers it: each packet also carries the
+        // previous one, so a lost audio packet is recovered without a retransmission.
+        .enable_opus(true, true)
+        .enable_vp8(true)
+        .enable_h264(true)
+        // Feeds the NACK and loss counters in /metrics.
+        .set_stats_interval(Some(STATS_INTERVAL))
+        // Each receiver's downlink estimate (TWCC) decides which simulcast layers it gets.
+        .enable_bwe(bwe.then_some(INITIAL_ESTIMATE));
+    if let Some(creds) = creds {
+        config = config.set_local_ice_credentials(creds);
+    }
+    // No transport-wide feedback on audio: the estimator then never probes with padding on
+    // an audio m-line, which browsers take for a new audio stream and play (silence)
+    // instead of the real one. Video (with RTX) carries the probes.
+    // Opus with in-band FEC (str0m's default) and DTX: silence costs almost nothing, which
+    // matters with many microphones open in a large meeting.
+    let params: Vec<PayloadParams> = config
+        .codec_config()
+        .params()
+        .iter()
+        .map(|p| {
+            if p.spec().codec.is_audio() {
+                audio_params(p)
+            } else {
+                *p
+            }
+        })
+        .collect();
+    *config.codec_config() = CodecConfig::new_from_payload_params(params);
+    let mut rtc = config.build(now);
+    for (proto, addr) in media.candidates() {
+        let c = match proto {
+            // Passive only: browsers connect to us (RFC 6544); we never dial out.
+            Protocol::Tcp => Candidate::builder()
+                .tcp()
+                .host(addr)
+                .tcptype(TcpType::Passive)
+                .build()?,
+            _ => Candidate::host(addr, "udp")?,
+        };
+        rtc.add_local_candidate(c);
+    }
+    Ok(rtc)
+}
+
 /// The parts of an incoming packet that go out again unchanged.
 pub struct ForwardedPacket<'a> {
     pub codec: CodecSpec,
@@ -447,6 +515,8 @@ impl ForwardedPacket<'_> {
 
 #[cfg(test)]
 mod tests {
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
     use super::*;
     use str0m::rtp::{RedDecoder, RedEncoder, RedundantBlock};
 
@@ -474,5 +544,33 @@ mod tests {
         let blocks = RedDecoder::decode(&red).expect("str0m reads it too");
         let primary = blocks.last().expect("a primary block");
         assert_eq!((pt, &red[range]), (primary.pt, primary.payload));
+    }
+
+    fn offer(now: Instant) -> String {
+        // The simulated participant offers no transport-wide feedback.
+        let mut client =
+            conclave_client::new_rtc(now, SocketAddr::from(([127, 0, 0, 1], 50000))).unwrap();
+        let mut api = client.sdp_api();
+        api.add_media(MediaKind::Audio, Direction::RecvOnly, None, None, None);
+        api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
+        let (offer, _pending) = api.apply().unwrap();
+        offer.to_sdp_string()
+    }
+
+    #[test]
+    fn a_transport_rebuilt_for_a_client_without_feedback_keeps_its_ice_credentials() {
+        let now = Instant::now();
+        let media = MediaAddrs {
+            ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
+            udp_port: 40000,
+            tcp_port: None,
+        };
+        let mut peer = Peer::new(now, &media).unwrap();
+        let sdp = offer(now);
+        assert!(!sdp.contains("transport-wide-cc"));
+        let answer = peer.accept_offer(now, &media, &sdp, None).unwrap();
+        // The worker routes the client's first STUN request by this ufrag.
+        assert!(answer.contains(&format!("a=ice-ufrag:{}", peer.ufrag)));
+        assert!(!peer.twcc);
     }
 }

@@ -2,7 +2,10 @@
 //! transports. Drives the sans-IO room core and the str0m instances with real time and sockets.
 //!
 //! Run rule: after any input to a room, [`process`] polls every peer marked dirty until str0m
-//! returns a timeout, and drains the room core's outputs, until nothing is dirty.
+//! returns a timeout, and drains the room core's outputs, until nothing is dirty. A peer that
+//! received a datagram is polled at once (str0m holds one received RTP packet at a time);
+//! subscribers that were only written forwarded packets are polled once at the end of the input
+//! batch, so a video frame's packets cost each of them one poll, not one per packet.
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -84,6 +87,8 @@ pub(super) struct RoomHost {
     /// Media transports of admitted participants.
     pub(super) peers: HashMap<Pid, Peer>,
     pub(super) dirty: Vec<Pid>,
+    /// Subscribers written to since they were last polled (each once: `Peer::pending`).
+    pending: Vec<Pid>,
     forwards: Vec<Forward>,
 }
 
@@ -100,6 +105,7 @@ impl RoomHost {
             conns: HashMap::new(),
             peers: HashMap::new(),
             dirty: Vec::new(),
+            pending: Vec::new(),
             forwards: Vec::new(),
         }
     }
@@ -281,7 +287,7 @@ impl Worker {
             peer.dead = true;
         }
         host.dirty.push(pid);
-        self.process(&room, Instant::now());
+        self.process_input(&room, Instant::now());
     }
 
     pub(super) fn forget_peer(&mut self, peer: &Peer) {
@@ -340,6 +346,16 @@ impl Worker {
 
     /// Drive a room until quiet: poll dirty peers, act on their events, act on the core's outputs.
     pub(super) fn process(&mut self, room: &str, now: Instant) {
+        self.drive(room, now, true);
+    }
+
+    /// Like [`Self::process`], but subscribers that were only written to wait for the end of the
+    /// input batch.
+    fn process_input(&mut self, room: &str, now: Instant) {
+        self.drive(room, now, false);
+    }
+
+    fn drive(&mut self, room: &str, now: Instant, with_pending: bool) {
         let Some(host) = self.rooms.get_mut(room) else {
             return;
         };
@@ -361,7 +377,16 @@ impl Worker {
                     Err(e) => tracing::error!(error = %e, "could not create a media transport"),
                 }
             }
-            let Some(pid) = host.dirty.pop() else {
+            let Some(pid) = host.dirty.pop().or_else(|| {
+                with_pending
+                    .then(|| host.pending.pop())
+                    .flatten()
+                    .inspect(|pid| {
+                        if let Some(p) = host.peers.get_mut(pid) {
+                            p.pending = false;
+                        }
+                    })
+            }) else {
                 break;
             };
             let events = poll_peer(&mut self.out, host, pid);
@@ -445,6 +470,7 @@ fn drain_core(host: &mut RoomHost, effects: &mut Effects, metrics: &WorkerMetric
                     effects.removed.push(p);
                 }
                 host.dirty.retain(|d| *d != pid);
+                host.pending.retain(|d| *d != pid);
                 effects.admitted.retain(|a| *a != pid);
             }
             RoomOutput::SaveSettings {
@@ -498,13 +524,16 @@ fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant, metrics:
             if !peer.mids.iter().any(|(mid, _)| *mid == m.mid) {
                 peer.mids.push((m.mid, m.kind));
             }
+            peer.tune_send_streams();
             let (published, slots) = peer.media_lists();
             host.core.set_media(now, pid, &published, &slots);
         }
         Event::MediaChanged(_) => {
-            let Some(peer) = host.peers.get(&pid) else {
+            let Some(peer) = host.peers.get_mut(&pid) else {
                 return;
             };
+            // A receive-only m-line turned send-receive gets its send stream now.
+            peer.tune_send_streams();
             let (published, slots) = peer.media_lists();
             host.core.set_media(now, pid, &published, &slots);
         }
@@ -644,16 +673,22 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket, metric
         nackable: codec.codec.is_video(),
         vp8,
     };
+    let mut sent = 0;
     for f in &forwards {
-        if host
-            .peers
-            .get_mut(&f.to)
-            .is_some_and(|sub| sub.write_forward(f, &out))
-        {
-            metrics.packets_forwarded.inc();
-            metrics.bytes_forwarded.inc_by(pkt.payload.len() as u64);
-            host.dirty.push(f.to);
+        let Some(sub) = host.peers.get_mut(&f.to) else {
+            continue;
+        };
+        if sub.write_forward(f, &out) {
+            sent += 1;
+            if !sub.pending {
+                sub.pending = true;
+                host.pending.push(f.to);
+            }
         }
     }
+    metrics.packets_forwarded.inc_by(sent);
+    metrics
+        .bytes_forwarded
+        .inc_by(sent * pkt.payload.len() as u64);
     host.forwards = forwards;
 }
