@@ -16,6 +16,7 @@ DURATION=${DURATION:-15s}
 WORKERS=${WORKERS:-$(nproc)}
 LOAD=${LOAD:-target/release/conclave-load}
 OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
 [ $# -ge 1 ] || { echo "usage: $0 BINARY..." >&2; exit 2; }
 
 PID=
@@ -47,8 +48,12 @@ pps = [r["forwarded"]["packets_per_s"] for r in runs]
 loss = [r["forwarded"]["loss_pct"] for r in runs]
 p50 = [r["latency"]["p50_us"] / 1000 for r in runs]
 p99 = [r["latency"]["p99_us"] / 1000 for r in runs]
+rss = [r["server"]["rss_peak_mib"] or 0 for r in runs]
+kib = [r["server"]["kib_per_participant"] or 0 for r in runs]
 print(f"{bin}: {statistics.median(us):.2f} us/packet (runs: {', '.join(f'{u:.2f}' for u in us)}), "
       f"{statistics.median(pps):.0f} packets/s, loss max {max(loss):.3f}%, "
-      f"latency p50 {statistics.median(p50):.1f} ms, p99 {statistics.median(p99):.1f} ms")
+      f"latency p50 {statistics.median(p50):.1f} ms, p99 {statistics.median(p99):.1f} ms, "
+      f"peak RSS {statistics.median(rss):.0f} MiB ({statistics.median(kib):.0f} KiB/participant; "
+      f"runs: {', '.join(f'{k:.0f}' for k in kib)})")
 EOF
 done

@@ -9,7 +9,8 @@
 // 3. A fourth with a wrong secret decodes no frame and is told it can't decrypt.
 // 4. The server's view: no name or chat text in anything it received on signaling; video payloads
 //    are the VP8 header bytes then an SFrame ciphertext under a participant's key id; audio
-//    payloads decrypt as SFrame with the participants' keys (so they are not plain Opus).
+//    payloads decrypt as SFrame with the participants' keys (so they are not plain Opus); in
+//    redundant audio (RED) only the block headers are clear, every block is such a ciphertext.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,6 +21,7 @@ import {
   startServer, openBrowser, poll, sleep, randomRoom, randomSecret, remoteTiles, inboundAudio,
 } from './harness.mjs';
 import { decodeHeader, deriveKeySalt, decrypt, ratchet, GENERATIONS } from '../../web/e2ee/sframe.js';
+import { parseRed } from '../../web/e2ee/red.js';
 
 /** @typedef {Awaited<ReturnType<typeof openBrowser>>} Session */
 
@@ -242,7 +244,15 @@ test('end-to-end encryption: meeting, rotation, wrong secret, and what the serve
   assert.ok(chi < 400, `video payload bytes look uniformly random (chi-square ${chi.toFixed(0)} over ${total} bytes)`);
 
   // Audio: every payload is an SFrame ciphertext; those under keys the pages held decrypt.
-  const audio = media.filter((m) => m.kind === 'audio').map((m) => Buffer.from(m.payload, 'hex'));
+  // Redundant audio: the server reads the RED block headers; each block is a ciphertext. (Chrome
+  // sends an empty RED frame now and then: it stays empty.)
+  const red = media.filter((m) => m.kind === 'red' && m.payload.length > 0).map((m) => parseRed(Buffer.from(m.payload, 'hex')));
+  assert.ok(red.every((blocks) => blocks !== null), 'RED block headers are readable');
+  const audio = [
+    ...media.filter((m) => m.kind === 'audio').map((m) => Buffer.from(m.payload, 'hex')),
+    ...red.flatMap((blocks) => (blocks ?? []).filter((b) => b.data.length > 0).map((b) => Buffer.from(b.data))),
+  ];
+  assert.ok(audio.length > 100, `audio payloads seen: ${audio.length}`);
   let decrypted = 0;
   /** @type {Map<number, Promise<import('../../web/e2ee/sframe.js').SFrameKey | null>>} */
   const cache = new Map();
@@ -269,7 +279,7 @@ test('end-to-end encryption: meeting, rotation, wrong secret, and what the serve
     if (pt) decrypted++;
   }
   console.log(`server view: ${signaling.length} signaling frames, ${frames} video frames (${keyframes} keyframes), ` +
-    `chi-square ${chi.toFixed(0)}, ${decrypted}/${audio.length} audio payloads decrypted with the participants' keys`);
+    `chi-square ${chi.toFixed(0)}, ${decrypted}/${audio.length} audio payloads and RED blocks (from ${red.length} RED payloads) decrypted with the participants' keys`);
   assert.ok(decrypted > audio.length / 2, 'audio payloads are SFrame ciphertexts under the meeting keys');
 });
 

@@ -68,7 +68,8 @@ export async function startMeeting({ names, serverArgs = [], uplink = '', downli
   const relayPort = await freeUdpPort();
   const server = await startServer({
     bin: SERVER_BIN,
-    args: ['--announce', `127.0.0.1:${relayPort}`, ...serverArgs],
+    // Metrics: the server's own counters (keyframe requests, NACKs) are read at the end.
+    args: ['--announce', `127.0.0.1:${relayPort}`, '--metrics', ...serverArgs],
   });
   const relay = await startRelay({ listen: relayPort, upstream: server.udp, uplink, downlink, seed });
   /** @type {Awaited<ReturnType<typeof openBrowser>>[]} */
@@ -97,12 +98,28 @@ export async function startMeeting({ names, serverArgs = [], uplink = '', downli
     /** Seconds since the relay started (its schedule's clock). */
     t: () => (Date.now() - relay.started) / 1000,
     async stop() {
+      const serverCounters = await serverMetrics(server.url);
       await Promise.all(sessions.map((s) => s.close()));
       const relayStats = await relay.stop();
       await server.stop();
-      return relayStats;
+      return { relayStats, serverCounters };
     },
   };
+}
+
+/**
+ * The server's media counters (summed over workers) from its Prometheus metrics; null if unavailable.
+ * @param {string} url
+ */
+export async function serverMetrics(url) {
+  const text = await fetch(`${url}/metrics`).then((r) => (r.ok ? r.text() : '')).catch(() => '');
+  /** @type {Record<string, number>} */
+  const out = {};
+  for (const line of text.split('\n')) {
+    const m = /^conclave_(keyframe_requests_received|keyframe_requests_sent|nacks_received|nacks_sent|packets_lost|packets_forwarded)_total\{[^}]*\} (\S+)$/.exec(line);
+    if (m) out[m[1]] = (out[m[1]] ?? 0) + Number(m[2]);
+  }
+  return Object.keys(out).length ? out : null;
 }
 
 /**
@@ -166,6 +183,11 @@ export function readStats(page) {
           jitterBufferEmittedCount: s.jitterBufferEmittedCount ?? 0,
           nackCount: s.nackCount ?? 0,
           pliCount: s.pliCount ?? 0,
+          firCount: s.firCount ?? 0,
+          framesReceived: s.framesReceived ?? 0,
+          framesDropped: s.framesDropped ?? 0,
+          keyFramesDecoded: s.keyFramesDecoded ?? 0,
+          retransmittedPacketsReceived: s.retransmittedPacketsReceived ?? 0,
         };
       } else if (s.kind === 'audio') {
         out.audio[key] = {
@@ -230,6 +252,10 @@ export function videoSummary(a, b, secs) {
     lossPct: received + lost > 0 ? (100 * lost) / (received + lost) : 0,
     nacks: d('nackCount'),
     plis: d('pliCount'),
+    firs: d('firCount'),
+    framesDropped: d('framesDropped'),
+    keyframes: d('keyFramesDecoded'),
+    retransmitted: d('retransmittedPacketsReceived'),
     kbps: (d('bytesReceived') * 8) / secs / 1000,
   };
 }

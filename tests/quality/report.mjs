@@ -80,6 +80,17 @@ function qualityMarkdown(q) {
     if (!u || !d) continue;
     lines.push(`| ${r.scenario} | ${r.mode} | ${u.packets_in} | ${u.dropped_loss} / ${u.dropped_queue} | ${d.packets_in} | ${d.dropped_loss} / ${d.dropped_queue} |`);
   }
+  if (q.runs.some((/** @type {any} */ r) => r.aggregate.keyframesPerMin !== undefined)) {
+    lines.push('', 'Repair and keyframes: per receiver stream and minute (mean), what its browser counted; then the server\'s own counts over the whole call:', '');
+    lines.push('| scenario | mode | retransmissions received | keyframes decoded | frames dropped | server: NACKs to publishers / from receivers | server: keyframe requests from receivers / to publishers |');
+    lines.push('|---|---|---|---|---|---|---|');
+    for (const r of q.runs) {
+      const a = r.aggregate;
+      const s = r.server;
+      const pair = (/** @type {string} */ x, /** @type {string} */ y) => (s ? `${s[x] ?? 0} / ${s[y] ?? 0}` : '–');
+      lines.push(`| ${r.scenario} | ${r.mode} | ${f(a.retransmittedPerMin, 0)} | ${f(a.keyframesPerMin)} | ${f(a.framesDroppedPerMin)} | ${pair('nacks_sent', 'nacks_received')} | ${pair('keyframe_requests_received', 'keyframe_requests_sent')} |`);
+    }
+  }
   return lines.join('\n');
 }
 

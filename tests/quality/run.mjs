@@ -74,6 +74,7 @@ async function runOne(sc, mode, { participants, seconds }) {
   /** @type {{t: number, receivers: Record<string, any>[]}[]} */
   const timeline = [];
   let relayStats = null;
+  let serverCounters = null;
   let playingAt = null;
   try {
     try {
@@ -94,9 +95,9 @@ async function runOne(sc, mode, { participants, seconds }) {
       await sleep(Math.max(0, 1000 - (Date.now() - tick)));
     }
   } finally {
-    relayStats = await meeting.stop();
+    ({ relayStats, serverCounters } = await meeting.stop());
   }
-  return { playingAt, timeline, relayStats };
+  return { playingAt, timeline, relayStats, serverCounters };
 }
 
 /**
@@ -134,6 +135,10 @@ function summarise(run) {
     lossPct: mean(video.map((v) => v.lossPct)),
     nacksPerMin: mean(video.map((v) => (v.nacks * 60) / secs)),
     plisPerMin: mean(video.map((v) => (v.plis * 60) / secs)),
+    firsPerMin: mean(video.map((v) => (v.firs * 60) / secs)),
+    keyframesPerMin: mean(video.map((v) => (v.keyframes * 60) / secs)),
+    framesDroppedPerMin: mean(video.map((v) => (v.framesDropped * 60) / secs)),
+    retransmittedPerMin: mean(video.map((v) => (v.retransmitted * 60) / secs)),
     receiverKbps: mean([...new Set(video.map((v) => v.receiver))].map((r) => video.find((v) => v.receiver === r)?.receiverKbps ?? 0)),
     audioConcealedPct: mean(num(audio.map((a) => a.concealedPct))),
     seconds: secs,
@@ -242,9 +247,16 @@ async function main() {
       const summary = summarise(run);
       const s = series(run.timeline);
       const a = summary.aggregate;
+      if (run.serverCounters) console.error(`  server: ${JSON.stringify(run.serverCounters)}`);
+      for (const ad of (sc.changes ? adaptation(s, sc.changes) : [])) {
+        console.error(`  ${ad.stream}: settle ${ad.settleSeconds} s, recover ${ad.recoverSeconds} s, during ${ad.duringHeight}p ${ad.duringFps?.toFixed(1)} fps`);
+      }
       console.error(
         `  ${a.fps?.toFixed(1)} fps, ${a.height}p, ${a.freezesPerMin?.toFixed(1)} freezes/min, ` +
-          `jitter buffer ${a.jitterBufferMs?.toFixed(0)} ms, audio concealed ${a.audioConcealedPct?.toFixed(1)}%`,
+          `jitter buffer ${a.jitterBufferMs?.toFixed(0)} ms, audio concealed ${a.audioConcealedPct?.toFixed(1)}%; ` +
+          `per min: NACK ${a.nacksPerMin?.toFixed(0)}, RTX received ${a.retransmittedPerMin?.toFixed(0)}, ` +
+          `PLI ${a.plisPerMin?.toFixed(1)}, FIR ${a.firsPerMin?.toFixed(1)}, keyframes ${a.keyframesPerMin?.toFixed(1)}, ` +
+          `frames dropped ${a.framesDroppedPerMin?.toFixed(1)}`,
       );
       results.runs.push({
         scenario: sc.id,
@@ -256,6 +268,7 @@ async function main() {
         changes: sc.changes ?? null,
         playingAt: run.playingAt,
         relay: run.relayStats,
+        server: run.serverCounters,
         ...summary,
         series: s,
         adaptation: sc.changes ? adaptation(s, sc.changes) : null,

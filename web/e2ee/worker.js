@@ -9,8 +9,11 @@
 // are sent as they are, and an incoming frame is decrypted when it is SFrame under a key we hold
 // (frames still in flight from before the switch) and otherwise passed on as it is. Back in the
 // default mode (`plain: false`) everything is encrypted again and plain frames are dropped.
+//
+// Redundant audio (RED) frames are encrypted block by block behind clear block headers (red.js).
 
 import { deriveKeySalt, encrypt, decrypt, decodeHeader, ratchet, clearBytes, concat, GENERATIONS } from './sframe.js';
+import { parseRed, buildRed } from './red.js';
 
 /** Incoming frames held while their key is on its way (a rotation or a join), per receiver. */
 const MAX_PENDING = 90;
@@ -19,7 +22,7 @@ const MAX_RATCHET_STEPS = GENERATIONS;
 const KEEP_GENERATIONS = 4;
 
 /** @typedef {import('./sframe.js').SFrameKey} SFrameKey */
-/** @typedef {{data: ArrayBuffer, type?: string}} EncodedFrame */
+/** @typedef {{data: ArrayBuffer, type?: string, getMetadata?: () => {mimeType?: string}}} EncodedFrame */
 
 /** @type {{kid: number, key: SFrameKey, ctr: bigint} | null} */
 let sender = null;
@@ -40,6 +43,9 @@ const stats = {
   plain: false,
   failed: 0,
   noKey: 0,
+  /** Audio frames sent and received wrapped in RED (each also carries the previous one). */
+  redSent: 0,
+  redReceived: 0,
   /** Frames decrypted per KID. */
   byKid: /** @type {Record<string, number>} */ ({}),
 };
@@ -92,6 +98,21 @@ function encryptor(kind) {
       const s = sender;
       if (!s) return; // no key yet: send nothing rather than plaintext
       const data = new Uint8Array(frame.data);
+      const red = isRed(frame);
+      if (red && data.length === 0) {
+        // Chrome sends an empty RED frame now and then: nothing to hide.
+        controller.enqueue(frame);
+        return;
+      }
+      const blocks = red ? parseRed(data) : null;
+      if (blocks) {
+        for (const b of blocks) b.data = await encrypt(s.key, s.ctr++, new Uint8Array(0), b.data);
+        frame.data = buildRed(blocks).buffer;
+        stats.encrypted++;
+        stats.redSent++;
+        controller.enqueue(frame);
+        return;
+      }
       const n = clearBytes(kind, data);
       const ctr = s.ctr++;
       const clear = data.subarray(0, n);
@@ -149,17 +170,71 @@ class Receiver {
    */
   async decrypt(frame) {
     const data = new Uint8Array(frame.data);
-    const n = clearBytes(this.kind, data);
+    const red = this.kind === 'audio' && isRed(frame);
+    if (red && data.length === 0) return 'ok';
+    const blocks = red ? parseRed(data) : null;
+    const r = blocks ? await this.decryptRed(frame, blocks) : 'drop';
+    if (r !== 'drop') return r;
+    // Not RED, or a RED frame its sender encrypted whole.
+    const whole = await this.open(frame, data, clearBytes(this.kind, data));
+    return whole === 'pass' ? 'ok' : whole;
+  }
+
+  /**
+   * A RED frame encrypted block by block: the primary block decides, as a whole frame would; a
+   * redundant block that does not decrypt is left out.
+   * @param {EncodedFrame} frame
+   * @param {import('./red.js').RedBlock[]} blocks
+   * @returns {Promise<'ok'|'drop'|'wait'>}
+   */
+  async decryptRed(frame, blocks) {
+    const primary = /** @type {import('./red.js').RedBlock} */ (blocks.pop());
+    const held = { data: new ArrayBuffer(0) };
+    const r = await this.open(held, primary.data, 0, false);
+    if (r === 'pass') return 'ok';
+    if (r !== 'ok') return r;
+    const out = [];
+    for (const b of blocks) {
+      const k = await this.openBlock(b.data);
+      if (k) out.push({ ...b, data: k });
+    }
+    out.push({ ...primary, data: new Uint8Array(held.data) });
+    frame.data = buildRed(out).buffer;
+    stats.redReceived++;
+    return 'ok';
+  }
+
+  /**
+   * A redundant block: decrypted if a key we hold opens it, else null.
+   * @param {Uint8Array} data
+   */
+  async openBlock(data) {
+    const h = decodeHeader(data);
+    if (!h || h.kid > BigInt(Number.MAX_SAFE_INTEGER)) return null;
+    const key = await (keys.get(Number(h.kid))?.key ?? null);
+    if (!key) return null;
+    return decrypt(key, h, new Uint8Array(0), data).catch(() => null);
+  }
+
+  /**
+   * Decrypt `data` (the frame's bytes, its first `n` in the clear) into `frame`.
+   * @param {{data: ArrayBuffer}} frame
+   * @param {Uint8Array} data
+   * @param {number} n
+   * @param {boolean} [count] count a failure (false: the caller tries another way)
+   * @returns {Promise<'ok'|'pass'|'drop'|'wait'>}
+   */
+  async open(frame, data, n, count = true) {
     const h = decodeHeader(data, n);
     // Pass-through mode: whatever is not SFrame under a key we hold is a plain frame. AES-GCM's
     // tag makes a plain frame that merely looks like an SFrame header fail, and pass as it is.
     const passOn = () => {
       stats.plainReceived++;
-      return /** @type {const} */ ('ok');
+      return /** @type {const} */ ('pass');
     };
     if (!h || h.kid > BigInt(Number.MAX_SAFE_INTEGER)) {
       if (plain) return passOn();
-      stats.failed++;
+      if (count) stats.failed++;
       return 'drop';
     }
     const kid = Number(h.kid);
@@ -175,13 +250,21 @@ class Receiver {
       frame.data = concat(data.subarray(0, n), pt).buffer;
     } catch {
       if (plain) return passOn();
-      stats.failed++;
+      if (count) stats.failed++;
       return 'drop';
     }
     stats.decrypted++;
     stats.byKid[kid] = (stats.byKid[kid] ?? 0) + 1;
     return 'ok';
   }
+}
+
+/**
+ * The frame is Opus wrapped in RED.
+ * @param {EncodedFrame} frame
+ */
+function isRed(frame) {
+  return frame.getMetadata?.().mimeType === 'audio/red';
 }
 
 /**

@@ -9,7 +9,7 @@ use conclave_proto::{
 use thiserror::Error;
 
 use crate::mid::Mid;
-use crate::munger::{Munger, SeqTs};
+use crate::munger::{Munger, SeqTs, Vp8Ids};
 
 mod allocation;
 mod forwarding;
@@ -78,6 +78,9 @@ pub enum Output {
     /// What the allocation would like to send this participant, in bits per second: the
     /// transport's bandwidth estimator probes up towards it.
     DesiredBitrate { to: Pid, bps: u64 },
+    /// Restart this participant's downlink estimator from `bps`: its estimate stays below what
+    /// the lowest layers need while the losses look random rather than like congestion.
+    ResetEstimate { to: Pid, bps: u64 },
     /// The participant is in the meeting (joined, or admitted from the lobby): create its
     /// media transport.
     Admitted { pid: Pid },
@@ -105,6 +108,10 @@ pub struct PacketIn {
     pub bytes: u32,
     /// Audio level from the header extension, in -dBov (0 loudest, -127 silence).
     pub audio_level: Option<i8>,
+    /// Picture numbering of a VP8 packet's payload descriptor (in the clear under end-to-end
+    /// encryption: the browser's packetizer writes it after the encryption transform). `None`
+    /// for other codecs.
+    pub vp8: Option<Vp8Ids>,
     /// Arrival time.
     pub at: Instant,
 }
@@ -120,12 +127,14 @@ pub struct Published {
     pub screen: bool,
 }
 
-/// Forward the packet being handled to `to` on its slot `mid`, renumbered as `out`.
+/// Forward the packet being handled to `to` on its slot `mid`, renumbered as `out` (and, for
+/// VP8, its payload descriptor as `vp8`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Forward {
     pub to: Pid,
     pub mid: Mid,
     pub out: SeqTs,
+    pub vp8: Option<Vp8Ids>,
 }
 
 /// A request to enter the room.
@@ -227,8 +236,25 @@ pub(crate) struct Participant {
     pub(crate) view: Option<Vec<(Pid, u32)>>,
     /// Downlink bandwidth estimate (bits per second) from the transport, once there is one.
     pub(crate) estimate: Option<u64>,
+    /// The estimator's latest unsmoothed estimate, sampled now and then: the budget is the
+    /// lower of the two, so a drop counts before the smoothed estimate has followed it.
+    pub(crate) estimate_now: Option<u64>,
+    /// Share of packets sent to the participant lost on the way, over the last second, and when
+    /// the allocation last had its estimator restarted.
+    pub(crate) loss: Option<f32>,
+    pub(crate) reset_at: Option<Instant>,
+    /// Since when every loss sample has looked random (see `RANDOM_LOSS`).
+    pub(crate) random_loss_since: Option<Instant>,
     /// Last `DesiredBitrate` output, to send only changes.
     pub(crate) desired_sent: u64,
+    /// When the allocation last asked the estimator to probe (a raised `DesiredBitrate`), and
+    /// whether the last output was such a raise (taken back at the next allocation).
+    pub(crate) probed_at: Option<Instant>,
+    pub(crate) probing: bool,
+    /// Time between probe requests now (it grows while probes find nothing), and the estimate
+    /// when the last one was made.
+    pub(crate) probe_every: std::time::Duration,
+    pub(crate) probed_from: u64,
     /// Receive slots the client should have, from the last allocation.
     pub(crate) wanted_slots: conclave_proto::SlotCounts,
     /// Sharing the screen now (a screen track is published and not stopped by a moderator).
@@ -266,6 +292,8 @@ struct Slot {
     /// When the allocation last lowered this slot's layer: it goes back up only after a while,
     /// so that a fluctuating estimate does not make the picture flap.
     lowered_at: Option<Instant>,
+    /// Since when the budget has been too small for this playing video's lowest layer.
+    short_since: Option<Instant>,
 }
 
 pub(crate) type TrackKey = (Pid, Mid);
@@ -447,7 +475,15 @@ impl Room {
             encrypts: req.encrypts,
             view: None,
             estimate: None,
+            estimate_now: None,
+            loss: None,
+            reset_at: None,
+            random_loss_since: None,
             desired_sent: 0,
+            probed_at: None,
+            probing: false,
+            probe_every: std::time::Duration::ZERO,
+            probed_from: 0,
             wanted_slots: Default::default(),
             sharing: false,
             media_only,

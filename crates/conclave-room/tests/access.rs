@@ -88,6 +88,7 @@ impl H {
                 layer: 0,
                 bytes: 100,
                 audio_level: None,
+                vp8: None,
                 at: self.at(0),
             },
             &mut out,

@@ -89,6 +89,7 @@ impl Harness {
             layer: 0,
             bytes: 1000,
             audio_level: None,
+            vp8: None,
             at: self.now.get(),
         };
         self.room.on_rtp(from, mid(m), pkt, &mut out);
@@ -200,6 +201,8 @@ fn three_participants_receive_each_other() {
     assert!(f.iter().all(|f| f.out == SeqTs { seq: 1, ts: 93_000 }));
     let f = h.rtp(a, "1", 502, 93_000, false);
     assert!(f.iter().all(|f| f.out.seq == 2));
+    // A packet without VP8 numbering (H.264, audio) gets none: its payload goes out untouched.
+    assert!(f.iter().all(|f| f.vp8.is_none()));
     // Nobody receives their own media.
     assert!(h.rtp(b, "0", 1, 0, false).iter().all(|f| f.to != b));
     // Unknown track: nothing.
@@ -386,4 +389,23 @@ fn full_room_refuses() {
     };
     room.join(Instant::now(), req("a")).unwrap();
     assert!(room.join(Instant::now(), req("b")).is_err());
+}
+
+#[test]
+fn a_packet_repaired_late_goes_out_with_the_number_it_would_have_had() {
+    let mut h = Harness::new();
+    let a = h.join(0, "alice");
+    let b = h.join(0, "bob");
+    h.publish(0, a, 1);
+    h.publish(0, b, 1);
+    h.drain();
+    h.rtp(a, "1", 100, 0, true);
+    // 101 is lost on the way to the server; 102 and 103 come first, then the retransmission.
+    assert_eq!(h.rtp(a, "1", 102, 3000, false)[0].out.seq, 3);
+    assert_eq!(h.rtp(a, "1", 103, 6000, false)[0].out.seq, 4);
+    let late = h.rtp(a, "1", 101, 0, false);
+    assert_eq!(late.len(), 1, "forwarded, not dropped");
+    assert_eq!(late[0].out, SeqTs { seq: 2, ts: 0 });
+    // Numbering goes on after the highest one sent.
+    assert_eq!(h.rtp(a, "1", 104, 9000, false)[0].out.seq, 5);
 }

@@ -7,7 +7,7 @@
 pub fn signaling_in(_text: &str) {}
 
 #[cfg(not(feature = "tap"))]
-pub fn media(_video: bool, _payload: &[u8]) {}
+pub fn media(_video: bool, _red: bool, _payload: &[u8]) {}
 
 #[cfg(feature = "tap")]
 pub use imp::{media, signaling_in};
@@ -49,10 +49,10 @@ mod imp {
         let _ = writeln!(t.signaling, "{line}");
     }
 
-    /// One RTP payload the SFU received for forwarding: every audio packet, and for video every
-    /// packet that starts a frame (where the codec header and the SFrame header are) plus every
-    /// fourth other packet.
-    pub fn media(video: bool, payload: &[u8]) {
+    /// One RTP payload the SFU received for forwarding: every audio packet (`red`: wrapped in
+    /// RED), and for video every packet that starts a frame (where the codec header and the
+    /// SFrame header are) plus every fourth other packet.
+    pub fn media(video: bool, red: bool, payload: &[u8]) {
         let Some(t) = tap() else { return };
         let mut t = t.lock().expect("tap lock");
         let k = usize::from(video);
@@ -65,7 +65,11 @@ mod imp {
             return;
         }
         let hex: String = payload.iter().map(|b| format!("{b:02x}")).collect();
-        let kind = if video { "video" } else { "audio" };
+        let kind = match (video, red) {
+            (true, _) => "video",
+            (false, true) => "red",
+            (false, false) => "audio",
+        };
         let _ = writeln!(t.media, r#"{{"kind":"{kind}","payload":"{hex}"}}"#);
     }
 }

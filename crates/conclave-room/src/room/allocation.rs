@@ -5,8 +5,11 @@
 //!
 //! Layer choice follows the usual SFU allocation (LiveKit, Jitsi): first every wanted video gets
 //! its lowest layer, most important first, as long as the estimate allows; then they are raised
-//! one layer at a time in the same order. Raising needs 25 % headroom and is held off for a while
-//! after a slot was lowered, so a wobbling estimate does not make the picture flap.
+//! one layer at a time in the same order. Raising (and resuming a paused video) needs 25 %
+//! headroom and is held off for a while after a slot was lowered, so a wobbling estimate does not
+//! make the picture flap. Lowering happens at once. While a receiver could take more than its
+//! estimate allows, the estimator is asked to probe (see [`PROBE_EVERY`]), so the estimate climbs
+//! back in a few probes rather than at the estimator's slow additive pace.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -28,10 +31,62 @@ pub enum LayerPolicy {
 
 /// A layer counts as sent if a packet of it arrived this recently.
 pub(crate) const AVAILABLE_FOR: Duration = Duration::from_millis(1000);
-/// After lowering a slot's layer, wait this long before raising it again.
+/// ...unless it has been silent this long while another layer of the same track kept coming:
+/// the publisher stopped it (a browser drops simulcast layers when its uplink estimate falls),
+/// and its receivers would see a frozen picture until they switch. Longer than a frame
+/// interval at the lowest frame rates a camera layer is sent at, with room for a busy
+/// publisher's encoder to stall a little.
+const STOPPED_AFTER: Duration = Duration::from_millis(500);
+/// After lowering a slot's layer (or pausing it), wait this long before raising (resuming) it.
+/// Longer is steadier under an estimate that wobbles (random loss makes it dip and recover);
+/// shorter recovers sooner from a real but brief drop. Every switch costs a keyframe, and
+/// receivers were measured to stall for seconds after some switches up, so steadiness wins.
 const HOLD_AFTER_LOWER: Duration = Duration::from_secs(4);
+/// While a receiver gets less than it wants because of its estimate, ask its estimator to probe
+/// this often: it raises the desired bitrate above the estimate for one allocation, which makes
+/// an estimator that probes on demand (str0m's, like libwebrtc's) send a short padding burst at
+/// up to twice its estimate and adopt what got through. More often finds capacity sooner after
+/// a cap lifts; but each probe is a burst of padding into a link that may really be full (a few
+/// kilobytes: a good part of a small drop-tail queue), so while probes find nothing the interval
+/// doubles, up to PROBE_EVERY_MAX, and it is back to PROBE_EVERY once the estimate rises.
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+const PROBE_EVERY_MAX: Duration = Duration::from_secs(20);
+/// The estimator's current (unsmoothed) estimate is used instead of the smoothed one when it is
+/// below this share of it (percent): a collapse, acted on within a second. Not above: at a cap
+/// the estimate saws between the cap and 85 % of it, and following each dip would pause and
+/// lower videos the smoothed estimate still has room for.
+const COLLAPSE_PCT: u64 = 50;
 /// A layer nobody needs is paused at the publisher after this long.
 const PAUSE_AFTER: Duration = Duration::from_secs(3);
+/// How far the lowest layers of the wanted videos may go over the budget (percent of it) before
+/// a playing video is paused. Pausing freezes a tile, and measured layer rates jitter by a few
+/// percent from tick to tick; but the transport paces at only a tenth above its estimate, so
+/// more than that would wait in its pacer queue (latency) rather than reach the receiver.
+const LOWEST_KEEP_PCT: u64 = 110;
+/// A playing video is paused only when its lowest layer has not fitted for this long. An
+/// estimator that sees a moment of congestion (or a busy machine's jitter) drops its estimate to
+/// 85 % of what got through, below what is being sent, and regains it only after a probe or
+/// seconds of growth; pausing on that would freeze a tile for nothing. Under a real cap the
+/// estimate stays low and the video is paused this much later, meanwhile queueing a little.
+const PAUSE_AFTER_SHORT: Duration = Duration::from_secs(2);
+/// A video paused for the budget resumes only with this much (percent of what it needs), and
+/// after the hold: each resume waits for a keyframe, so pausing and resuming at the edge
+/// would freeze it again and again.
+const RESUME_PCT: u64 = 125;
+/// Losses in this range (share of packets, over a second) look random rather than like a full
+/// link: a link overfilled through a drop-tail queue loses what exceeds it (tens of percent when
+/// a video too many is sent), an adapted one next to nothing. Loss-based estimators (str0m's,
+/// like libwebrtc's) still hold their estimate far down under such random loss, and the pacer
+/// then holds media to that estimate. So when the estimate stays below even the lowest layers of
+/// what a receiver wants while its losses are in this range, its estimator is restarted at that
+/// rate, at most every RESET_EVERY; for twice that after a restart nothing is raised (the
+/// restart's probes overshoot, and the estimate falls back within seconds): under random loss
+/// the lowest layers keep flowing, steadily, rather than switching up and down.
+/// The losses must have looked random for RANDOM_FOR in a row: a link at its cap loses packets
+/// now and then too (a probe, a keyframe), not every second.
+const RANDOM_LOSS: std::ops::Range<f32> = 0.01..0.10;
+const RANDOM_FOR: Duration = Duration::from_secs(3);
+const RESET_EVERY: Duration = Duration::from_secs(5);
 /// Budget kept for each audio track received (Opus with headers, FEC).
 const AUDIO_BPS: u64 = 50_000;
 /// Speech this recent counts as speaking now. When several talk at once (or have noisy
@@ -59,10 +114,19 @@ fn nominal_bps(layer_count: u8, layer: u8) -> u64 {
 
 impl Track {
     fn available(&self, now: Instant, layer: u8) -> bool {
-        layer < self.layer_count
-            && self.layers[layer as usize]
-                .last_packet
-                .is_some_and(|at| now.saturating_duration_since(at) < AVAILABLE_FOR)
+        if layer >= self.layer_count {
+            return false;
+        }
+        let Some(at) = self.layers[layer as usize].last_packet else {
+            return false;
+        };
+        let silent = now.saturating_duration_since(at);
+        silent < STOPPED_AFTER
+            || (silent < AVAILABLE_FOR
+                && !self.layers[..self.layer_count as usize]
+                    .iter()
+                    .filter_map(|l| l.last_packet)
+                    .any(|other| other > at + STOPPED_AFTER))
     }
 
     fn rate(&self, layer: u8) -> u64 {
@@ -71,6 +135,12 @@ impl Track {
             bps => bps,
         }
     }
+}
+
+/// Whether any layer of the track is being sent (a pause for lack of anything to forward is
+/// not a lowering).
+fn any_layer_sent(t: &Track, now: Instant) -> bool {
+    (0..t.layer_count).any(|l| t.available(now, l))
 }
 
 impl Room {
@@ -104,6 +174,29 @@ impl Room {
     pub fn set_estimate(&mut self, pid: Pid, bps: u64) {
         if let Some(p) = self.participants.get_mut(&pid) {
             p.estimate = Some(bps);
+        }
+    }
+
+    /// The estimator's current estimate before smoothing, when the transport has a sample of it
+    /// (the smoothed one from [`Room::set_estimate`] trails a sudden drop by seconds). Until the
+    /// next sample, when it is far below the smoothed one (see `COLLAPSE_PCT`) it is the budget:
+    /// a collapse is acted on at once, a rise only as fast as the smoothed estimate follows.
+    pub fn set_estimate_now(&mut self, pid: Pid, bps: u64) {
+        if let Some(p) = self.participants.get_mut(&pid) {
+            p.estimate_now = Some(bps);
+        }
+    }
+
+    /// The share (0 to 1) of packets sent to the participant that were lost, over the last
+    /// second, as its transport measured it.
+    pub fn set_downlink_loss(&mut self, now: Instant, pid: Pid, fraction: f32) {
+        if let Some(p) = self.participants.get_mut(&pid) {
+            p.loss = Some(fraction);
+            if RANDOM_LOSS.contains(&fraction) {
+                p.random_loss_since.get_or_insert(now);
+            } else {
+                p.random_loss_since = None;
+            }
         }
     }
 
@@ -271,9 +364,11 @@ impl Room {
             .flat_map(|o| of_kind(*o, Kind::Audio))
             .collect();
         audio.truncate(self.config.audio_last_n);
-        let budget = p
-            .estimate
-            .map(|e| e.saturating_sub(AUDIO_BPS * audio.len() as u64));
+        let estimate = p.estimate.map(|e| match p.estimate_now {
+            Some(now_bps) if now_bps * 100 < e * COLLAPSE_PCT => now_bps,
+            _ => e,
+        });
+        let budget = estimate.map(|e| e.saturating_sub(AUDIO_BPS * audio.len() as u64));
         let policy = self.config.layer_policy;
 
         let p = self.participants.get_mut(&sub).expect("checked above");
@@ -325,27 +420,64 @@ impl Room {
         let mut entries: Vec<(usize, TrackKey, u8, Option<u8>)> = Vec::new();
         let mut used = 0u64;
         let mut desired = AUDIO_BPS * audio.len() as u64;
+        // Some video gets less than it could because of the budget (not because it is held).
+        let mut short = false;
+        // What the lowest layers of every wanted video and the audio need.
+        let mut floor = AUDIO_BPS * audio.len() as u64;
         for (i, &(key, cap)) in video.iter().enumerate() {
             let Some(idx) = p.slots.iter().position(|s| s.track == Some(key)) else {
                 continue;
             };
+            let slot = &p.slots[idx];
             let t = &self.tracks[&key];
             let cap = cap.min(t.layer_count - 1);
             desired += t.rate(cap);
+            // A playing video keeps its lowest layer with a little leeway (LOWEST_KEEP_PCT), a new
+            // one starts when it fits, and one paused for the budget resumes only after the hold
+            // and with headroom (RESUME_PCT).
+            let flowing = slot.target.is_some();
+            let paused = !flowing && slot.lowered_at.is_some();
+            let held = slot
+                .lowered_at
+                .is_some_and(|at| now < at + HOLD_AFTER_LOWER);
             let choice = match policy {
                 LayerPolicy::Highest => (0..t.layer_count).rev().find(|l| t.available(now, *l)),
                 LayerPolicy::Auto => {
                     let lowest = (0..=cap)
                         .find(|l| t.available(now, *l))
                         .or_else(|| (cap..t.layer_count).find(|l| t.available(now, *l)));
-                    lowest.filter(|l| {
+                    floor += lowest.map_or(0, |l| t.rate(l));
+                    let fits = |l: u8| {
+                        budget.is_none_or(|b| {
+                            let need = (used + t.rate(l)) * 100;
+                            if flowing {
+                                need <= b * LOWEST_KEEP_PCT
+                            } else if paused {
+                                !held && need * RESUME_PCT / 100 <= b * 100
+                            } else {
+                                need <= b * 100
+                            }
+                        })
+                    };
+                    let mut choice = lowest.filter(|l| {
                         // The most important video always gets something, and so does a track
                         // without simulcast: there is nothing lower to switch to, and stopping
                         // it on an estimate would do more harm than sending it.
-                        i == 0
-                            || t.layer_count == 1
-                            || budget.is_none_or(|b| used + t.rate(*l) <= b)
-                    })
+                        i == 0 || t.layer_count == 1 || fits(*l)
+                    });
+                    short |= lowest.is_some() && choice.is_none() && !held;
+                    // A playing video is paused only once the budget has been short for it
+                    // for a while (see PAUSE_AFTER_SHORT).
+                    let slot = &mut p.slots[idx];
+                    if flowing && lowest.is_some() && choice.is_none() {
+                        let since = *slot.short_since.get_or_insert(now);
+                        if now < since + PAUSE_AFTER_SHORT {
+                            choice = lowest;
+                        }
+                    } else {
+                        slot.short_since = None;
+                    }
+                    choice
                 }
             };
             if let Some(l) = choice {
@@ -353,7 +485,10 @@ impl Room {
             }
             entries.push((idx, key, cap, choice));
         }
-        // ...then raise them one layer at a time in the same order.
+        // ...then raise them one layer at a time in the same order. Not while the estimator is
+        // settling after a restart for random loss: its first probes overshoot and the estimate
+        // falls back within seconds, and raising on them would switch layers up and down.
+        let settling = p.reset_at.is_some_and(|at| now < at + 2 * RESET_EVERY);
         if policy == LayerPolicy::Auto {
             for (idx, key, cap, choice) in entries.iter_mut() {
                 let Some(mut l) = *choice else { continue };
@@ -362,9 +497,10 @@ impl Room {
                 while let Some(next) = (l + 1..=*cap).find(|n| t.available(now, *n)) {
                     let raising = slot.current.is_none_or(|c| next > c);
                     if raising
-                        && slot
-                            .lowered_at
-                            .is_some_and(|at| now < at + HOLD_AFTER_LOWER)
+                        && (settling
+                            || slot
+                                .lowered_at
+                                .is_some_and(|at| now < at + HOLD_AFTER_LOWER))
                     {
                         break;
                     }
@@ -375,6 +511,7 @@ impl Room {
                         used + extra
                     };
                     if budget.is_some_and(|b| need > b) {
+                        short |= raising;
                         break;
                     }
                     used += extra;
@@ -389,9 +526,13 @@ impl Room {
             if slot.target == choice {
                 continue;
             }
-            if let (Some(c), Some(n)) = (slot.current, choice)
-                && n < c
-            {
+            let lowered = match (slot.current, choice) {
+                (Some(c), Some(n)) => n < c,
+                // Paused for the budget (not for want of anything sent).
+                (Some(_), None) => any_layer_sent(&self.tracks[&key], now),
+                _ => false,
+            };
+            if lowered {
                 slot.lowered_at = Some(now);
             }
             slot.target = choice;
@@ -401,14 +542,44 @@ impl Room {
                 Some(_) => {}
             }
         }
-        // Let the bandwidth estimator probe towards what would be sent without limits.
-        let changed = desired.abs_diff(p.desired_sent) * 10 > p.desired_sent;
-        if changed {
-            p.desired_sent = desired;
-            self.outputs.push_back(Output::DesiredBitrate {
+        // An estimate held below the lowest layers by random-looking loss: restart it.
+        if policy == LayerPolicy::Auto
+            && estimate.is_some_and(|e| e < floor)
+            && p.random_loss_since.is_some_and(|at| now >= at + RANDOM_FOR)
+            && p.reset_at.is_none_or(|at| now >= at + RESET_EVERY)
+        {
+            p.reset_at = Some(now);
+            // Until the estimator reports again, budget what it restarts from.
+            p.estimate = Some(floor);
+            p.estimate_now = Some(floor);
+            self.outputs.push_back(Output::ResetEstimate {
                 to: sub,
-                bps: desired,
+                bps: floor,
             });
+        }
+        // Let the bandwidth estimator probe towards what would be sent without limits. An
+        // estimator probes when the desired rate rises above its estimate, not while it stays
+        // put: while the budget holds something back, raise it briefly every PROBE_EVERY (25 %
+        // above, as raising needs that headroom) and take it back at the next allocation.
+        let probe =
+            short && budget.is_some() && p.probed_at.is_none_or(|at| now >= at + p.probe_every);
+        let bps = if probe { desired * 5 / 4 } else { desired };
+        let changed = bps.abs_diff(p.desired_sent) * 10 > p.desired_sent;
+        if probe || p.probing || changed {
+            if probe {
+                let e = estimate.unwrap_or(0);
+                p.probe_every = if p.probed_at.is_none() || e > p.probed_from * 11 / 10 {
+                    PROBE_EVERY
+                } else {
+                    (p.probe_every * 2).min(PROBE_EVERY_MAX)
+                };
+                p.probed_at = Some(now);
+                p.probed_from = e;
+            }
+            p.probing = probe;
+            p.desired_sent = bps;
+            self.outputs
+                .push_back(Output::DesiredBitrate { to: sub, bps });
         }
     }
 

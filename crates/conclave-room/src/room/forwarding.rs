@@ -182,6 +182,7 @@ impl Room {
                     to: sub,
                     mid: slot.mid,
                     out: o,
+                    vp8: pkt.vp8.map(|ids| slot.munger.rewrite_vp8(o, ids)),
                 });
             }
         }
@@ -320,6 +321,7 @@ impl Slot {
             target: None,
             cap: MAX_LAYERS as u8 - 1,
             lowered_at: None,
+            short_since: None,
         }
     }
 
@@ -329,6 +331,7 @@ impl Slot {
         self.current = None;
         self.target = None;
         self.lowered_at = None;
+        self.short_since = None;
         self.munger.reset_source();
     }
 }

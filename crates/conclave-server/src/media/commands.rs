@@ -32,6 +32,7 @@ impl Worker {
                 sdp,
                 screen_mid,
             } => {
+                let addrs = self.addrs.clone();
                 let Some(host) = self.host(&room, pid, conn) else {
                     return;
                 };
@@ -41,13 +42,15 @@ impl Worker {
                         message: "waiting in the lobby: no media until a moderator lets you in"
                             .into(),
                     },
-                    Some(peer) => match peer.accept_offer(&sdp, screen_mid.as_deref()) {
-                        Ok(sdp) => ServerMessage::Answer { sdp },
-                        Err(e) => ServerMessage::Error {
-                            code: ErrorCode::InvalidSdp,
-                            message: e.to_string(),
-                        },
-                    },
+                    Some(peer) => {
+                        match peer.accept_offer(now, &addrs, &sdp, screen_mid.as_deref()) {
+                            Ok(sdp) => ServerMessage::Answer { sdp },
+                            Err(e) => ServerMessage::Error {
+                                code: ErrorCode::InvalidSdp,
+                                message: e.to_string(),
+                            },
+                        }
+                    }
                 };
                 host.send(pid, msg);
                 host.dirty.push(pid);

@@ -2,8 +2,12 @@
 //! transports. Drives the sans-IO room core and the str0m instances with real time and sockets.
 //!
 //! Run rule: after any input to a room, [`process`] polls every peer marked dirty until str0m
-//! returns a timeout, and drains the room core's outputs, until nothing is dirty.
+//! returns a timeout, and drains the room core's outputs, until nothing is dirty. A peer that
+//! received a datagram is polled at once (str0m holds one received RTP packet at a time);
+//! subscribers that were only written forwarded packets are polled once at the end of the input
+//! batch, so a video frame's packets cost each of them one poll, not one per packet.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -15,11 +19,13 @@ use std::time::{Duration, Instant};
 use conclave_proto::ServerMessage;
 use conclave_room::codec::{h264_starts_keyframe, vp8_starts_keyframe};
 use conclave_room::{
-    Forward, Mid as RoomMid, Output as RoomOutput, PacketIn, Pid, Room, RoomConfig,
+    Forward, Mid as RoomMid, Output as RoomOutput, PacketIn, PictureId, Pid, Room, RoomConfig,
+    Vp8Ids,
 };
 use str0m::bwe::BweKind;
 use str0m::format::Codec;
 use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::Vp8Descriptor;
 use str0m::{Event, IceConnectionState, Input, Output};
 use tokio::sync::mpsc::UnboundedSender;
 
@@ -81,6 +87,8 @@ pub(super) struct RoomHost {
     /// Media transports of admitted participants.
     pub(super) peers: HashMap<Pid, Peer>,
     pub(super) dirty: Vec<Pid>,
+    /// Subscribers written to since they were last polled (each once: `Peer::pending`).
+    pending: Vec<Pid>,
     forwards: Vec<Forward>,
 }
 
@@ -97,6 +105,7 @@ impl RoomHost {
             conns: HashMap::new(),
             peers: HashMap::new(),
             dirty: Vec::new(),
+            pending: Vec::new(),
             forwards: Vec::new(),
         }
     }
@@ -278,7 +287,7 @@ impl Worker {
             peer.dead = true;
         }
         host.dirty.push(pid);
-        self.process(&room, Instant::now());
+        self.process_input(&room, Instant::now());
     }
 
     pub(super) fn forget_peer(&mut self, peer: &Peer) {
@@ -337,6 +346,16 @@ impl Worker {
 
     /// Drive a room until quiet: poll dirty peers, act on their events, act on the core's outputs.
     pub(super) fn process(&mut self, room: &str, now: Instant) {
+        self.drive(room, now, true);
+    }
+
+    /// Like [`Self::process`], but subscribers that were only written to wait for the end of the
+    /// input batch.
+    fn process_input(&mut self, room: &str, now: Instant) {
+        self.drive(room, now, false);
+    }
+
+    fn drive(&mut self, room: &str, now: Instant, with_pending: bool) {
         let Some(host) = self.rooms.get_mut(room) else {
             return;
         };
@@ -358,7 +377,16 @@ impl Worker {
                     Err(e) => tracing::error!(error = %e, "could not create a media transport"),
                 }
             }
-            let Some(pid) = host.dirty.pop() else {
+            let Some(pid) = host.dirty.pop().or_else(|| {
+                with_pending
+                    .then(|| host.pending.pop())
+                    .flatten()
+                    .inspect(|pid| {
+                        if let Some(p) = host.peers.get_mut(pid) {
+                            p.pending = false;
+                        }
+                    })
+            }) else {
                 break;
             };
             let events = poll_peer(&mut self.out, host, pid);
@@ -420,8 +448,16 @@ fn drain_core(host: &mut RoomHost, effects: &mut Effects, metrics: &WorkerMetric
                 }
             }
             RoomOutput::DesiredBitrate { to, bps } => {
+                tracing::debug!(participant = to.0, kbps = bps / 1000, "desired bitrate");
                 if let Some(p) = host.peers.get_mut(&to) {
                     p.set_desired_bitrate(bps);
+                    host.dirty.push(to);
+                }
+            }
+            RoomOutput::ResetEstimate { to, bps } => {
+                tracing::debug!(participant = to.0, kbps = bps / 1000, "estimator restarted");
+                if let Some(p) = host.peers.get_mut(&to) {
+                    p.reset_estimate(bps);
                     host.dirty.push(to);
                 }
             }
@@ -434,6 +470,7 @@ fn drain_core(host: &mut RoomHost, effects: &mut Effects, metrics: &WorkerMetric
                     effects.removed.push(p);
                 }
                 host.dirty.retain(|d| *d != pid);
+                host.pending.retain(|d| *d != pid);
                 effects.admitted.retain(|a| *a != pid);
             }
             RoomOutput::SaveSettings {
@@ -487,13 +524,16 @@ fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant, metrics:
             if !peer.mids.iter().any(|(mid, _)| *mid == m.mid) {
                 peer.mids.push((m.mid, m.kind));
             }
+            peer.tune_send_streams();
             let (published, slots) = peer.media_lists();
             host.core.set_media(now, pid, &published, &slots);
         }
         Event::MediaChanged(_) => {
-            let Some(peer) = host.peers.get(&pid) else {
+            let Some(peer) = host.peers.get_mut(&pid) else {
                 return;
             };
+            // A receive-only m-line turned send-receive gets its send stream now.
+            peer.tune_send_streams();
             let (published, slots) = peer.media_lists();
             host.core.set_media(now, pid, &published, &slots);
         }
@@ -513,7 +553,25 @@ fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant, metrics:
         Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. })
             if host.peers.get(&pid).is_some_and(|p| p.twcc) =>
         {
+            tracing::debug!(
+                participant = pid.0,
+                kbps = estimate.as_u64() / 1000,
+                "downlink estimate"
+            );
             host.core.set_estimate(pid, estimate.as_u64());
+        }
+        Event::PeerStats(st) if host.peers.get(&pid).is_some_and(|p| p.twcc) => {
+            if let Some(bwe) = st.bwe_tx {
+                tracing::debug!(
+                    participant = pid.0,
+                    kbps = bwe.as_u64() / 1000,
+                    "downlink estimate now"
+                );
+                host.core.set_estimate_now(pid, bwe.as_u64());
+            }
+            if let Some(loss) = st.egress_loss_fraction {
+                host.core.set_downlink_loss(now, pid, loss);
+            }
         }
         Event::Connected => tracing::debug!("peer connected"),
         Event::MediaIngressStats(st) => {
@@ -536,6 +594,20 @@ fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant, metrics:
     }
 }
 
+/// The picture numbering fields of a VP8 payload descriptor parsed from `payload`.
+fn vp8_ids(d: &Vp8Descriptor, payload: &[u8]) -> Vp8Ids {
+    Vp8Ids {
+        picture_id: d.picture_id().map(|value| PictureId {
+            value,
+            // A PictureID directly follows the required and extension bytes (RFC 7741 4.2);
+            // its M bit tells its width.
+            wide: payload.get(2).is_some_and(|b| b & 0x80 != 0),
+        }),
+        tl0_pic_idx: d.tl0_pic_idx(),
+        key_idx: d.key_idx(),
+    }
+}
+
 /// Hot path: one RTP packet from `pid` to every subscriber the room core names.
 fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket, metrics: &WorkerMetrics) {
     let Some(peer) = host.peers.get_mut(&pid) else {
@@ -551,17 +623,23 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket, metric
         return;
     };
     let layer = peer.layer_of(mid, rid);
-    let Some(codec) = peer.codec_of(pkt.header.payload_type) else {
+    let Some((codec, pt, red)) = peer.codec_of(pkt.header.payload_type) else {
         return;
     };
     let Some(room_mid) = RoomMid::new(&mid) else {
         return;
     };
-    crate::tap::media(codec.codec.is_video(), &pkt.payload);
+    crate::tap::media(codec.codec.is_video(), red, &pkt.payload);
     let keyframe = match codec.codec {
         Codec::Vp8 => vp8_starts_keyframe(&pkt.payload),
         Codec::H264 => h264_starts_keyframe(&pkt.payload),
         _ => false,
+    };
+    // The VP8 payload descriptor is written by the browser's packetizer after the encryption
+    // transform, so it is readable (and rewritable) under end-to-end encryption.
+    let vp8 = match codec.codec {
+        Codec::Vp8 => Vp8Descriptor::parse(&pkt.payload).ok(),
+        _ => None,
     };
     let meta = PacketIn {
         seq: *pkt.seq_no,
@@ -571,6 +649,7 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket, metric
         // Payload plus RTP, SRTP, UDP and IP headers, as the receiver's estimate counts them.
         bytes: pkt.payload.len() as u32 + 60,
         audio_level: pkt.header.ext_vals.audio_level,
+        vp8: vp8.as_ref().map(|d| vp8_ids(d, &pkt.payload)),
         at: pkt.timestamp,
     };
     let mut forwards = std::mem::take(&mut host.forwards);
@@ -584,22 +663,32 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket, metric
     pkt.header.ext_vals.mid = None;
     let out = ForwardedPacket {
         codec,
+        red,
+        pt,
         payload: &pkt.payload,
+        primary: OnceCell::new(),
         marker: pkt.header.marker,
         ext_vals: &pkt.header.ext_vals,
         wallclock: pkt.timestamp,
         nackable: codec.codec.is_video(),
+        vp8,
     };
+    let mut sent = 0;
     for f in &forwards {
-        if host
-            .peers
-            .get_mut(&f.to)
-            .is_some_and(|sub| sub.write_forward(f, &out))
-        {
-            metrics.packets_forwarded.inc();
-            metrics.bytes_forwarded.inc_by(pkt.payload.len() as u64);
-            host.dirty.push(f.to);
+        let Some(sub) = host.peers.get_mut(&f.to) else {
+            continue;
+        };
+        if sub.write_forward(f, &out) {
+            sent += 1;
+            if !sub.pending {
+                sub.pending = true;
+                host.pending.push(f.to);
+            }
         }
     }
+    metrics.packets_forwarded.inc_by(sent);
+    metrics
+        .bytes_forwarded
+        .inc_by(sent * pkt.payload.len() as u64);
     host.forwards = forwards;
 }
