@@ -43,11 +43,6 @@ const RTX_MAX_AGE: Duration = Duration::from_secs(1);
 /// is ~280 packets; this leaves room for a screen share's keyframe burst.
 const RTX_MAX_PACKETS: usize = 1024;
 
-/// Downlink estimates below which RED audio is sent as plain Opus, and above which with
-/// redundancy again.
-const RED_OFF_BELOW: u64 = 600_000;
-const RED_ON_ABOVE: u64 = 800_000;
-
 /// m-lines by mid and kind.
 pub type MediaList = Vec<(RoomMid, Kind)>;
 
@@ -77,9 +72,6 @@ pub struct Peer {
     pub screen_mid: Option<Mid>,
     /// The client sends transport-wide congestion feedback, so its downlink estimate is real.
     pub twcc: bool,
-    /// RED is sent to this peer as its primary block only, although negotiated: its downlink
-    /// estimate is too low to spend on redundancy (see [`Peer::set_estimate`]).
-    red_off: bool,
     /// An offer has been accepted: the transport can no longer be rebuilt.
     negotiated: bool,
     /// Send streams by m-line, once their retransmission buffer is sized: forwarded packets find
@@ -106,7 +98,6 @@ impl Peer {
             next_timeout: Some(now),
             screen_mid: None,
             twcc: true,
-            red_off: false,
             negotiated: false,
             tx: Vec::new(),
             pending: false,
@@ -268,12 +259,7 @@ impl Peer {
         // RED goes as it came to a subscriber that negotiated it; one that did not gets the
         // primary block alone, as plain Opus (when the RED headers are readable).
         let renumbered;
-        let red_pt = if self.red_off {
-            None
-        } else {
-            self.red_pt_for(&pkt.codec)
-        };
-        let (pt, payload) = match (pkt.red, red_pt) {
+        let (pt, payload) = match (pkt.red, self.red_pt_for(&pkt.codec)) {
             (true, Some(red)) => match self.pt_for(&pkt.codec) {
                 Some(pt) if pt == pkt.pt => (red, pkt.payload),
                 // This subscriber numbers the codec differently: so must the block headers.
@@ -370,18 +356,6 @@ impl Peer {
             self.rtc
                 .bwe()
                 .reset(Bitrate::bps(bps.max(MIN_BITRATE.as_u64())));
-        }
-    }
-
-    /// Follow the downlink estimate: below [`RED_OFF_BELOW`] audio goes without its redundant
-    /// copy, which about doubles an audio stream (two remote microphones with RED take ~150
-    /// kbit/s, half of a 300 kbit/s link that then cannot also carry one small video). Back on
-    /// above [`RED_ON_ABOVE`]; the gap keeps it from flapping at the edge.
-    pub fn set_estimate(&mut self, bps: u64) {
-        if bps < RED_OFF_BELOW {
-            self.red_off = true;
-        } else if bps > RED_ON_ABOVE {
-            self.red_off = false;
         }
     }
 
@@ -581,24 +555,6 @@ mod tests {
         api.add_media(MediaKind::Video, Direction::RecvOnly, None, None, None);
         let (offer, _pending) = api.apply().unwrap();
         offer.to_sdp_string()
-    }
-
-    #[test]
-    fn red_follows_the_downlink_estimate_with_a_gap() {
-        let media = MediaAddrs {
-            ips: vec![IpAddr::V4(Ipv4Addr::LOCALHOST)],
-            udp_port: 40000,
-            tcp_port: None,
-        };
-        let mut peer = Peer::new(Instant::now(), &media).unwrap();
-        assert!(!peer.red_off, "redundancy while nothing is measured");
-        let mut seen = Vec::new();
-        for kbps in [2000, 700, 500, 700, 790, 900, 700, 550] {
-            peer.set_estimate(kbps * 1000);
-            seen.push(peer.red_off);
-        }
-        // Off only below 600 kbit/s, on again only above 800: no flapping in between.
-        assert_eq!(seen, [false, false, true, true, true, false, false, true]);
     }
 
     #[test]

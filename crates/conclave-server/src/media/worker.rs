@@ -559,9 +559,6 @@ fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant, metrics:
                 "downlink estimate"
             );
             host.core.set_estimate(pid, estimate.as_u64());
-            if let Some(peer) = host.peers.get_mut(&pid) {
-                peer.set_estimate(estimate.as_u64());
-            }
         }
         Event::PeerStats(st) if host.peers.get(&pid).is_some_and(|p| p.twcc) => {
             if let Some(bwe) = st.bwe_tx {
