@@ -81,6 +81,10 @@ pub enum Output {
     /// Restart this participant's downlink estimator from `bps`: its estimate stays below what
     /// the lowest layers need while the losses look random rather than like congestion.
     ResetEstimate { to: Pid, bps: u64 },
+    /// Send audio that arrives with redundancy (RED) to this participant with it (`true`), or
+    /// as its primary block alone (`false`): its downlink cannot carry the redundancy and the
+    /// lowest video layers together. Participants start with redundancy.
+    AudioRedundancy { to: Pid, on: bool },
     /// The participant is in the meeting (joined, or admitted from the lobby): create its
     /// media transport.
     Admitted { pid: Pid },
@@ -108,6 +112,9 @@ pub struct PacketIn {
     pub bytes: u32,
     /// Audio level from the header extension, in -dBov (0 loudest, -127 silence).
     pub audio_level: Option<i8>,
+    /// Audio carrying a redundant copy of earlier frames (RED, RFC 2198): it costs receivers
+    /// about twice plain audio unless they are sent its primary block alone.
+    pub red: bool,
     /// Picture numbering of a VP8 packet's payload descriptor (in the clear under end-to-end
     /// encryption: the browser's packetizer writes it after the encryption transform). `None`
     /// for other codecs.
@@ -260,6 +267,11 @@ pub(crate) struct Participant {
     /// Sharing the screen now (a screen track is published and not stopped by a moderator).
     pub(crate) sharing: bool,
     pub(crate) media_only: bool,
+    /// Audio redundancy is withheld (see `Output::AudioRedundancy`), since when the budget has
+    /// been too small for it, and when it was last switched.
+    pub(crate) red_off: bool,
+    pub(crate) red_short_since: Option<Instant>,
+    pub(crate) red_switched_at: Option<Instant>,
 }
 
 impl Participant {
@@ -315,6 +327,8 @@ pub(crate) struct Track {
     pub(crate) speech_packets: u32,
     /// Audio: last time it carried speech.
     pub(crate) spoke_at: Option<Instant>,
+    /// Audio: it arrives with redundancy (RED).
+    pub(crate) red: bool,
     /// Video: the layers the publisher was last told to send (`None`: never told, all on).
     pub(crate) publish_sent: Option<[bool; MAX_LAYERS]>,
     /// Video: since when each layer has been unneeded.
@@ -487,6 +501,9 @@ impl Room {
             wanted_slots: Default::default(),
             sharing: false,
             media_only,
+            red_off: false,
+            red_short_since: None,
+            red_switched_at: None,
         };
         self.participants.insert(pid, participant);
         if waiting {

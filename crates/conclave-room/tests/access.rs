@@ -88,6 +88,7 @@ impl H {
                 layer: 0,
                 bytes: 100,
                 audio_level: None,
+                red: false,
                 vp8: None,
                 at: self.at(0),
             },

@@ -89,6 +89,7 @@ impl Harness {
             layer: 0,
             bytes: 1000,
             audio_level: None,
+            red: false,
             vp8: None,
             at: self.now.get(),
         };

@@ -108,6 +108,7 @@ impl Sim {
                     layer,
                     bytes: bytes / packets + 60,
                     audio_level: None,
+                    red: false,
                     vp8: Some(vp8),
                     at: self.now,
                 };
@@ -367,6 +368,7 @@ fn several_talking_at_once_keep_their_audio_slots() {
                 layer: 0,
                 bytes: 120,
                 audio_level: Some(-30),
+                red: false,
                 at: s.now + Duration::from_millis(5 * ((i as u64 + step) % 4)),
                 vp8: None,
             };
@@ -669,4 +671,91 @@ fn an_estimate_held_down_by_random_loss_is_restarted_but_not_one_held_by_a_full_
         s.room.set_downlink_loss(s.now, viewer, loss);
         assert!(resets(&mut s, 6).is_empty());
     }
+}
+
+#[test]
+fn audio_redundancy_is_withheld_before_a_video_would_be_paused_and_returns_with_headroom() {
+    let mut s = Sim::new(RoomConfig::default());
+    let viewer = s.join("viewer");
+    let a = s.join("alice");
+    let c = s.join("carol");
+    let slots: Vec<(Mid, Kind)> = [("20", Kind::Video), ("21", Kind::Video)]
+        .into_iter()
+        .chain([("40", Kind::Audio), ("41", Kind::Audio)])
+        .map(|(m, k)| (mid(m), k))
+        .collect();
+    let published = [
+        Published {
+            mid: mid("1"),
+            kind: Kind::Video,
+            layers: 3,
+            screen: false,
+        },
+        Published {
+            mid: mid("2"),
+            kind: Kind::Audio,
+            layers: 1,
+            screen: false,
+        },
+    ];
+    s.room.set_media(s.now, viewer, &[], &slots);
+    for p in [a, c] {
+        s.room.set_media(s.now, p, &published, &slots);
+    }
+    // Two thumbnails (about 165 kbit/s each with headers) and two microphones with RED.
+    s.room.set_view(
+        s.now,
+        viewer,
+        &[
+            (ParticipantId("id-alice".into()), 180),
+            (ParticipantId("id-carol".into()), 180),
+        ],
+    );
+    let mut audio_seq = 0;
+    // Seconds of media; what the viewer was told about redundancy, and whether both videos
+    // played in the last second.
+    let mut run = |s: &mut Sim, secs: usize| {
+        let mut told = Vec::new();
+        let mut both = 0;
+        for i in 0..(secs * 30) {
+            audio_seq += 1;
+            for p in [a, c] {
+                let pkt = PacketIn {
+                    seq: audio_seq,
+                    ts: audio_seq as u32 * 960,
+                    keyframe: false,
+                    layer: 0,
+                    bytes: 220,
+                    audio_level: Some(-40),
+                    red: true,
+                    at: s.now,
+                    vp8: None,
+                };
+                s.room.on_rtp(p, mid("2"), pkt, &mut Vec::new());
+            }
+            let got = frames_to(s, &[a, c], viewer, 30);
+            if i + 30 >= secs * 30 && got == [a, c] {
+                both += 1;
+            }
+            while let Some(o) = s.room.poll_output() {
+                if let Output::AudioRedundancy { to, on } = o {
+                    assert_eq!(to, viewer);
+                    told.push(on);
+                }
+            }
+        }
+        (told, both)
+    };
+    s.room.set_estimate(viewer, 1_000_000);
+    assert_eq!(run(&mut s, 3), (vec![], 30), "room for everything");
+    // A cap: the thumbnails and plain audio fit, with redundancy they do not.
+    s.room.set_estimate(viewer, 480_000);
+    let (told, _) = run(&mut s, 2);
+    assert_eq!(told, [false], "redundancy withheld after a second");
+    assert_eq!(run(&mut s, 4), (vec![], 30), "both videos keep playing");
+    // Redundancy would fit again, but without headroom: it stays off.
+    s.room.set_estimate(viewer, 560_000);
+    assert_eq!(run(&mut s, 5), (vec![], 30));
+    s.room.set_estimate(viewer, 700_000);
+    assert_eq!(run(&mut s, 1), (vec![true], 30), "back with headroom");
 }

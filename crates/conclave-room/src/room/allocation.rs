@@ -89,6 +89,19 @@ const RANDOM_FOR: Duration = Duration::from_secs(3);
 const RESET_EVERY: Duration = Duration::from_secs(5);
 /// Budget kept for each audio track received (Opus with headers, FEC).
 const AUDIO_BPS: u64 = 50_000;
+/// ...and for one received with redundancy (RED): the previous frame rides along with each
+/// packet, about doubling the payload.
+const RED_AUDIO_BPS: u64 = 90_000;
+/// Redundancy is a luxury next to seeing anyone at all: when the lowest layers of the wanted
+/// videos and the audio with redundancy no longer fit the estimate (at a cap, two microphones
+/// with RED took as much as two 180p videos and the link overfilled: 14 freezes a minute), the
+/// participant gets the primary audio blocks alone after RED_OFF_AFTER, before a playing video
+/// would be paused (PAUSE_AFTER_SHORT). Redundancy comes back after the hold, once it fits
+/// with RESUME_PCT headroom, so it does not flap at the edge. Higher video layers come after it.
+/// An estimator that took a busy machine's start-up jitter for congestion can sit that low
+/// for the first seconds of a call too (down to 300 kbit/s on an idle loopback): redundancy is
+/// then withheld for those seconds, which costs nothing audible where nothing is lost.
+const RED_OFF_AFTER: Duration = Duration::from_secs(1);
 /// Speech this recent counts as speaking now. When several talk at once (or have noisy
 /// microphones), ranking them by their very last packet would reshuffle the last-N every tick
 /// (new slots, keyframes, `subscriptions` to everyone); as equals they keep their join order.
@@ -127,6 +140,13 @@ impl Track {
                     .iter()
                     .filter_map(|l| l.last_packet)
                     .any(|other| other > at + STOPPED_AFTER))
+    }
+
+    /// The lowest layer being sent, preferring those up to `cap`.
+    fn lowest(&self, now: Instant, cap: u8) -> Option<u8> {
+        (0..=cap)
+            .find(|l| self.available(now, *l))
+            .or_else(|| (cap..self.layer_count).find(|l| self.available(now, *l)))
     }
 
     fn rate(&self, layer: u8) -> u64 {
@@ -368,10 +388,54 @@ impl Room {
             Some(now_bps) if now_bps * 100 < e * COLLAPSE_PCT => now_bps,
             _ => e,
         });
-        let budget = estimate.map(|e| e.saturating_sub(AUDIO_BPS * audio.len() as u64));
         let policy = self.config.layer_policy;
+        let red_tracks = audio.iter().filter(|k| tracks[k].red).count() as u64;
+        let audio_bps = |red: bool| {
+            AUDIO_BPS * audio.len() as u64
+                + if red {
+                    (RED_AUDIO_BPS - AUDIO_BPS) * red_tracks
+                } else {
+                    0
+                }
+        };
+        // What the lowest layers of the wanted videos need, with audio redundancy.
+        let floor_red = audio_bps(true)
+            + video
+                .iter()
+                .filter_map(|(key, cap)| {
+                    let t = &tracks[key];
+                    t.lowest(now, (*cap).min(t.layer_count - 1))
+                        .map(|l| t.rate(l))
+                })
+                .sum::<u64>();
 
         let p = self.participants.get_mut(&sub).expect("checked above");
+        if let (LayerPolicy::Auto, Some(e), true) = (policy, estimate, red_tracks > 0) {
+            let switch = if !p.red_off {
+                if floor_red > e {
+                    let since = *p.red_short_since.get_or_insert(now);
+                    now >= since + RED_OFF_AFTER
+                } else {
+                    p.red_short_since = None;
+                    false
+                }
+            } else {
+                p.red_switched_at
+                    .is_none_or(|at| now >= at + HOLD_AFTER_LOWER)
+                    && floor_red * RESUME_PCT <= e * 100
+            };
+            if switch {
+                p.red_off = !p.red_off;
+                p.red_switched_at = Some(now);
+                p.red_short_since = None;
+                self.outputs.push_back(Output::AudioRedundancy {
+                    to: sub,
+                    on: !p.red_off,
+                });
+            }
+        }
+        let audio_now = audio_bps(red_tracks > 0 && !p.red_off);
+        let budget = estimate.map(|e| e.saturating_sub(audio_now));
         p.wanted_slots = SlotCounts {
             audio: audio.len() as u32,
             video: video.len() as u32,
@@ -419,11 +483,13 @@ impl Room {
         // Layers: lowest for each, most important first, while the budget allows...
         let mut entries: Vec<(usize, TrackKey, u8, Option<u8>)> = Vec::new();
         let mut used = 0u64;
-        let mut desired = AUDIO_BPS * audio.len() as u64;
-        // Some video gets less than it could because of the budget (not because it is held).
-        let mut short = false;
+        // Unlimited, the participant would get redundancy too.
+        let mut desired = audio_bps(red_tracks > 0);
+        // Some video (or the audio redundancy) gets less than it could because of the budget
+        // (not because it is held).
+        let mut short = p.red_off && red_tracks > 0;
         // What the lowest layers of every wanted video and the audio need.
-        let mut floor = AUDIO_BPS * audio.len() as u64;
+        let mut floor = audio_now;
         for (i, &(key, cap)) in video.iter().enumerate() {
             let Some(idx) = p.slots.iter().position(|s| s.track == Some(key)) else {
                 continue;
@@ -443,9 +509,7 @@ impl Room {
             let choice = match policy {
                 LayerPolicy::Highest => (0..t.layer_count).rev().find(|l| t.available(now, *l)),
                 LayerPolicy::Auto => {
-                    let lowest = (0..=cap)
-                        .find(|l| t.available(now, *l))
-                        .or_else(|| (cap..t.layer_count).find(|l| t.available(now, *l)));
+                    let lowest = t.lowest(now, cap);
                     floor += lowest.map_or(0, |l| t.rate(l));
                     let fits = |l: u8| {
                         budget.is_none_or(|b| {

@@ -82,6 +82,7 @@ impl Room {
                 audio_packets: 0,
                 speech_packets: 0,
                 spoke_at: None,
+                red: false,
                 publish_sent: None,
                 unneeded_since: [None; MAX_LAYERS],
             });
@@ -140,6 +141,7 @@ impl Room {
         let Some(track) = self.tracks.get_mut(&(publisher, mid)) else {
             return;
         };
+        track.red = pkt.red;
         if let Some(level) = pkt.audio_level {
             track.audio_packets += 1;
             if level >= SPEECH_LEVEL {

@@ -72,6 +72,9 @@ pub struct Peer {
     pub screen_mid: Option<Mid>,
     /// The client sends transport-wide congestion feedback, so its downlink estimate is real.
     pub twcc: bool,
+    /// RED is sent to this peer as its primary block only, although negotiated: the room
+    /// found its downlink too small for the redundancy (`Output::AudioRedundancy`).
+    pub red_off: bool,
     /// An offer has been accepted: the transport can no longer be rebuilt.
     negotiated: bool,
     /// Send streams by m-line, once their retransmission buffer is sized: forwarded packets find
@@ -98,6 +101,7 @@ impl Peer {
             next_timeout: Some(now),
             screen_mid: None,
             twcc: true,
+            red_off: false,
             negotiated: false,
             tx: Vec::new(),
             pending: false,
@@ -259,7 +263,12 @@ impl Peer {
         // RED goes as it came to a subscriber that negotiated it; one that did not gets the
         // primary block alone, as plain Opus (when the RED headers are readable).
         let renumbered;
-        let (pt, payload) = match (pkt.red, self.red_pt_for(&pkt.codec)) {
+        let red_pt = if self.red_off {
+            None
+        } else {
+            self.red_pt_for(&pkt.codec)
+        };
+        let (pt, payload) = match (pkt.red, red_pt) {
             (true, Some(red)) => match self.pt_for(&pkt.codec) {
                 Some(pt) if pt == pkt.pt => (red, pkt.payload),
                 // This subscriber numbers the codec differently: so must the block headers.

@@ -461,6 +461,12 @@ fn drain_core(host: &mut RoomHost, effects: &mut Effects, metrics: &WorkerMetric
                     host.dirty.push(to);
                 }
             }
+            RoomOutput::AudioRedundancy { to, on } => {
+                tracing::debug!(participant = to.0, on, "audio redundancy");
+                if let Some(p) = host.peers.get_mut(&to) {
+                    p.red_off = !on;
+                }
+            }
             RoomOutput::Admitted { pid } => effects.admitted.push(pid),
             RoomOutput::Removed { pid } => {
                 // Dropping the connection's sender ends its WebSocket after what was queued.
@@ -649,6 +655,7 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket, metric
         // Payload plus RTP, SRTP, UDP and IP headers, as the receiver's estimate counts them.
         bytes: pkt.payload.len() as u32 + 60,
         audio_level: pkt.header.ext_vals.audio_level,
+        red,
         vp8: vp8.as_ref().map(|d| vp8_ids(d, &pkt.payload)),
         at: pkt.timestamp,
     };
