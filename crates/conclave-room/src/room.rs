@@ -250,8 +250,10 @@ pub(crate) struct Participant {
     /// the allocation last had its estimator restarted.
     pub(crate) loss: Option<f32>,
     pub(crate) reset_at: Option<Instant>,
-    /// Since when every loss sample has looked random (see `RANDOM_LOSS`).
+    /// Since when every loss sample has looked random (see `RANDOM_LOSS`), and since when
+    /// every one has been above that (heavy).
     pub(crate) random_loss_since: Option<Instant>,
+    pub(crate) heavy_loss_since: Option<Instant>,
     /// Last `DesiredBitrate` output, to send only changes.
     pub(crate) desired_sent: u64,
     /// When the allocation last asked the estimator to probe (a raised `DesiredBitrate`), and
@@ -493,6 +495,7 @@ impl Room {
             loss: None,
             reset_at: None,
             random_loss_since: None,
+            heavy_loss_since: None,
             desired_sent: 0,
             probed_at: None,
             probing: false,

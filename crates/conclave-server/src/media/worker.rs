@@ -571,6 +571,8 @@ fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant, metrics:
                 tracing::debug!(
                     participant = pid.0,
                     kbps = bwe.as_u64() / 1000,
+                    sent_bytes = st.peer_bytes_tx,
+                    loss = st.egress_loss_fraction.unwrap_or(0.0),
                     "downlink estimate now"
                 );
                 host.core.set_estimate_now(pid, bwe.as_u64());
@@ -591,6 +593,7 @@ fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant, metrics:
             }
         }
         Event::MediaEgressStats(st) => {
+            tracing::trace!(participant = pid.0, mid = %st.mid, bytes = st.bytes, plis = st.plis, nacks = st.nacks, "egress");
             if let Some(peer) = host.peers.get_mut(&pid) {
                 let (nacks, _) = peer.stats_delta((st.mid, st.rid, false), st.nacks, st.packets);
                 metrics.nacks_received.inc_by(nacks);
