@@ -77,8 +77,13 @@ const LOWEST_KEEP_PCT: u64 = 110;
 const PAUSE_AFTER_SHORT: Duration = Duration::from_secs(2);
 /// A video paused for the budget resumes only with this much (percent of what it needs), and
 /// after the hold: each resume waits for a keyframe, so pausing and resuming at the edge
-/// would freeze it again and again.
-const RESUME_PCT: u64 = 125;
+/// would freeze it again and again. With pausing at LOWEST_KEEP_PCT the two are 21 % apart.
+/// Not more: at a 500 kbit/s cap the estimate saws between 425 and 500 kbit/s, two 180p videos
+/// and two microphones need 430, and at 125 % a video once paused never came back.
+const RESUME_PCT: u64 = 110;
+/// Audio redundancy returns with this much headroom (percent of what it and the lowest video
+/// layers need).
+const RED_ON_PCT: u64 = 125;
 /// Losses in this range (share of packets, over a second) look random rather than like a full
 /// link: a link overfilled through a drop-tail queue loses what exceeds it (tens of percent when
 /// a video too many is sent), an adapted one next to nothing. Loss-based estimators (str0m's,
@@ -105,7 +110,7 @@ const RED_AUDIO_BPS: u64 = 90_000;
 /// (PAUSE_AFTER_SHORT). Not under heavy loss (at least RANDOM_LOSS.end): with 20 % bursty loss
 /// the estimate is low too, and there redundancy is what keeps speech intelligible (audible
 /// concealment 14 % with it, 28 % without). Redundancy comes back after the hold once it fits
-/// with RESUME_PCT headroom, or once heavy loss has lasted RANDOM_FOR. An estimator that took
+/// with RED_ON_PCT headroom, or once heavy loss has lasted RANDOM_FOR. An estimator that took
 /// a busy machine's start-up jitter for congestion can sit low for the first seconds of a call
 /// too (down to 300 kbit/s on an idle loopback): redundancy is withheld for those seconds,
 /// which costs nothing audible where nothing is lost.
@@ -440,7 +445,7 @@ impl Room {
             } else {
                 p.red_switched_at
                     .is_none_or(|at| now >= at + HOLD_AFTER_LOWER)
-                    && (floor_red * RESUME_PCT <= e * 100
+                    && (floor_red * RED_ON_PCT <= e * 100
                         || p.heavy_loss_since.is_some_and(|at| now >= at + RANDOM_FOR))
             };
             if switch {
