@@ -78,6 +78,38 @@ impl Sim {
         self.room.set_media(self.now, pid, &published, &slots);
     }
 
+    /// Alice publishes three layers; Bob offers one video receive slot (and publishes too).
+    fn alice_and_bob(&mut self) -> (Pid, Pid) {
+        let a = self.join("alice");
+        let b = self.join("bob");
+        self.media(a, 3, false, 1);
+        self.media(b, 3, false, 1);
+        (a, b)
+    }
+
+    /// A viewer with two video receive slots, and Alice and Carol publishing three layers.
+    fn viewer_alice_carol(&mut self) -> (Pid, Pid, Pid) {
+        let viewer = self.join("viewer");
+        let a = self.join("alice");
+        let c = self.join("carol");
+        self.media(viewer, 3, false, 2);
+        self.media(a, 3, false, 2);
+        self.media(c, 3, false, 2);
+        (viewer, a, c)
+    }
+
+    /// `viewer` shows Alice and Carol as thumbnails: each wants only the lowest layer.
+    fn thumbnails(&mut self, viewer: Pid) {
+        self.room.set_view(
+            self.now,
+            viewer,
+            &[
+                (ParticipantId("id-alice".into()), 180),
+                (ParticipantId("id-carol".into()), 180),
+            ],
+        );
+    }
+
     /// One frame of every layer being sent, from `publisher`; a keyframe every `gop` frames.
     /// Returns what was forwarded, with the layer each forward came from.
     fn frame(&mut self, publisher: Pid, gop: u64) -> Vec<(Forward, u8)> {
@@ -164,10 +196,7 @@ impl Sim {
 #[test]
 fn receiver_gets_top_layer_with_enough_bandwidth_and_switches_down_and_up_at_keyframes() {
     let mut s = Sim::new(RoomConfig::default());
-    let a = s.join("alice");
-    let b = s.join("bob");
-    s.media(a, 3, false, 1);
-    s.media(b, 3, false, 1);
+    let (a, b) = s.alice_and_bob();
     s.room.set_estimate(b, 5_000_000);
     let (layer, _) = s.run(a, b, 6.0, 60);
     assert_eq!(layer, Some(2), "plenty of bandwidth: 720p");
@@ -191,10 +220,7 @@ fn receiver_gets_top_layer_with_enough_bandwidth_and_switches_down_and_up_at_key
 #[test]
 fn numbering_stays_continuous_across_layer_switches() {
     let mut s = Sim::new(RoomConfig::default());
-    let a = s.join("alice");
-    let b = s.join("bob");
-    s.media(a, 3, false, 1);
-    s.media(b, 3, false, 1);
+    let (a, b) = s.alice_and_bob();
     let mut last: Option<(u64, Vp8Ids)> = None;
     let mut layers_seen = [false; 3];
     for step in 0..4 {
@@ -238,10 +264,7 @@ fn numbering_stays_continuous_across_layer_switches() {
 #[test]
 fn small_tile_gets_a_small_layer_and_unneeded_layers_are_paused() {
     let mut s = Sim::new(RoomConfig::default());
-    let a = s.join("alice");
-    let b = s.join("bob");
-    s.media(a, 3, false, 1);
-    s.media(b, 3, false, 1);
+    let (a, b) = s.alice_and_bob();
     s.room.set_estimate(b, 10_000_000);
     // Bob shows Alice as a 180-pixel thumbnail.
     s.room
@@ -285,10 +308,7 @@ fn highest_policy_always_forwards_the_top_layer() {
         ..Default::default()
     };
     let mut s = Sim::new(config);
-    let a = s.join("alice");
-    let b = s.join("bob");
-    s.media(a, 3, false, 1);
-    s.media(b, 3, false, 1);
+    let (a, b) = s.alice_and_bob();
     s.room.set_estimate(b, 300_000);
     s.room
         .set_view(s.now, b, &[(ParticipantId("id-alice".into()), 180)]);
@@ -430,21 +450,9 @@ fn frames_to_layers(s: &mut Sim, publishers: &[Pid], sub: Pid) -> Vec<u8> {
 #[test]
 fn an_estimate_wobbling_at_the_edge_does_not_pause_and_resume_a_video() {
     let mut s = Sim::new(RoomConfig::default());
-    let viewer = s.join("viewer");
-    let a = s.join("alice");
-    let c = s.join("carol");
-    s.media(viewer, 3, false, 2);
-    s.media(a, 3, false, 2);
-    s.media(c, 3, false, 2);
+    let (viewer, a, c) = s.viewer_alice_carol();
     // Two thumbnails: each wants only the lowest layer (about 165 kbit/s with headers).
-    s.room.set_view(
-        s.now,
-        viewer,
-        &[
-            (ParticipantId("id-alice".into()), 180),
-            (ParticipantId("id-carol".into()), 180),
-        ],
-    );
+    s.thumbnails(viewer);
     s.room.set_estimate(viewer, 600_000);
     for _ in 0..(4 * 30) {
         frames_to(&mut s, &[a, c], viewer, 30);
@@ -490,10 +498,7 @@ fn an_estimate_wobbling_at_the_edge_does_not_pause_and_resume_a_video() {
 #[test]
 fn a_receiver_held_below_what_it_wants_asks_for_probes_until_it_gets_it() {
     let mut s = Sim::new(RoomConfig::default());
-    let a = s.join("alice");
-    let b = s.join("bob");
-    s.media(a, 3, false, 1);
-    s.media(b, 3, false, 1);
+    let (a, b) = s.alice_and_bob();
     s.room.set_estimate(b, 5_000_000);
     s.run(a, b, 4.0, 30);
     // The cap comes down: the estimate follows, bob gets the lowest layer.
@@ -528,10 +533,7 @@ fn a_receiver_held_below_what_it_wants_asks_for_probes_until_it_gets_it() {
 #[test]
 fn an_unsmoothed_drop_lowers_the_layer_before_the_smoothed_estimate_follows() {
     let mut s = Sim::new(RoomConfig::default());
-    let a = s.join("alice");
-    let b = s.join("bob");
-    s.media(a, 3, false, 1);
-    s.media(b, 3, false, 1);
+    let (a, b) = s.alice_and_bob();
     s.room.set_estimate(b, 5_000_000);
     s.room.set_estimate_now(b, 5_000_000);
     let (layer, _) = s.run(a, b, 4.0, 30);
@@ -550,10 +552,7 @@ fn an_unsmoothed_drop_lowers_the_layer_before_the_smoothed_estimate_follows() {
 #[test]
 fn under_heavy_loss_a_moderate_unsmoothed_drop_counts_too() {
     let mut s = Sim::new(RoomConfig::default());
-    let a = s.join("alice");
-    let b = s.join("bob");
-    s.media(a, 3, false, 1);
-    s.media(b, 3, false, 1);
+    let (a, b) = s.alice_and_bob();
     s.room.set_estimate(b, 1_000_000);
     s.room.set_estimate_now(b, 1_000_000);
     let (layer, _) = s.run(a, b, 4.0, 30);
@@ -572,10 +571,7 @@ fn under_heavy_loss_a_moderate_unsmoothed_drop_counts_too() {
 #[test]
 fn a_layer_the_publisher_stops_is_left_for_a_lower_one_at_once() {
     let mut s = Sim::new(RoomConfig::default());
-    let a = s.join("alice");
-    let b = s.join("bob");
-    s.media(a, 3, false, 1);
-    s.media(b, 3, false, 1);
+    let (a, b) = s.alice_and_bob();
     s.room.set_estimate(b, 5_000_000);
     let (layer, _) = s.run(a, b, 4.0, 10);
     assert_eq!(layer, Some(2));
@@ -598,20 +594,8 @@ fn a_layer_the_publisher_stops_is_left_for_a_lower_one_at_once() {
 #[test]
 fn a_brief_estimate_collapse_does_not_pause_a_video_a_lasting_one_does() {
     let mut s = Sim::new(RoomConfig::default());
-    let viewer = s.join("viewer");
-    let a = s.join("alice");
-    let c = s.join("carol");
-    s.media(viewer, 3, false, 2);
-    s.media(a, 3, false, 2);
-    s.media(c, 3, false, 2);
-    s.room.set_view(
-        s.now,
-        viewer,
-        &[
-            (ParticipantId("id-alice".into()), 180),
-            (ParticipantId("id-carol".into()), 180),
-        ],
-    );
+    let (viewer, a, c) = s.viewer_alice_carol();
+    s.thumbnails(viewer);
     s.room.set_estimate(viewer, 600_000);
     let run = |s: &mut Sim, secs: usize| {
         let mut carol_frames = 0;
@@ -640,12 +624,7 @@ fn a_brief_estimate_collapse_does_not_pause_a_video_a_lasting_one_does() {
 #[test]
 fn an_estimate_held_down_by_random_loss_is_restarted_but_not_one_held_by_a_full_link() {
     let mut s = Sim::new(RoomConfig::default());
-    let viewer = s.join("viewer");
-    let a = s.join("alice");
-    let c = s.join("carol");
-    s.media(viewer, 3, false, 2);
-    s.media(a, 3, false, 2);
-    s.media(c, 3, false, 2);
+    let (viewer, a, c) = s.viewer_alice_carol();
     s.room.set_estimate(viewer, 2_000_000);
     let resets = |s: &mut Sim, secs: usize| {
         let mut at = Vec::new();
@@ -725,14 +704,7 @@ fn audio_redundancy_is_withheld_before_a_video_would_be_paused_and_returns_with_
         s.room.set_media(s.now, p, &published, &slots);
     }
     // Two thumbnails (about 165 kbit/s each with headers) and two microphones with RED.
-    s.room.set_view(
-        s.now,
-        viewer,
-        &[
-            (ParticipantId("id-alice".into()), 180),
-            (ParticipantId("id-carol".into()), 180),
-        ],
-    );
+    s.thumbnails(viewer);
     let mut audio_seq = 0;
     // Seconds of media; what the viewer was told about redundancy, and whether both videos
     // played in the last second.

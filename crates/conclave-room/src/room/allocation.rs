@@ -5,8 +5,8 @@
 //!
 //! Layer choice follows the usual SFU allocation (LiveKit, Jitsi): first every wanted video gets
 //! its lowest layer, most important first, as long as the estimate allows; then they are raised
-//! one layer at a time in the same order. Raising (and resuming a paused video) needs 25 %
-//! headroom and is held off for a while after a slot was lowered, so a wobbling estimate does not
+//! one layer at a time in the same order. Raising needs 25 % headroom (resuming a paused video
+//! 10 %) and is held off for a while after a slot was lowered, so a wobbling estimate does not
 //! make the picture flap. Lowering happens at once. While a receiver could take more than its
 //! estimate allows, the estimator is asked to probe (see [`PROBE_EVERY`]), so the estimate climbs
 //! back in a few probes rather than at the estimator's slow additive pace.
@@ -107,7 +107,7 @@ const RED_AUDIO_BPS: u64 = 90_000;
 /// the audio with redundancy no longer fit the estimate (at a 500 kbit/s cap, two microphones
 /// with RED took as much as two 180p videos: 14 freezes a minute), the participant gets the
 /// primary audio blocks alone after RED_OFF_AFTER, before a playing video would be paused
-/// (PAUSE_AFTER_SHORT). Not under heavy loss (at least RANDOM_LOSS.end): with 20 % bursty loss
+/// (PAUSE_AFTER_SHORT). Not under heavy loss (at least OVERFILLED): with 20 % bursty loss
 /// the estimate is low too, and there redundancy is what keeps speech intelligible (audible
 /// concealment 14 % with it, 28 % without). Redundancy comes back after the hold once it fits
 /// with RED_ON_PCT headroom, or once heavy loss has lasted RANDOM_FOR. An estimator that took
@@ -230,7 +230,7 @@ impl Room {
             } else {
                 p.random_loss_since = None;
             }
-            if fraction >= RANDOM_LOSS.end {
+            if fraction >= OVERFILLED {
                 p.heavy_loss_since.get_or_insert(now);
             } else {
                 p.heavy_loss_since = None;
@@ -415,22 +415,18 @@ impl Room {
         let red_tracks = audio.iter().filter(|k| tracks[k].red).count() as u64;
         let audio_bps = |red: bool| {
             AUDIO_BPS * audio.len() as u64
-                + if red {
-                    (RED_AUDIO_BPS - AUDIO_BPS) * red_tracks
-                } else {
-                    0
-                }
+                + u64::from(red) * (RED_AUDIO_BPS - AUDIO_BPS) * red_tracks
         };
-        // What the lowest layers of the wanted videos need, with audio redundancy.
-        let floor_red = audio_bps(true)
-            + video
-                .iter()
-                .filter_map(|(key, cap)| {
-                    let t = &tracks[key];
-                    t.lowest(now, (*cap).min(t.layer_count - 1))
-                        .map(|l| t.rate(l))
-                })
-                .sum::<u64>();
+        // What the lowest layers of the wanted videos need.
+        let video_floor: u64 = video
+            .iter()
+            .filter_map(|(key, cap)| {
+                let t = &tracks[key];
+                t.lowest(now, (*cap).min(t.layer_count - 1))
+                    .map(|l| t.rate(l))
+            })
+            .sum();
+        let floor_red = video_floor + audio_bps(true);
 
         let p = self.participants.get_mut(&sub).expect("checked above");
         if let (LayerPolicy::Auto, Some(e), true) = (policy, estimate, red_tracks > 0) {
@@ -513,7 +509,7 @@ impl Room {
         // (not because it is held).
         let mut short = p.red_off && red_tracks > 0;
         // What the lowest layers of every wanted video and the audio need.
-        let mut floor = audio_now;
+        let floor = video_floor + audio_now;
         for (i, &(key, cap)) in video.iter().enumerate() {
             let Some(idx) = p.slots.iter().position(|s| s.track == Some(key)) else {
                 continue;
@@ -534,7 +530,6 @@ impl Room {
                 LayerPolicy::Highest => (0..t.layer_count).rev().find(|l| t.available(now, *l)),
                 LayerPolicy::Auto => {
                     let lowest = t.lowest(now, cap);
-                    floor += lowest.map_or(0, |l| t.rate(l));
                     let fits = |l: u8| {
                         budget.is_none_or(|b| {
                             let need = (used + t.rate(l)) * 100;

@@ -593,7 +593,16 @@ fn handle_event(host: &mut RoomHost, pid: Pid, ev: Event, now: Instant, metrics:
             }
         }
         Event::MediaEgressStats(st) => {
-            tracing::trace!(participant = pid.0, mid = %st.mid, bytes = st.bytes, plis = st.plis, nacks = st.nacks, "egress");
+            // Bytes include retransmissions: with the downlink estimate (debug) this shows what
+            // fills a receiver's link.
+            tracing::trace!(
+                participant = pid.0,
+                mid = %st.mid,
+                bytes = st.bytes,
+                plis = st.plis,
+                nacks = st.nacks,
+                "egress"
+            );
             if let Some(peer) = host.peers.get_mut(&pid) {
                 let (nacks, _) = peer.stats_delta((st.mid, st.rid, false), st.nacks, st.packets);
                 metrics.nacks_received.inc_by(nacks);
