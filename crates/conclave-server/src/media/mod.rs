@@ -213,6 +213,8 @@ pub(crate) enum WorkerInput {
         data: Vec<u8>,
         at: Instant,
     },
+    /// A burst from the UDP socket.
+    Datagrams(udp::Datagrams),
     Command(Command),
 }
 

@@ -1,9 +1,12 @@
-//! The receive side of the one UDP socket: read datagrams and hand each to the worker that owns its
-//! participant, found by remote address (after ICE) or by the ICE username fragment (before).
+//! The receive side of the one UDP socket: read what is queued with `recvmmsg` and hand each
+//! datagram to the worker that owns its participant, found by remote address (after ICE) or by the
+//! ICE username fragment (before); a burst goes to each worker as one message.
 
 use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::AsRawFd;
 
+use conclave_udp::RecvBatch;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, RwLock};
@@ -62,6 +65,11 @@ impl Routes {
         {
             return Some(*w);
         }
+        self.route_ufrag(data)
+    }
+
+    /// Before ICE completes a datagram is a STUN check naming the server's ufrag.
+    fn route_ufrag(&self, data: &[u8]) -> Option<usize> {
         let ufrag = stun::server_ufrag(data)?;
         self.by_ufrag
             .read()
@@ -82,42 +90,96 @@ pub(super) fn receive_loop(
     workers: Arc<Vec<Sender<WorkerInput>>>,
     backlogs: Arc<Vec<AtomicUsize>>,
 ) {
+    let fd = socket.as_raw_fd();
     let mut dropped: u64 = 0;
-    let mut buf = vec![0u8; 2048];
+    let mut batch = RecvBatch::default();
+    // One hand-off per worker and burst: a video frame's packets cost one channel message and at
+    // most one wake-up of the worker, not one each.
+    let mut parts: Vec<Datagrams> = (0..workers.len()).map(|_| Datagrams::default()).collect();
     loop {
-        let (n, from) = match socket.recv_from(&mut buf) {
-            Ok(v) => v,
+        let n = match batch.recv_wait(fd) {
+            Ok(n) => n,
             Err(e) => {
                 // ICMP errors from a vanished peer surface here on some systems; keep serving.
                 tracing::debug!(error = %e, "udp receive error");
                 continue;
             }
         };
-        let data = &buf[..n];
-        let from = canonical(from);
-        let Some(worker) = routes.route(Protocol::Udp, &from, data) else {
-            continue;
-        };
-        if backlogs[worker].load(Ordering::Relaxed) >= MAX_BACKLOG {
-            dropped += 1;
-            if dropped.is_power_of_two() {
-                tracing::warn!(
-                    worker,
-                    dropped,
-                    "media worker overloaded: dropping incoming datagrams"
-                );
+        let at = Instant::now();
+        {
+            let by_addr = routes.by_addr.read().expect("routes lock");
+            for i in 0..n {
+                let Some((data, from)) = batch.get(i) else {
+                    continue;
+                };
+                let from = canonical(from);
+                let worker = match by_addr.get(&(Protocol::Udp, from)) {
+                    Some(w) => *w,
+                    None => match routes.route_ufrag(data) {
+                        Some(w) => w,
+                        None => continue,
+                    },
+                };
+                let queued = backlogs[worker].load(Ordering::Relaxed) + parts[worker].len();
+                if queued >= MAX_BACKLOG {
+                    dropped += 1;
+                    if dropped.is_power_of_two() {
+                        tracing::warn!(
+                            worker,
+                            dropped,
+                            "media worker overloaded: dropping incoming datagrams"
+                        );
+                    }
+                    continue;
+                }
+                parts[worker].push(from, data);
             }
-            continue;
         }
-        backlogs[worker].fetch_add(1, Ordering::Relaxed);
-        let input = WorkerInput::Datagram {
-            proto: Protocol::Udp,
-            from,
-            data: data.to_vec(),
-            at: Instant::now(),
-        };
-        if workers[worker].send(input).is_err() {
-            tracing::error!(worker, "media worker is gone");
+        for (worker, part) in parts.iter_mut().enumerate() {
+            if part.is_empty() {
+                continue;
+            }
+            let mut full = std::mem::take(part);
+            full.at = Some(at);
+            backlogs[worker].fetch_add(full.len(), Ordering::Relaxed);
+            if workers[worker].send(WorkerInput::Datagrams(full)).is_err() {
+                tracing::error!(worker, "media worker is gone");
+            }
         }
+    }
+}
+
+/// Datagrams from the UDP socket for one worker, received together: one buffer for all their
+/// bytes, so a burst costs one allocation.
+#[derive(Debug, Default)]
+pub(crate) struct Datagrams {
+    pub(crate) at: Option<Instant>,
+    bytes: Vec<u8>,
+    /// Each datagram's source and where its bytes end in `bytes`.
+    items: Vec<(SocketAddr, usize)>,
+}
+
+impl Datagrams {
+    fn push(&mut self, from: SocketAddr, data: &[u8]) {
+        self.bytes.extend_from_slice(data);
+        self.items.push((from, self.bytes.len()));
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Each datagram's source and bytes, in arrival order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (SocketAddr, &[u8])> {
+        let mut start = 0;
+        self.items.iter().map(move |&(from, end)| {
+            let data = &self.bytes[start..end];
+            start = end;
+            (from, data)
+        })
     }
 }

@@ -5,7 +5,11 @@
 //! returns a timeout, and drains the room core's outputs, until nothing is dirty. A peer that
 //! received a datagram is polled at once (str0m holds one received RTP packet at a time);
 //! subscribers that were only written forwarded packets are polled once at the end of the input
-//! batch, so a video frame's packets cost each of them one poll, not one per packet.
+//! batch, so a video frame's packets cost each of them one poll, not one per packet; that poll
+//! first gives str0m the time, which it needs before it releases newly written media.
+//!
+//! Timeouts: each room keeps a lower bound of its peers' str0m timeouts and its core's next
+//! timeout, so a wake-up touches only the rooms and peers that are due.
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
@@ -90,6 +94,12 @@ pub(super) struct RoomHost {
     /// Subscribers written to since they were last polled (each once: `Peer::pending`).
     pending: Vec<Pid>,
     forwards: Vec<Forward>,
+    /// No peer's str0m timeout is earlier than this: a lower bound kept as peers are polled,
+    /// made exact by each sweep, so the loop need not scan every peer on every wake-up.
+    peers_due: Option<Instant>,
+    /// The room core's next timeout, asked again only after the core was driven.
+    core_due: Option<Instant>,
+    core_stale: bool,
 }
 
 /// A participant's signaling connection as the worker sees it.
@@ -107,6 +117,29 @@ impl RoomHost {
             dirty: Vec::new(),
             pending: Vec::new(),
             forwards: Vec::new(),
+            peers_due: None,
+            core_due: None,
+            core_stale: true,
+        }
+    }
+
+    fn core_due(&mut self) -> Option<Instant> {
+        if self.core_stale {
+            self.core_due = self.core.poll_timeout();
+            self.core_stale = false;
+        }
+        self.core_due
+    }
+
+    /// When this room next needs the worker: written subscribers wait to be polled at once.
+    fn due(&mut self, now: Instant) -> Option<Instant> {
+        if !self.pending.is_empty() {
+            return Some(now);
+        }
+        let core = self.core_due();
+        match (self.peers_due, core) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
@@ -200,31 +233,39 @@ impl Worker {
             .set(self.backlogs[self.index].load(Ordering::Relaxed) as i64);
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        self.rooms
-            .values()
-            .flat_map(|h| {
-                h.core
-                    .poll_timeout()
-                    .into_iter()
-                    .chain(h.peers.values().filter_map(|p| p.next_timeout))
-            })
-            .min()
+    fn next_deadline(&mut self) -> Option<Instant> {
+        let now = Instant::now();
+        self.rooms.values_mut().filter_map(|h| h.due(now)).min()
     }
 
+    /// Give time to the peers and room cores whose timeouts are due, and poll the subscribers
+    /// written to; rooms with nothing due are not touched.
     fn handle_timeouts(&mut self, now: Instant) {
-        let names: Vec<String> = self.rooms.keys().cloned().collect();
-        for name in names {
+        let due: Vec<String> = self
+            .rooms
+            .iter_mut()
+            .filter_map(|(name, h)| h.due(now).is_some_and(|t| t <= now).then(|| name.clone()))
+            .collect();
+        for name in due {
             let host = self.rooms.get_mut(&name).expect("name from map");
-            for (pid, peer) in host.peers.iter_mut() {
-                if peer.next_timeout.is_some_and(|t| t <= now) {
-                    if peer.rtc.handle_input(Input::Timeout(now)).is_err() {
-                        peer.dead = true;
+            if host.peers_due.is_some_and(|t| t <= now) {
+                let mut later: Option<Instant> = None;
+                for (pid, peer) in host.peers.iter_mut() {
+                    match peer.next_timeout {
+                        Some(t) if t <= now => {
+                            if peer.rtc.handle_input(Input::Timeout(now)).is_err() {
+                                peer.dead = true;
+                            }
+                            host.dirty.push(*pid);
+                        }
+                        Some(t) => later = Some(later.map_or(t, |l| l.min(t))),
+                        None => {}
                     }
-                    host.dirty.push(*pid);
                 }
+                // The peers just given time report their next timeouts when polled below.
+                host.peers_due = later;
             }
-            if host.core.poll_timeout().is_some_and(|t| t <= now) {
+            if host.core_due().is_some_and(|t| t <= now) {
                 host.core.handle_timeout(now);
             }
             self.process(&name, now);
@@ -241,6 +282,13 @@ impl Worker {
             } => {
                 self.backlogs[self.index].fetch_sub(1, Ordering::Relaxed);
                 self.datagram(proto, from, &data, at)
+            }
+            WorkerInput::Datagrams(burst) => {
+                self.backlogs[self.index].fetch_sub(burst.len(), Ordering::Relaxed);
+                let at = burst.at.unwrap_or_else(Instant::now);
+                for (from, data) in burst.iter() {
+                    self.datagram(Protocol::Udp, from, data, at);
+                }
             }
             WorkerInput::Command(cmd) => self.command(cmd),
         }
@@ -384,6 +432,12 @@ impl Worker {
                     .inspect(|pid| {
                         if let Some(p) = host.peers.get_mut(pid) {
                             p.pending = false;
+                            // Written media waits in str0m until time moves: give it the
+                            // time now, or the poll below only asks for it and the packets go
+                            // a loop later, costing a second poll and a timeout sweep.
+                            if p.rtc.handle_input(Input::Timeout(now)).is_err() {
+                                p.dead = true;
+                            }
                         }
                     })
             }) else {
@@ -407,7 +461,8 @@ impl Worker {
         for peer in effects.removed {
             self.forget_peer(&peer);
         }
-        let host = self.rooms.get(room).expect("checked above");
+        let host = self.rooms.get_mut(room).expect("checked above");
+        host.core_stale = true;
         if host.core.is_empty() {
             self.rooms.remove(room);
             tracing::info!(worker = self.index, "room closed");
@@ -508,6 +563,7 @@ fn poll_peer(out: &mut Vec<Transmit>, host: &mut RoomHost, pid: Pid) -> Vec<Even
             Ok(Output::Transmit(t)) => out.push(t),
             Ok(Output::Timeout(t)) => {
                 peer.next_timeout = Some(t);
+                host.peers_due = Some(host.peers_due.map_or(t, |d| d.min(t)));
                 break;
             }
             Ok(Output::Event(e)) => events.push(e),
