@@ -95,7 +95,7 @@ pub(super) fn receive_loop(
     let mut batch = RecvBatch::default();
     // One hand-off per worker and burst: a video frame's packets cost one channel message and at
     // most one wake-up of the worker, not one each.
-    let mut parts: Vec<Datagrams> = (0..workers.len()).map(|_| Datagrams::default()).collect();
+    let mut parts: Vec<Option<Datagrams>> = (0..workers.len()).map(|_| None).collect();
     loop {
         let n = match batch.recv_wait(fd) {
             Ok(n) => n,
@@ -120,7 +120,9 @@ pub(super) fn receive_loop(
                         None => continue,
                     },
                 };
-                let queued = backlogs[worker].load(Ordering::Relaxed) + parts[worker].len();
+                let part = &mut parts[worker];
+                let queued =
+                    backlogs[worker].load(Ordering::Relaxed) + part.as_ref().map_or(0, |p| p.len());
                 if queued >= MAX_BACKLOG {
                     dropped += 1;
                     if dropped.is_power_of_two() {
@@ -132,15 +134,14 @@ pub(super) fn receive_loop(
                     }
                     continue;
                 }
-                parts[worker].push(from, data);
+                part.get_or_insert_with(|| Datagrams::new(at))
+                    .push(from, data);
             }
         }
         for (worker, part) in parts.iter_mut().enumerate() {
-            if part.is_empty() {
+            let Some(full) = part.take() else {
                 continue;
-            }
-            let mut full = std::mem::take(part);
-            full.at = Some(at);
+            };
             backlogs[worker].fetch_add(full.len(), Ordering::Relaxed);
             if workers[worker].send(WorkerInput::Datagrams(full)).is_err() {
                 tracing::error!(worker, "media worker is gone");
@@ -151,15 +152,24 @@ pub(super) fn receive_loop(
 
 /// Datagrams from the UDP socket for one worker, received together: one buffer for all their
 /// bytes, so a burst costs one allocation.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Datagrams {
-    pub(crate) at: Option<Instant>,
+    /// When the burst was read.
+    pub(crate) at: Instant,
     bytes: Vec<u8>,
     /// Each datagram's source and where its bytes end in `bytes`.
     items: Vec<(SocketAddr, usize)>,
 }
 
 impl Datagrams {
+    fn new(at: Instant) -> Self {
+        Self {
+            at,
+            bytes: Vec::new(),
+            items: Vec::new(),
+        }
+    }
+
     fn push(&mut self, from: SocketAddr, data: &[u8]) {
         self.bytes.extend_from_slice(data);
         self.items.push((from, self.bytes.len()));
@@ -167,10 +177,6 @@ impl Datagrams {
 
     pub(crate) fn len(&self) -> usize {
         self.items.len()
-    }
-
-    fn is_empty(&self) -> bool {
-        self.items.is_empty()
     }
 
     /// Each datagram's source and bytes, in arrival order.

@@ -285,9 +285,8 @@ impl Worker {
             }
             WorkerInput::Datagrams(burst) => {
                 self.backlogs[self.index].fetch_sub(burst.len(), Ordering::Relaxed);
-                let at = burst.at.unwrap_or_else(Instant::now);
                 for (from, data) in burst.iter() {
-                    self.datagram(Protocol::Udp, from, data, at);
+                    self.datagram(Protocol::Udp, from, data, burst.at);
                 }
             }
             WorkerInput::Command(cmd) => self.command(cmd),
