@@ -78,6 +78,12 @@ impl Sim {
         self.room.set_media(self.now, pid, &published, &slots);
     }
 
+    /// The estimator's smoothed and unsmoothed estimates agree on `bps`.
+    fn steady_estimate(&mut self, pid: Pid, bps: u64) {
+        self.room.set_estimate(pid, bps);
+        self.room.set_estimate_now(pid, bps);
+    }
+
     /// Alice publishes three layers; Bob offers one video receive slot (and publishes too).
     fn alice_and_bob(&mut self) -> (Pid, Pid) {
         let a = self.join("alice");
@@ -534,8 +540,7 @@ fn a_receiver_held_below_what_it_wants_asks_for_probes_until_it_gets_it() {
 fn an_unsmoothed_drop_lowers_the_layer_before_the_smoothed_estimate_follows() {
     let mut s = Sim::new(RoomConfig::default());
     let (a, b) = s.alice_and_bob();
-    s.room.set_estimate(b, 5_000_000);
-    s.room.set_estimate_now(b, 5_000_000);
+    s.steady_estimate(b, 5_000_000);
     let (layer, _) = s.run(a, b, 4.0, 30);
     assert_eq!(layer, Some(2));
     // The estimator's own estimate collapses; its smoothed one still says 5 Mbit/s.
@@ -553,8 +558,7 @@ fn an_unsmoothed_drop_lowers_the_layer_before_the_smoothed_estimate_follows() {
 fn under_heavy_loss_a_moderate_unsmoothed_drop_counts_too() {
     let mut s = Sim::new(RoomConfig::default());
     let (a, b) = s.alice_and_bob();
-    s.room.set_estimate(b, 1_000_000);
-    s.room.set_estimate_now(b, 1_000_000);
+    s.steady_estimate(b, 1_000_000);
     let (layer, _) = s.run(a, b, 4.0, 30);
     assert_eq!(layer, Some(1));
     // Down to 51 %, a little below what layer 1 needs: at a cap the estimate saws far, so
@@ -653,8 +657,7 @@ fn an_estimate_held_down_by_random_loss_is_restarted_but_not_one_held_by_a_full_
     for _ in 0..8 {
         got.extend(resets(&mut s, 1));
         // The restarted estimator probes far up, then falls back; nothing is raised meanwhile.
-        s.room.set_estimate(viewer, 5_000_000);
-        s.room.set_estimate_now(viewer, 5_000_000);
+        s.steady_estimate(viewer, 5_000_000);
         for _ in 0..36 {
             let frames = frames_to_layers(&mut s, &[a, c], viewer);
             assert!(frames.iter().all(|l| *l == 0), "raised to {frames:?}");
