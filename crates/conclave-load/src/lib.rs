@@ -122,6 +122,9 @@ pub struct LoadConfig {
     /// Publishers talk one at a time for this long each, in join order; `None`: all talk all
     /// the time.
     pub turn: Option<Duration>,
+    /// Receive with UDP GRO: a burst the server sent as one GSO message arrives as one (see
+    /// `conclave_udp::enable_gro`), and its split is not charged to the server.
+    pub gro: bool,
 }
 
 impl LoadConfig {
@@ -148,6 +151,7 @@ impl LoadConfig {
             connect_timeout: Duration::from_secs(60),
             view: ViewMode::None,
             turn: None,
+            gro: true,
         }
     }
 
@@ -214,7 +218,7 @@ impl Planner {
 pub async fn run(cfg: LoadConfig) -> Result<Summary, LoadError> {
     let live = Arc::new(Live::default());
     let threads = (0..cfg.threads.max(1))
-        .map(|i| MediaHandle::spawn(i, live.clone()))
+        .map(|i| MediaHandle::spawn(i, live.clone(), cfg.gro))
         .collect::<Result<Vec<_>, _>>()?;
     let mut planner = Planner {
         threads: threads.clone(),

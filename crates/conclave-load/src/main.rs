@@ -59,6 +59,12 @@ struct Cli {
     /// rest count packets from RTP headers only.
     #[arg(long, default_value_t = 10)]
     verify_every: usize,
+    /// Receive without UDP GRO: every datagram a server sent in one GSO message is then split
+    /// on delivery, on the server's account (the loopback path does it in the sender's
+    /// context). By default participants receive such a message whole, as a network card
+    /// would send it.
+    #[arg(long)]
+    no_gro: bool,
     /// Media threads in the generator.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -148,6 +154,7 @@ fn run(cli: Cli) -> Result<(), String> {
     cfg.keyframe_every = cli.keyframe_every;
     cfg.verify_every = cli.verify_every;
     cfg.threads = cli.threads;
+    cfg.gro = !cli.no_gro;
     cfg.server_pid = cli.server_pid;
     cfg.progress = true;
     cfg.connect_timeout = cli.connect_timeout;

@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 
 use crate::count::{SeqCounter, Verified, is_rtp};
 use crate::synth::{Source, SynthPacket, Turns, VideoShape};
-use conclave_udp::{self as sys, BATCH, RecvBatch};
+use conclave_udp::{self as sys, RecvBatch};
 
 const WAKER: Token = Token(usize::MAX);
 /// Longest sleep, so commands and timers are never late by more than this.
@@ -120,7 +120,7 @@ pub struct MediaHandle {
 }
 
 impl MediaHandle {
-    pub fn spawn(index: usize, live: Arc<Live>) -> std::io::Result<Self> {
+    pub fn spawn(index: usize, live: Arc<Live>, gro: bool) -> std::io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = mpsc::channel();
@@ -130,7 +130,12 @@ impl MediaHandle {
             live,
             sims: Vec::new(),
             publishers: Vec::new(),
-            batch: RecvBatch::default(),
+            batch: if gro {
+                RecvBatch::coalescing()
+            } else {
+                RecvBatch::default()
+            },
+            gro,
             next_deadline: Instant::now(),
         };
         std::thread::Builder::new()
@@ -179,6 +184,7 @@ struct MediaThread {
     sims: Vec<Option<Sim>>,
     publishers: Vec<usize>,
     batch: RecvBatch,
+    gro: bool,
     next_deadline: Instant,
 }
 
@@ -310,6 +316,9 @@ impl MediaThread {
             .set_nonblocking(true)
             .map_err(|e| e.to_string())?;
         sys::set_recv_buffer(std_socket.as_raw_fd(), RECV_BUFFER);
+        if self.gro && !sys::enable_gro(std_socket.as_raw_fd()) {
+            tracing::debug!("UDP GRO not available");
+        }
         let local = std_socket.local_addr().map_err(|e| e.to_string())?;
         let mut socket = UdpSocket::from_std(std_socket);
         self.poll
@@ -411,42 +420,44 @@ impl MediaThread {
             let now = Instant::now();
             let mut fed = false;
             for i in 0..n {
-                let Some((data, from)) = self.batch.get(i) else {
+                let Some((datagrams, from)) = self.batch.datagrams(i) else {
                     continue;
                 };
-                if is_rtp(data) {
-                    sim.seq.count(data);
-                    packets += 1;
-                    bytes += data.len() as u64;
-                    if !sim.verify {
+                for data in datagrams {
+                    if is_rtp(data) {
+                        sim.seq.count(data);
+                        packets += 1;
+                        bytes += data.len() as u64;
+                        if !sim.verify {
+                            continue;
+                        }
+                    }
+                    let Ok(contents) = data.try_into() else {
+                        continue;
+                    };
+                    let input = Input::Receive(
+                        now,
+                        Receive {
+                            proto: Protocol::Udp,
+                            source: from,
+                            destination: sim.local,
+                            contents,
+                        },
+                    );
+                    if sim.dead || !sim.rtc.accepts(&input) {
                         continue;
                     }
+                    if sim.rtc.handle_input(input).is_err() {
+                        sim.dead = true;
+                    }
+                    sim.drive(&self.live);
+                    fed = true;
                 }
-                let Ok(contents) = data.try_into() else {
-                    continue;
-                };
-                let input = Input::Receive(
-                    now,
-                    Receive {
-                        proto: Protocol::Udp,
-                        source: from,
-                        destination: sim.local,
-                        contents,
-                    },
-                );
-                if sim.dead || !sim.rtc.accepts(&input) {
-                    continue;
-                }
-                if sim.rtc.handle_input(input).is_err() {
-                    sim.dead = true;
-                }
-                sim.drive(&self.live);
-                fed = true;
             }
             if fed {
                 self.next_deadline = self.next_deadline.min(sim.next_timeout);
             }
-            if n < BATCH {
+            if n < self.batch.capacity() {
                 break;
             }
         }

@@ -12,29 +12,58 @@ use std::os::fd::RawFd;
 pub const BATCH: usize = 64;
 /// Larger than any datagram either server sends (MTU-sized).
 const BUF: usize = 2048;
+/// Messages per call on a coalescing socket: each may carry up to 64 datagrams.
+const GRO_BATCH: usize = 16;
+/// A coalesced message holds at most one IP datagram's worth of payload.
+const GRO_BUF: usize = 65_535;
+/// `UDP_GRO` from `linux/udp.h`: the socket option, and the control message with the size of
+/// the datagrams coalesced into one message.
+const UDP_GRO: libc::c_int = 104;
 
 /// Receive buffers reused across calls: no allocation per datagram.
 pub struct RecvBatch {
-    bufs: Vec<[u8; BUF]>,
+    buf: Vec<u8>,
+    slot: usize,
     addrs: Vec<libc::sockaddr_storage>,
     lens: Vec<usize>,
+    /// Control-message space per message (aligned for `cmsghdr`).
+    ctrl: Vec<[u64; 8]>,
+    /// Size of the datagrams coalesced into each message; 0 when it holds one.
+    segs: Vec<usize>,
     count: usize,
 }
 
 impl Default for RecvBatch {
     fn default() -> Self {
-        Self {
-            bufs: vec![[0; BUF]; BATCH],
-            // SAFETY: sockaddr_storage is plain old data; all-zero is a valid (AF_UNSPEC) value.
-            addrs: vec![unsafe { zeroed() }; BATCH],
-            lens: vec![0; BATCH],
-            count: 0,
-        }
+        Self::new(BATCH, BUF)
     }
 }
 
 impl RecvBatch {
-    /// Read up to [`BATCH`] queued datagrams without blocking; `Ok(0)` when none are queued.
+    fn new(messages: usize, slot: usize) -> Self {
+        Self {
+            buf: vec![0; messages * slot],
+            slot,
+            // SAFETY: sockaddr_storage is plain old data; all-zero is a valid (AF_UNSPEC) value.
+            addrs: vec![unsafe { zeroed() }; messages],
+            lens: vec![0; messages],
+            ctrl: vec![[0; 8]; messages],
+            segs: vec![0; messages],
+            count: 0,
+        }
+    }
+
+    /// Buffers for a socket with [`enable_gro`]: each message may hold many datagrams.
+    pub fn coalescing() -> Self {
+        Self::new(GRO_BATCH, GRO_BUF)
+    }
+
+    /// Messages one call can return: fewer came back only if the queue was emptied.
+    pub fn capacity(&self) -> usize {
+        self.lens.len()
+    }
+
+    /// Read up to a batch of queued messages without blocking; `Ok(0)` when none are queued.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         self.recv_flags(fd, libc::MSG_DONTWAIT)
     }
@@ -46,25 +75,34 @@ impl RecvBatch {
     }
 
     fn recv_flags(&mut self, fd: RawFd, flags: libc::c_int) -> io::Result<usize> {
+        let messages = self.lens.len();
+        debug_assert!(messages <= BATCH);
         // SAFETY: iovec and mmsghdr are plain old data; every pointer set below points into
         // `self`, which outlives the call, with the lengths given.
         let mut iovs: [libc::iovec; BATCH] = unsafe { zeroed() };
         let mut msgs: [libc::mmsghdr; BATCH] = unsafe { zeroed() };
-        for i in 0..BATCH {
-            iovs[i].iov_base = self.bufs[i].as_mut_ptr().cast();
-            iovs[i].iov_len = BUF;
+        for (i, chunk) in self
+            .buf
+            .chunks_exact_mut(self.slot)
+            .enumerate()
+            .take(messages)
+        {
+            iovs[i].iov_base = chunk.as_mut_ptr().cast();
+            iovs[i].iov_len = self.slot;
             let hdr = &mut msgs[i].msg_hdr;
             hdr.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
             hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             hdr.msg_iov = &mut iovs[i];
             hdr.msg_iovlen = 1;
+            hdr.msg_control = self.ctrl[i].as_mut_ptr().cast();
+            hdr.msg_controllen = size_of::<[u64; 8]>() as _;
         }
-        // SAFETY: `msgs` holds BATCH initialised headers (see above).
+        // SAFETY: `msgs` holds `messages` initialised headers (see above).
         let n = unsafe {
             libc::recvmmsg(
                 fd,
                 msgs.as_mut_ptr(),
-                BATCH as libc::c_uint,
+                messages as libc::c_uint,
                 flags,
                 std::ptr::null_mut(),
             )
@@ -78,20 +116,68 @@ impl RecvBatch {
             };
         }
         let n = n as usize;
-        for (len, msg) in self.lens.iter_mut().zip(&msgs[..n]) {
-            *len = msg.msg_len as usize;
+        for (i, msg) in msgs[..n].iter().enumerate() {
+            self.lens[i] = (msg.msg_len as usize).min(self.slot);
+            self.segs[i] = gro_segment(&msg.msg_hdr);
         }
         self.count = n;
         Ok(n)
     }
 
-    /// The `i`th datagram of the last [`RecvBatch::recv`] and its source.
+    /// The `i`th datagram of the last [`RecvBatch::recv`] and its source (on a coalescing
+    /// socket: the whole message, see [`RecvBatch::datagrams`]).
     pub fn get(&self, i: usize) -> Option<(&[u8], SocketAddr)> {
         if i >= self.count {
             return None;
         }
         let addr = from_storage(&self.addrs[i])?;
-        Some((&self.bufs[i][..self.lens[i].min(BUF)], addr))
+        let start = i * self.slot;
+        Some((&self.buf[start..start + self.lens[i]], addr))
+    }
+
+    /// The datagrams of the `i`th message and their source: one, or on a socket with
+    /// [`enable_gro`] all that the kernel coalesced (same source, equal sizes but the last).
+    pub fn datagrams(&self, i: usize) -> Option<(std::slice::Chunks<'_, u8>, SocketAddr)> {
+        let (data, addr) = self.get(i)?;
+        let seg = match self.segs[i] {
+            0 => data.len().max(1),
+            s => s,
+        };
+        Some((data.chunks(seg), addr))
+    }
+}
+
+/// The datagram size from a message's `UDP_GRO` control message, 0 if it has none.
+fn gro_segment(hdr: &libc::msghdr) -> usize {
+    // SAFETY: the kernel filled `msg_control` up to `msg_controllen`; the CMSG macros stay
+    // within it, and a UDP_GRO message carries one c_int.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(hdr);
+        while !c.is_null() {
+            if (*c).cmsg_level == SOL_UDP && (*c).cmsg_type == UDP_GRO {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
+                return v.max(0) as usize;
+            }
+            c = libc::CMSG_NXTHDR(hdr, c);
+        }
+    }
+    0
+}
+
+/// Let the kernel hand over datagrams from one sender as one message where it can (`UDP_GRO`):
+/// a burst sent with UDP GSO then arrives whole instead of being split on delivery. Read such a
+/// socket with [`RecvBatch::coalescing`]. Returns whether the kernel agreed.
+pub fn enable_gro(fd: RawFd) -> bool {
+    let on: libc::c_int = 1;
+    // SAFETY: passes a pointer to a live c_int and its size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            SOL_UDP,
+            UDP_GRO,
+            (&on as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
     }
 }
 
@@ -401,5 +487,38 @@ mod tests {
         };
         assert_eq!(lens(&b, 4), vec![1000, 1000, 1000, 300]);
         assert_eq!(lens(&c, 3), vec![300, 1100, 1000]);
+    }
+
+    #[test]
+    fn a_coalescing_socket_gets_a_gso_burst_as_one_message() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        if !enable_gro(b.as_raw_fd()) {
+            eprintln!("no UDP GRO");
+            return;
+        }
+        let tb = b.local_addr().unwrap();
+        let full = vec![1u8; 1000];
+        let short = vec![2u8; 300];
+        let packets: Vec<(SocketAddr, &[u8])> = vec![(tb, &full), (tb, &full), (tb, &short)];
+        let (sent, err) = send_batch_gso(a.as_raw_fd(), &packets);
+        if let Some(e) = err {
+            eprintln!("no GSO: {e}");
+            return;
+        }
+        assert_eq!(sent, 3);
+        // A lone datagram afterwards arrives as a message of its own.
+        a.send_to(&[7u8; 50], tb).unwrap();
+        let mut batch = RecvBatch::coalescing();
+        let mut got = Vec::new();
+        while got.len() < 4 {
+            let n = batch.recv(b.as_raw_fd()).unwrap();
+            for i in 0..n {
+                let (datagrams, from) = batch.datagrams(i).unwrap();
+                assert_eq!(from, a.local_addr().unwrap());
+                got.extend(datagrams.map(|d| (d.len(), d[0])));
+            }
+        }
+        assert_eq!(got, vec![(1000, 1), (1000, 1), (300, 2), (50, 7)]);
     }
 }
