@@ -3,6 +3,7 @@
 //! `allocation`, packets and their renumbering in `forwarding`, the end-to-end encryption
 //! layer's channel in `relay`.
 
+use std::cell::Cell;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -292,6 +293,10 @@ pub struct Room {
     pub(crate) speaker: crate::speaker::SpeakerDetector,
     /// When the last tick ran (layer rates, allocation, speaker).
     pub(crate) last_tick: Option<Instant>,
+    /// Whether some video slot may wait for a keyframe of its target layer. Finding out means
+    /// visiting every subscription, and [`Room::poll_timeout`] is asked after every batch of
+    /// packets: the scan runs only after a layer choice made a slot wait, until one finds none.
+    pub(crate) may_wait: Cell<bool>,
 }
 
 impl Room {
@@ -319,6 +324,7 @@ impl Room {
             outputs: VecDeque::new(),
             speaker: Default::default(),
             last_tick: None,
+            may_wait: Cell::new(false),
         }
     }
 
@@ -381,7 +387,7 @@ impl Room {
             .participants
             .values()
             .filter_map(|p| p.lost_at.map(|t| t + self.config.reconnect_grace));
-        let keyframes = self.waiting_layers().filter_map(|(key, layer)| {
+        let keyframes = self.waiting().into_iter().filter_map(|(key, layer)| {
             self.tracks[&key].layers[layer as usize]
                 .last_keyframe_request
                 .map(|at| at + self.config.keyframe_interval)
@@ -392,6 +398,16 @@ impl Room {
             .flatten()
             .map(|t| t + self.config.tick);
         grace.chain(keyframes).chain(tick).min()
+    }
+
+    /// The layers some subscriber waits for (see `may_wait`).
+    fn waiting(&self) -> Vec<(TrackKey, u8)> {
+        if !self.may_wait.get() {
+            return Vec::new();
+        }
+        let waiting: Vec<(TrackKey, u8)> = self.waiting_layers().collect();
+        self.may_wait.set(!waiting.is_empty());
+        waiting
     }
 
     /// Time passed: expire vanished participants, re-evaluate layers, last-N and the speaker,
@@ -412,8 +428,7 @@ impl Room {
         if self.last_tick.is_none_or(|t| now >= t + self.config.tick) {
             self.tick(now);
         }
-        let waiting: Vec<(TrackKey, u8)> = self.waiting_layers().collect();
-        for (key, layer) in waiting {
+        for (key, layer) in self.waiting() {
             self.request_keyframe(now, key, layer);
         }
     }

@@ -338,6 +338,10 @@ impl Room {
         for pid in subs {
             self.send_subscriptions(pid);
         }
+        if !keyframes.is_empty() {
+            // Only a layer choice makes a slot wait for a keyframe.
+            self.may_wait.set(true);
+        }
         for (key, layer) in keyframes {
             self.request_keyframe(now, key, layer);
         }
