@@ -18,6 +18,7 @@
 #   OUT          where JSON results go                 [bench/results]
 #   JANUS_DEBUG  Janus log level (0-7)                 [3]
 #   LOGS         keep each run's server log in this directory  [not kept]
+#   LOAD_ARGS    more conclave-load options, e.g. --no-gro      [none]
 # Then: python3 bench/report.py  (table and chart for docs/benchmarks.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,7 @@ WORKERS=${WORKERS:-$(nproc)}
 OUT=${OUT:-bench/results}
 JANUS_DEBUG=${JANUS_DEBUG:-3}
 LOGS=${LOGS:-}
+LOAD_ARGS=${LOAD_ARGS:-}
 NS=conclave-bench
 IP=127.0.0.2
 VETH=cbench0
@@ -165,7 +167,7 @@ run_load() {
   in_ns "$BIN/conclave-load" --target "$server" --url "$IP:$HTTP_PORT" --bind "$IP" \
     --publishers "$pubs" --subscribers "$subs" --duration "$DURATION" --ramp "$RAMP" \
     --video-kbps "$VIDEO_KBPS" --server-pid "$SERVER_PID" \
-    --label "$name" --json "$OUT/$server-$name.json" || echo "load $name failed on $server" >&2
+    --label "$name" --json "$OUT/$server-$name.json" $LOAD_ARGS || echo "load $name failed on $server" >&2
   stop_server
   if [ -n "$LOGS" ]; then mkdir -p "$LOGS" && cp "$TMP/$server.log" "$LOGS/$server-$name.log"; fi
   sleep 1
