@@ -1,12 +1,14 @@
 // Conclave connection library: one WebSocket for signaling (docs/protocol.md) and one
-// RTCPeerConnection for media, with negotiation and reconnection. No DOM access here: the UI
-// listens to the events this emits.
+// RTCPeerConnection for media (media-session.js), with negotiation and reconnection. No DOM
+// access here: the UI listens to the events this emits.
 //
 // Negotiation rules (from docs/protocol.md):
 // - the client is always the SDP offerer, one offer at a time (wait for `answer`);
 // - the server tells the client how many recvonly slots of each kind it needs (`subscriptions`);
 //   when the client has fewer, it adds recvonly transceivers and sends a new offer;
 // - `subscriptions[].mid` says which remote participant's track arrives on which transceiver.
+
+import { MediaSession } from './media-session.js';
 
 /** Protocol version spoken by this client. */
 export const PROTOCOL_VERSION = 1;
@@ -102,29 +104,8 @@ export const DEFAULT_SETTINGS = Object.freeze({ locked: false, lobby: false, pas
  */
 const RETRYABLE_JOIN_ERRORS = new Set(['unavailable', 'not_joined', 'draining']);
 
-/**
- * Camera simulcast layers, lowest first: about 180p, 360p and 720p from a 720p camera.
- * @type {RTCRtpEncodingParameters[]}
- */
-const SIMULCAST = [
-  { rid: 'l', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
-  { rid: 'm', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
-  { rid: 'h', scaleResolutionDownBy: 1, maxBitrate: 1_500_000 },
-];
-
-/**
- * Peer connection configuration. ICE servers come only from the server's `welcome` (its own TURN
- * server, or the one its operator chose); there is no built-in default (privacy rule).
- */
-const PC_CONFIG = /** @type {RTCConfiguration} */ ({
-  iceServers: [],
-  bundlePolicy: 'max-bundle',
-  rtcpMuxPolicy: 'require',
-});
-
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 8000;
-const DISCONNECTED_GRACE_MS = 5000;
 
 /**
  * One participant's connection to a room.
@@ -138,6 +119,7 @@ const DISCONNECTED_GRACE_MS = 5000;
  * - `server_error` {code: string, message: string, fatal: boolean} — fatal: the join was refused
  *   and this Connection is over (state `failed`)
  * - `pc` {pc: RTCPeerConnection} — a new peer connection was created
+ * - `screen` {active: boolean} — our screen share started or stopped
  * - `relay` {from: string, data: string} — an opaque blob from another participant
  * - `lobby` {} — the join waits in the lobby (state `lobby`)
  * - `closed` {reason: string} — out of the room for good (state `closed`)
@@ -181,53 +163,48 @@ export class Connection extends EventTarget {
     this.iceServers = [];
     /** @type {RTCIceTransportPolicy} */
     this.iceTransportPolicy = 'all';
-    /** @type {RTCPeerConnection|null} */
-    this.pc = null;
     /** @type {string|null} */
     this.participantId = null;
     /** @type {string|null} */
     this.resumeToken = null;
-    /** @type {MediaStreamTrack|null} */
-    this.audioTrack = null;
-    /** @type {MediaStreamTrack|null} */
-    this.videoTrack = null;
-    /** Whether to publish a sending transceiver of each kind (false: receive-only). */
-    this.publish = { audio: true, video: true };
     this.mediaState = { audio: false, video: false };
-    /** @type {RTCRtpTransceiver|null} */
-    this.audioTx = null;
-    /** @type {RTCRtpTransceiver|null} */
-    this.videoTx = null;
-    /** @type {SubscriptionsMsg|null} */
-    this.lastSubs = null;
     /** The last `view` sent (JSON), to send only changes; reset with each connection. */
     /** @type {string|null} */
     this.lastView = null;
     /** @type {string|null} */
     this.activeSpeaker = null;
-    /** @type {MediaStreamTrack|null} */
-    this.screenTrack = null;
     /** Participants sharing their screen now (at most one). @type {Set<string>} */
     this.sharing = new Set();
-    /** @type {RTCRtpTransceiver|null} */
-    this.screenTx = null;
-    /** The server's last `publish_layers` per sending mid. @type {Map<string, boolean[]>} */
-    this.wantedLayers = new Map();
-    this.offerInFlight = false;
-    this.offerPending = false;
     this.attempt = 0;
     /** @type {ReturnType<typeof setTimeout>|null} */
     this.retryTimer = null;
-    /** @type {ReturnType<typeof setTimeout>|null} */
-    this.disconnectTimer = null;
-    /** @type {Map<string, RemoteMedia>} */
-    this.remote = new Map();
     /** Generation counter: callbacks from an old WebSocket/PC are ignored. */
     this.gen = 0;
     /** @type {Promise<void>} */
     this.queue = Promise.resolve();
     /** @type {Transforms|null} */
     this.transforms = null;
+    /** The peer connection and its tracks. */
+    this.media = new MediaSession(this);
+  }
+
+  /** The current peer connection, if any. */
+  get pc() {
+    return this.media.pc;
+  }
+
+  /** Remote tracks per participant id (as last emitted with `media`). */
+  get remote() {
+    return this.media.remote;
+  }
+
+  /** Whether to publish a sending transceiver of each kind (false: receive-only). */
+  get publish() {
+    return this.media.publish;
+  }
+
+  set publish(p) {
+    this.media.publish = p;
   }
 
   /**
@@ -248,8 +225,7 @@ export class Connection extends EventTarget {
    * @param {MediaStreamTrack|null} video
    */
   setLocalTracks(audio, video) {
-    this.audioTrack = audio;
-    this.videoTrack = video;
+    this.media.setLocalTracks(audio, video);
   }
 
   /** Open the connection and join the room. */
@@ -352,8 +328,7 @@ export class Connection extends EventTarget {
    * @param {MediaStreamTrack|null} track
    */
   async replaceVideoTrack(track) {
-    this.videoTrack = track;
-    if (this.videoTx) await this.videoTx.sender.replaceTrack(track);
+    await this.media.replaceVideoTrack(track);
   }
 
   /**
@@ -361,8 +336,22 @@ export class Connection extends EventTarget {
    * @param {MediaStreamTrack|null} track
    */
   async replaceAudioTrack(track) {
-    this.audioTrack = track;
-    if (this.audioTx) await this.audioTx.sender.replaceTrack(track);
+    await this.media.replaceAudioTrack(track);
+  }
+
+  /**
+   * Share a screen (from getDisplayMedia) as a separate track, shown large to everyone. One
+   * participant shares at a time: if someone else already does, the server answers
+   * `screen_share_busy` and this share stops.
+   * @param {MediaStreamTrack} track
+   */
+  async startScreenShare(track) {
+    await this.media.startScreenShare(track);
+  }
+
+  /** Stop sharing (also when the browser's own "Stop sharing" bar was used). */
+  async stopScreenShare() {
+    await this.media.stopScreenShare();
   }
 
   // ---- internals ----
@@ -445,8 +434,6 @@ export class Connection extends EventTarget {
     this.gen++;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = null;
-    if (this.disconnectTimer) clearTimeout(this.disconnectTimer);
-    this.disconnectTimer = null;
     if (this.ws) {
       const ws = this.ws;
       ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
@@ -457,20 +444,8 @@ export class Connection extends EventTarget {
       }
     }
     this.ws = null;
-    if (this.pc) {
-      const pc = this.pc;
-      pc.onconnectionstatechange = null;
-      pc.close();
-    }
-    this.pc = null;
-    this.audioTx = null;
-    this.videoTx = null;
-    this.wantedLayers.clear();
-    this.offerInFlight = false;
-    this.offerPending = false;
-    this.lastSubs = null;
+    this.media.close();
     this.lastView = null;
-    this.setRemote(new Map());
   }
 
   scheduleReconnect() {
@@ -531,7 +506,7 @@ export class Connection extends EventTarget {
         for (const p of msg.participants) this.noteSharing(p);
         this.iceServers = msg.ice_servers ?? [];
         this.iceTransportPolicy = msg.ice_transport_policy === 'relay' ? 'relay' : 'all';
-        this.createPc(gen);
+        this.media.open(gen, this.iceServers, this.iceTransportPolicy);
         this.setState('joined');
         this.emit('welcome', { msg, resumed });
         this.emit('settings', { settings: this.settings });
@@ -539,34 +514,16 @@ export class Connection extends EventTarget {
         this.send({ type: 'media_state', audio: this.mediaState.audio, video: this.mediaState.video });
         // Offer once `subscriptions` arrives (it follows welcome); if it does not, offer anyway.
         setTimeout(() => {
-          if (gen === this.gen && !this.lastSubs && !this.offerInFlight) this.negotiate();
+          if (gen === this.gen && !this.media.lastSubs && !this.media.offerInFlight) this.media.negotiate();
         }, 1500);
         break;
       }
       case 'subscriptions':
-        this.lastSubs = msg;
-        this.ensureSlots();
-        this.applySubscriptions();
+        this.media.setSubscriptions(msg);
         break;
-      case 'answer': {
-        const pc = this.pc;
-        if (!pc || pc.signalingState !== 'have-local-offer') {
-          console.warn('conclave: unexpected answer');
-          return;
-        }
-        await pc.setRemoteDescription({ type: 'answer', sdp: msg.sdp });
-        if (gen !== this.gen) return;
-        this.offerInFlight = false;
-        this.applySubscriptions();
-        await this.applyPublishLayers();
-        if (this.offerPending) {
-          this.offerPending = false;
-          this.negotiate();
-        } else {
-          this.ensureSlots();
-        }
+      case 'answer':
+        await this.media.onAnswer(msg.sdp, gen);
         break;
-      }
       case 'participant_joined':
         this.noteSharing(msg.participant);
         this.emit('participant_joined', { participant: msg.participant });
@@ -597,7 +554,7 @@ export class Connection extends EventTarget {
         this.emit('role', { moderator: this.moderator });
         break;
       case 'moderated':
-        if (msg.action === 'screen_stopped') await this.stopScreenShare();
+        if (msg.action === 'screen_stopped') await this.media.stopScreenShare();
         this.emit('moderated', { action: msg.action });
         break;
       case 'closed':
@@ -608,7 +565,7 @@ export class Connection extends EventTarget {
         this.emit('draining', { deadlineS: msg.deadline_s });
         break;
       case 'publish_layers':
-        await this.setPublishLayers(msg.mid, msg.active);
+        await this.media.setPublishLayers(msg.mid, msg.active);
         break;
       case 'active_speaker':
         this.activeSpeaker = msg.participant_id;
@@ -620,77 +577,13 @@ export class Connection extends EventTarget {
           break;
         }
         this.emit('server_error', { code: msg.code, message: msg.message, fatal: false });
-        if (msg.code === 'screen_share_busy') await this.stopScreenShare();
-        if (msg.code === 'invalid_sdp' || msg.code === 'too_large') {
-          // Our offer was refused; let the next change trigger a new one.
-          this.offerInFlight = false;
-          if (this.pc && this.pc.signalingState === 'have-local-offer') {
-            await this.pc.setLocalDescription({ type: 'rollback' }).catch(() => {});
-          }
-        }
+        if (msg.code === 'screen_share_busy') await this.media.stopScreenShare();
+        if (msg.code === 'invalid_sdp' || msg.code === 'too_large') await this.media.offerRefused();
         break;
       }
       default:
         console.warn('conclave: unknown message', msg);
     }
-  }
-
-  /** @param {number} gen */
-  createPc(gen) {
-    if (this.pc) this.pc.close();
-    // The welcome's ICE servers last: nothing else may add or replace them.
-    const pc = new RTCPeerConnection({
-      ...PC_CONFIG,
-      ...this.transforms?.pcConfig,
-      iceServers: this.iceServers,
-      iceTransportPolicy: this.iceTransportPolicy,
-    });
-    this.pc = pc;
-    if (this.publish.audio) {
-      this.audioTx = pc.addTransceiver(this.audioTrack ?? 'audio', { direction: 'sendonly' });
-      this.transforms?.sender(this.audioTx.sender, 'audio');
-    }
-    if (this.publish.video) {
-      // Three simulcast layers, lowest first (the server reads layer order from the offer): each
-      // receiver gets the one that fits its tile and its downlink.
-      this.videoTx = pc.addTransceiver(this.videoTrack ?? 'video', {
-        direction: 'sendonly',
-        sendEncodings: SIMULCAST.map((e) => ({ ...e })),
-      });
-      this.transforms?.sender(this.videoTx.sender, 'video');
-    }
-    this.screenTx = null;
-    this.attachScreen();
-    pc.onconnectionstatechange = () => {
-      if (gen !== this.gen) return;
-      const s = pc.connectionState;
-      if (s === 'failed') {
-        this.scheduleReconnect();
-      } else if (s === 'disconnected') {
-        if (!this.disconnectTimer) {
-          this.disconnectTimer = setTimeout(() => {
-            this.disconnectTimer = null;
-            if (gen === this.gen && pc.connectionState === 'disconnected') this.scheduleReconnect();
-          }, DISCONNECTED_GRACE_MS);
-        }
-      } else if (this.disconnectTimer) {
-        clearTimeout(this.disconnectTimer);
-        this.disconnectTimer = null;
-      }
-    };
-    pc.ontrack = () => this.applySubscriptions();
-    this.emit('pc', { pc });
-  }
-
-  /**
-   * @param {'audio'|'video'} kind
-   * @returns {RTCRtpTransceiver[]}
-   */
-  recvTransceivers(kind) {
-    if (!this.pc) return [];
-    return this.pc
-      .getTransceivers()
-      .filter((t) => t.direction === 'recvonly' && t.receiver.track.kind === kind);
   }
 
   /**
@@ -700,87 +593,6 @@ export class Connection extends EventTarget {
   noteSharing(p) {
     if (p.screen) this.sharing.add(p.id);
     else this.sharing.delete(p.id);
-  }
-
-  /**
-   * Share a screen (from getDisplayMedia) as a separate track, shown large to everyone. One
-   * participant shares at a time: if someone else already does, the server answers
-   * `screen_share_busy` and this share stops.
-   * @param {MediaStreamTrack} track
-   */
-  async startScreenShare(track) {
-    this.screenTrack = track;
-    track.addEventListener('ended', () => {
-      if (this.screenTrack === track) this.stopScreenShare();
-    });
-    this.attachScreen();
-    this.emit('screen', { active: true });
-    await this.negotiate();
-  }
-
-  /** Stop sharing (also when the browser's own "Stop sharing" bar was used). */
-  async stopScreenShare() {
-    const track = this.screenTrack;
-    if (!track) return;
-    this.screenTrack = null;
-    track.stop();
-    if (this.screenTx && this.pc) {
-      await this.screenTx.sender.replaceTrack(null).catch(() => {});
-      this.screenTx.direction = 'inactive';
-    }
-    this.emit('screen', { active: false });
-    await this.negotiate();
-  }
-
-  /** Put the screen track on its transceiver (new peer connections too, after a reconnect). */
-  attachScreen() {
-    const pc = this.pc;
-    const track = this.screenTrack;
-    if (!pc || !track) return;
-    if (this.screenTx && pc.getTransceivers().includes(this.screenTx)) {
-      this.screenTx.sender.replaceTrack(track).catch(() => {});
-      this.screenTx.direction = 'sendonly';
-      return;
-    }
-    // Detail over motion: full resolution, a low frame rate is fine for slides and documents.
-    this.screenTx = pc.addTransceiver(track, {
-      direction: 'sendonly',
-      sendEncodings: [{ maxFramerate: 15, maxBitrate: 2_500_000 }],
-    });
-    this.transforms?.sender(this.screenTx.sender, 'video');
-  }
-
-  /**
-   * The server says which of our simulcast layers anyone receives: pause the others (saves our
-   * CPU and uplink), resume them when needed.
-   * @param {string} mid
-   * @param {boolean[]} active
-   */
-  async setPublishLayers(mid, active) {
-    this.wantedLayers.set(mid, active);
-    await this.applyPublishLayers();
-  }
-
-  /**
-   * Make the senders' layers what the server last asked for. Also run after every negotiation:
-   * a `setParameters` racing a renegotiation can fail, and the server does not repeat itself.
-   */
-  async applyPublishLayers() {
-    for (const [mid, active] of this.wantedLayers) {
-      const tx = this.pc?.getTransceivers().find((t) => t.mid === mid && t.sender.track?.kind !== 'audio');
-      if (!tx) continue;
-      const params = tx.sender.getParameters();
-      if (!params.encodings?.length) continue;
-      let changed = false;
-      params.encodings.forEach((e, i) => {
-        const on = active[i] ?? true;
-        if (e.active !== on) {
-          e.active = on;
-          changed = true;
-        }
-      });
-      if (changed) await tx.sender.setParameters(params).catch((e) => console.warn('conclave: layers', e));
-    }
   }
 
   /**
@@ -794,111 +606,10 @@ export class Connection extends EventTarget {
     this.lastView = text;
     this.send({ type: 'view', tiles });
   }
-
-  /** Add recvonly transceivers if the server asks for more slots, then offer. */
-  ensureSlots() {
-    const pc = this.pc;
-    if (!pc) return;
-    const slots = this.lastSubs?.slots ?? { audio: 0, video: 0 };
-    let added = false;
-    for (const kind of /** @type {const} */ (['audio', 'video'])) {
-      const want = slots[kind] ?? 0;
-      for (let have = this.recvTransceivers(kind).length; have < want; have++) {
-        const t = pc.addTransceiver(kind, { direction: 'recvonly' });
-        this.transforms?.receiver(t.receiver, kind);
-        added = true;
-      }
-    }
-    // The first offer goes out once we know the slots (or at once if there is something to send).
-    if (added || (!this.offerInFlight && pc.signalingState === 'stable' && !pc.currentRemoteDescription)) {
-      this.negotiate();
-    }
-  }
-
-  /** Send an offer now, or after the answer to the one in flight. */
-  async negotiate() {
-    const pc = this.pc;
-    if (!pc) return;
-    if (this.offerInFlight || pc.signalingState !== 'stable') {
-      this.offerPending = true;
-      return;
-    }
-    if (pc.getTransceivers().length === 0) return; // nothing to send or receive yet
-    const gen = this.gen;
-    this.offerInFlight = true;
-    try {
-      const offer = await pc.createOffer();
-      await pc.setLocalDescription(offer);
-      if (!pc.currentRemoteDescription) await waitForGathering(pc, 1000);
-      if (gen !== this.gen) return;
-      const sdp = pc.localDescription?.sdp ?? offer.sdp ?? '';
-      const screenMid = this.screenTrack && this.screenTx?.mid ? this.screenTx.mid : undefined;
-      this.send({ type: 'offer', sdp, ...(screenMid ? { screen_mid: screenMid } : {}) });
-    } catch (e) {
-      console.error('conclave: offer failed', e);
-      this.offerInFlight = false;
-    }
-  }
-
-  /** Map `subscriptions` onto transceivers and emit the remote tracks per participant. */
-  applySubscriptions() {
-    const pc = this.pc;
-    /** @type {Map<string, RemoteMedia>} */
-    const media = new Map();
-    if (pc && this.lastSubs) {
-      const byMid = new Map(pc.getTransceivers().filter((t) => t.mid !== null).map((t) => [t.mid, t]));
-      for (const sub of this.lastSubs.subscriptions) {
-        const t = byMid.get(sub.mid);
-        if (!t) continue; // not negotiated yet; applied again after the answer
-        const entry = media.get(sub.participant_id) ?? { audio: null, video: null, screen: null };
-        if (t.receiver.track.kind === sub.kind) {
-          if (sub.screen) entry.screen = t.receiver.track;
-          else entry[sub.kind] = t.receiver.track;
-        }
-        media.set(sub.participant_id, entry);
-      }
-    }
-    this.setRemote(media);
-  }
-
-  /** @param {Map<string, RemoteMedia>} media */
-  setRemote(media) {
-    const same =
-      media.size === this.remote.size &&
-      [...media].every(([id, m]) => {
-        const old = this.remote.get(id);
-        return old && old.audio === m.audio && old.video === m.video && old.screen === m.screen;
-      });
-    if (same) return;
-    this.remote = media;
-    this.emit('media', { media });
-  }
 }
 
 /** @returns {string} */
 function defaultWsUrl() {
   const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
   return `${proto}//${location.host}/ws`;
-}
-
-/**
- * Resolve when ICE gathering is complete or after `ms`, whichever is first.
- * @param {RTCPeerConnection} pc
- * @param {number} ms
- * @returns {Promise<void>}
- */
-function waitForGathering(pc, ms) {
-  if (pc.iceGatheringState === 'complete') return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      pc.removeEventListener('icegatheringstatechange', check);
-      clearTimeout(timer);
-      resolve();
-    };
-    const check = () => {
-      if (pc.iceGatheringState === 'complete') done();
-    };
-    const timer = setTimeout(done, ms);
-    pc.addEventListener('icegatheringstatechange', check);
-  });
 }

@@ -21,7 +21,7 @@ function inbound(page, id) {
     const c = /** @type {any} */ (window).conclave;
     const pc = /** @type {RTCPeerConnection|null} */ (c.pc);
     if (!pc) return null;
-    const subs = c.connection?.lastSubs?.subscriptions ?? [];
+    const subs = c.connection?.media.lastSubs?.subscriptions ?? [];
     const mids = new Set(subs.filter((/** @type {any} */ s) => s.kind === 'audio' && s.participant_id === pid).map((/** @type {any} */ s) => s.mid));
     const stats = await pc.getStats();
     /** @type {any} */

@@ -263,7 +263,7 @@ export function inboundAudio(page) {
     /** @type {Record<string, {packetsReceived: number, audioLevel: number, totalAudioEnergy: number}>} */
     const out = {};
     if (!pc) return out;
-    const subs = c.connection?.lastSubs?.subscriptions ?? [];
+    const subs = c.connection?.media.lastSubs?.subscriptions ?? [];
     /** @type {Map<string, string>} */
     const byMid = new Map(subs.filter((/** @type {any} */ s) => s.kind === 'audio').map((/** @type {any} */ s) => [s.mid, s.participant_id]));
     // Fallback when inbound-rtp has no `mid`: match the receiver track id.

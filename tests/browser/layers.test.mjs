@@ -23,7 +23,7 @@ function inboundFrameHeight(page, id) {
     const c = /** @type {any} */ (window).conclave;
     const pc = /** @type {RTCPeerConnection|null} */ (c.pc);
     if (!pc) return 0;
-    const subs = c.connection?.lastSubs?.subscriptions ?? [];
+    const subs = c.connection?.media.lastSubs?.subscriptions ?? [];
     const mids = new Set(subs.filter((/** @type {any} */ s) => s.kind === 'video' && s.participant_id === pid).map((/** @type {any} */ s) => s.mid));
     const tracks = new Set(pc.getTransceivers().filter((t) => t.mid !== null && mids.has(t.mid)).map((t) => t.receiver.track.id));
     let h = 0;

@@ -78,7 +78,7 @@ test('moderator actions: mute, stop camera, lock, promote, remove, end meeting',
     await alice.page.locator(`button[data-action="mute"][data-target="${bobId}"]`).click();
     await poll(() => bob.page.getByText('A moderator muted you').isVisible(), { what: 'Bob told he was muted' });
     await poll(async () => (await bob.page.locator('#mic-btn').getAttribute('aria-pressed')) === 'false', { what: "Bob's mic button off" });
-    assert.equal(await bob.page.evaluate(() => /** @type {any} */ (window).conclave.connection.audioTrack?.enabled), false, "Bob's track disabled");
+    assert.equal(await bob.page.evaluate(() => /** @type {any} */ (window).conclave.connection.media.audioTrack?.enabled), false, "Bob's track disabled");
     await poll(async () => (await bobTileOnAlice.getAttribute('data-audio')) === 'off', { what: "Alice sees Bob's mic off" });
     // The server forwards nothing of his microphone while he is muted.
     if (!NO_MEDIA) await poll(async () => !(await audioFlowing(alice.page, bobId)), { what: "Bob's audio no longer reaches Alice" });

@@ -43,7 +43,7 @@ function shareCanvas(page) {
 function screenStats(page, owner) {
   return page.evaluate(async (owner) => {
     const c = /** @type {any} */ (window).conclave;
-    const sub = (c.connection?.lastSubs?.subscriptions ?? []).find(
+    const sub = (c.connection?.media.lastSubs?.subscriptions ?? []).find(
       (/** @type {any} */ s) => s.participant_id === owner && s.screen,
     );
     if (!sub || !c.pc) return null;
@@ -129,7 +129,7 @@ test('a screen share reaches everyone; one at a time; a moderator stops it', asy
     );
     await poll(async () => !(await sharingSeen(bob.page, aliceId)), { what: 'Bob sees the share end' });
     await poll(
-      () => alice.page.evaluate(() => /** @type {any} */ (window).conclave.connection.screenTrack === null),
+      () => alice.page.evaluate(() => /** @type {any} */ (window).conclave.connection.media.screenTrack === null),
       { what: 'Alice is no longer sharing' },
     );
     assert.ok(modId);

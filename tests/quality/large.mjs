@@ -148,7 +148,7 @@ function probe(page, other) {
     const tile = /** @type {HTMLElement|undefined} */ (tiles.find((t) => t.querySelector('.name')?.textContent === otherName));
     const v = tile?.querySelector('video');
     const otherId = tile?.dataset.participant ?? null;
-    const subs = c?.connection?.lastSubs?.subscriptions ?? [];
+    const subs = c?.connection?.media.lastSubs?.subscriptions ?? [];
     const otherMid = subs.find((/** @type {any} */ s) => s.participant_id === otherId && s.kind === 'video' && !s.screen)?.mid ?? null;
     const shown = tiles
       .filter((t) => !(/** @type {HTMLElement} */ (t).hidden))
@@ -407,7 +407,7 @@ async function runLoad(load) {
     });
     const negotiation = await Promise.all(sessions.map((s) => s.page.evaluate(() => {
       const c = /** @type {any} */ (window).conclave;
-      const subs = c.connection?.lastSubs;
+      const subs = c.connection?.media.lastSubs;
       return {
         signalingState: c.pc?.signalingState ?? null,
         videoSlots: subs?.slots?.video ?? 0,

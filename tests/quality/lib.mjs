@@ -157,7 +157,7 @@ export function readStats(page) {
     /** @type {{video: Record<string, any>, audio: Record<string, any>, bytesReceived: number, at: number}} */
     const out = { video: {}, audio: {}, bytesReceived: 0, at: Date.now() };
     if (!pc) return out;
-    const subs = c.connection?.lastSubs?.subscriptions ?? [];
+    const subs = c.connection?.media.lastSubs?.subscriptions ?? [];
     /** @type {Map<string, string>} */
     const byMid = new Map(subs.map((/** @type {any} */ s) => [s.mid, s.participant_id]));
     const stats = await pc.getStats();
