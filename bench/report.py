@@ -3,22 +3,39 @@
 against the number of subscribers for each server (docs/benchmark-cpu.svg).
 
 Usage: python3 bench/report.py [RESULTS_DIR] [SVG_PATH]
+RESULTS_DIR may hold several runs of each load (`RUNS` > 1: one sub-directory per run). Each
+row is then the run with the median CPU per packet, and lists every run's figure.
 Only the Python standard library is used, so it runs anywhere the benchmark does.
 """
 
 import glob
 import json
 import os
+import statistics
 import sys
 
 results = sys.argv[1] if len(sys.argv) > 1 else "bench/results"
 svg_path = sys.argv[2] if len(sys.argv) > 2 else "docs/benchmark-cpu.svg"
 
-runs = []
-for path in sorted(glob.glob(os.path.join(results, "*.json"))):
+by_load = {}
+for path in sorted(glob.glob(os.path.join(results, "**", "*.json"), recursive=True)):
     with open(path) as f:
         r = json.load(f)
     r["_name"] = os.path.basename(path)[:-5]
+    by_load.setdefault((r["target"], r.get("label", r["_name"])), []).append(r)
+
+
+def cpu(r):
+    return (r.get("server") or {}).get("cpu_us_per_packet") or 0.0
+
+
+# One row per load and server: the run with the median CPU per packet (the lower middle one
+# of an even count), with every run's figure alongside.
+runs = []
+for group in by_load.values():
+    group.sort(key=cpu)
+    r = group[(len(group) - 1) // 2]
+    r["_all"] = [cpu(g) for g in group]
     runs.append(r)
 
 
@@ -29,6 +46,10 @@ def load_key(r):
 
 def fmt(v, spec):
     return "-" if v is None else format(v, spec)
+
+
+def spread(r):
+    return "" if len(r["_all"]) < 2 else " (" + ", ".join(f"{v:.2f}" for v in r["_all"]) + ")"
 
 
 print("| load | server | connected | forwarded pkt/s | Mbit/s | loss | latency p50 / p95 / p99 ms "
@@ -43,9 +64,28 @@ for r in sorted(runs, key=load_key):
         f"| {f['packets_per_s']:.0f} / {f['expected_packets_per_s']:.0f} | {f['mbit_per_s']:.0f} "
         f"| {f['loss_pct']:.2f}% | {lat['p50_us'] / 1000:.1f} / {lat['p95_us'] / 1000:.1f} / "
         f"{lat['p99_us'] / 1000:.1f} | {fmt(s.get('cpu_pct'), '.0f')} "
-        f"| {fmt(s.get('cpu_us_per_packet'), '.2f')} | {fmt(s.get('packets_per_cpu_s'), ',.0f')} "
+        f"| {fmt(s.get('cpu_us_per_packet'), '.2f')}{spread(r)} "
+        f"| {fmt(s.get('packets_per_cpu_s'), ',.0f')} "
         f"| {fmt(s.get('rss_peak_mib'), '.0f')} | {fmt(s.get('kib_per_participant'), '.0f')} |"
     )
+
+# Conclave's CPU per packet against Janus' on each load, run by run medians.
+pairs = {}
+for r in runs:
+    pairs.setdefault(r.get("label", r["_name"]), {})[r["target"]] = r
+ratios = [(k, v) for k, v in pairs.items() if cpu(v.get("conclave", {})) and cpu(v.get("janus", {}))]
+if ratios:
+    print("\n| load | Conclave / Janus CPU per packet (median runs) |")
+    print("|---|---|")
+    for label, v in sorted(ratios, key=lambda kv: load_key(kv[1]["conclave"])):
+        c, j = v["conclave"], v["janus"]
+        line = f"{cpu(c) / cpu(j):.2f}"
+        if len(c["_all"]) == len(j["_all"]) > 1:
+            # Runs pair up in order of CPU, not of time: the spread, not run-by-run ratios.
+            lo = min(c["_all"]) / max(j["_all"])
+            hi = max(c["_all"]) / min(j["_all"])
+            line += f" (extremes {lo:.2f}–{hi:.2f})"
+        print(f"| {label} | {line} |")
 
 # Chart: server CPU (% of one core) against subscribers, 1 -> N loads only.
 series = {}
