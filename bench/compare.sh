@@ -19,6 +19,8 @@
 #   JANUS_DEBUG  Janus log level (0-7)                 [3]
 #   LOGS         keep each run's server log in this directory  [not kept]
 #   LOAD_ARGS    more conclave-load options, e.g. --no-gro      [none]
+#   RUNS         runs of every load; with more than one, run k goes to OUT/rk and the report
+#                shows the median run of each load                  [1]
 # Then: python3 bench/report.py  (table and chart for docs/benchmarks.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +36,7 @@ OUT=${OUT:-bench/results}
 JANUS_DEBUG=${JANUS_DEBUG:-3}
 LOGS=${LOGS:-}
 LOAD_ARGS=${LOAD_ARGS:-}
+RUNS=${RUNS:-1}
 NS=conclave-bench
 IP=127.0.0.2
 VETH=cbench0
@@ -159,22 +162,30 @@ stop_server() {
   SERVER_PID=
 }
 
-# run_load SERVER NAME PUBLISHERS SUBSCRIBERS
+# run_load SERVER NAME PUBLISHERS SUBSCRIBERS DIR
 run_load() {
-  local server=$1 name=$2 pubs=$3 subs=$4
+  local server=$1 name=$2 pubs=$3 subs=$4 dir=$5
   log "$server: $name ($pubs publishers, $subs subscribers)"
   start_server "$server"
+  mkdir -p "$dir"
   in_ns "$BIN/conclave-load" --target "$server" --url "$IP:$HTTP_PORT" --bind "$IP" \
     --publishers "$pubs" --subscribers "$subs" --duration "$DURATION" --ramp "$RAMP" \
     --video-kbps "$VIDEO_KBPS" --server-pid "$SERVER_PID" \
-    --label "$name" --json "$OUT/$server-$name.json" $LOAD_ARGS || echo "load $name failed on $server" >&2
+    --label "$name" --json "$dir/$server-$name.json" $LOAD_ARGS || echo "load $name failed on $server" >&2
   stop_server
   if [ -n "$LOGS" ]; then mkdir -p "$LOGS" && cp "$TMP/$server.log" "$LOGS/$server-$name.log"; fi
   sleep 1
 }
 
-for server in $SERVERS; do
-  for n in $FANOUT; do run_load "$server" "fanout-$n" 1 "$n"; done
-  for n in $MEETING; do run_load "$server" "meeting-$n" "$n" 0; done
+# Each load on every server back to back (a drifting machine affects both alike), then the next.
+for run in $(seq 1 "$RUNS"); do
+  dir=$OUT
+  if [ "$RUNS" -gt 1 ]; then dir=$OUT/r$run; fi
+  for n in $FANOUT; do
+    for server in $SERVERS; do run_load "$server" "fanout-$n" 1 "$n" "$dir"; done
+  done
+  for n in $MEETING; do
+    for server in $SERVERS; do run_load "$server" "meeting-$n" "$n" 0 "$dir"; done
+  done
 done
 log "results in $OUT; python3 bench/report.py renders the table and chart"
