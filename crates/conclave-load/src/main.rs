@@ -59,10 +59,10 @@ struct Cli {
     /// rest count packets from RTP headers only.
     #[arg(long, default_value_t = 10)]
     verify_every: usize,
-    /// Receive without UDP GRO: every datagram a server sent in one GSO message is then split
-    /// on delivery, on the server's account (the loopback path does it in the sender's
-    /// context). By default participants receive such a message whole, as a network card
-    /// would send it.
+    /// Receive without UDP GRO: a server's GSO message (several datagrams to one participant)
+    /// is then split on delivery, which loopback does inside the server's send call, on its
+    /// account. By default participants take such a message whole and split it themselves, so
+    /// the server is charged for sending it, as on a real network.
     #[arg(long)]
     no_gro: bool,
     /// Media threads in the generator.
