@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -54,7 +55,7 @@ impl TcpConns {
 pub(super) async fn accept_loop(
     listener: TcpListener,
     routes: Arc<Routes>,
-    workers: Arc<Vec<super::WorkerTx>>,
+    workers: Arc<Vec<Sender<WorkerInput>>>,
     backlogs: Arc<Vec<AtomicUsize>>,
     conns: Arc<TcpConns>,
 ) {
@@ -105,7 +106,7 @@ async fn connection(
     remote: SocketAddr,
     mut outgoing: mpsc::Receiver<Vec<u8>>,
     routes: &Routes,
-    workers: &[super::WorkerTx],
+    workers: &[Sender<WorkerInput>],
     backlogs: &[AtomicUsize],
 ) -> &'static str {
     let (rd, mut wr) = stream.into_split();
