@@ -168,17 +168,7 @@ fn gro_segment(hdr: &libc::msghdr) -> usize {
 /// a burst sent with UDP GSO then arrives whole instead of being split on delivery. Read such a
 /// socket with [`RecvBatch::coalescing`]. Returns whether the kernel agreed.
 pub fn enable_gro(fd: RawFd) -> bool {
-    let on: libc::c_int = 1;
-    // SAFETY: passes a pointer to a live c_int and its size.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            SOL_UDP,
-            UDP_GRO,
-            (&on as *const libc::c_int).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        ) == 0
-    }
+    set_int(fd, SOL_UDP, UDP_GRO, 1)
 }
 
 /// Send datagrams with as few system calls as possible. Returns how many were sent; a full
@@ -351,19 +341,23 @@ pub fn send_batch_gso(fd: RawFd, packets: &[(SocketAddr, &[u8])]) -> (usize, Opt
 pub fn set_recv_buffer(fd: RawFd, bytes: usize) {
     let v = bytes as libc::c_int;
     for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-        // SAFETY: passes a pointer to a live c_int and its size.
-        let r = unsafe {
-            libc::setsockopt(
-                fd,
-                libc::SOL_SOCKET,
-                opt,
-                (&v as *const libc::c_int).cast(),
-                size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if r == 0 {
+        if set_int(fd, libc::SOL_SOCKET, opt, v) {
             return;
         }
+    }
+}
+
+/// Set an integer socket option; whether the kernel accepted it.
+fn set_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> bool {
+    // SAFETY: passes a pointer to a live c_int and its size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            opt,
+            (&v as *const libc::c_int).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        ) == 0
     }
 }
 
