@@ -19,7 +19,7 @@ mod tls;
 mod turn;
 mod whip;
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -146,7 +146,10 @@ fn serve(s: Settings) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())?;
         let udp = s.server.udp.value();
-        let socket = UdpSocket::bind(udp).map_err(|e| format!("cannot bind UDP {udp}: {e}"))?;
+        // Shareable: each participant's address gets a socket of its own on this port.
+        let socket = conclave_udp::bind_shared(udp, None)
+            .map_err(|e| format!("cannot bind UDP {udp}: {e}"))?;
+        raise_open_files();
         let udp_port = socket
             .local_addr()
             .map_err(|e| format!("UDP socket: {e}"))?
@@ -464,6 +467,22 @@ async fn expire_rooms(store: Store) {
             Ok(0) => {}
             Ok(n) => tracing::info!(rooms = n, "expired persistent rooms deleted"),
             Err(e) => tracing::error!(error = %e, "deleting expired rooms failed"),
+        }
+    }
+}
+
+/// A participant holds a WebSocket and a media socket: lift the soft open-file limit (often
+/// 1,024) to the hard one so that large rooms fit.
+fn raise_open_files() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get/setrlimit with a pointer to a live rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
 }

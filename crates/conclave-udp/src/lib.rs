@@ -1,12 +1,15 @@
-//! Batched UDP I/O (`recvmmsg`/`sendmmsg`): one system call moves many datagrams. The media
-//! server sends a forwarded packet's copies to all subscribers in one call; the load generator
-//! reads a socket's whole queue in one. Linux only; the unsafe code is kept to building
-//! the C structures these calls take.
+//! Batched UDP I/O (`recvmmsg`/`sendmmsg`, GSO, GRO): one system call moves many datagrams. The
+//! media server sends a forwarded packet's copies to all subscribers in one call; the load
+//! generator reads a socket's whole queue in one. Also what a media worker waits with: sockets
+//! connected to single participants on the shared port, `epoll`, and an `eventfd` wake-up.
+//! Linux only; the unsafe code is kept to building the C structures these calls take.
 
 use std::io;
 use std::mem::{size_of, zeroed};
+use std::net::UdpSocket;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Datagrams per system call.
 pub const BATCH: usize = 64;
@@ -168,7 +171,7 @@ fn gro_segment(hdr: &libc::msghdr) -> usize {
 /// a burst sent with UDP GSO then arrives whole instead of being split on delivery. Read such a
 /// socket with [`RecvBatch::coalescing`]. Returns whether the kernel agreed.
 pub fn enable_gro(fd: RawFd) -> bool {
-    set_int(fd, SOL_UDP, UDP_GRO, 1)
+    set_int(fd, SOL_UDP, UDP_GRO, 1).is_ok()
 }
 
 /// Send datagrams with as few system calls as possible. Returns how many were sent; a full
@@ -341,23 +344,194 @@ pub fn send_batch_gso(fd: RawFd, packets: &[(SocketAddr, &[u8])]) -> (usize, Opt
 pub fn set_recv_buffer(fd: RawFd, bytes: usize) {
     let v = bytes as libc::c_int;
     for opt in [libc::SO_RCVBUFFORCE, libc::SO_RCVBUF] {
-        if set_int(fd, libc::SOL_SOCKET, opt, v) {
+        if set_int(fd, libc::SOL_SOCKET, opt, v).is_ok() {
             return;
         }
     }
 }
 
-/// Set an integer socket option; whether the kernel accepted it.
-fn set_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> bool {
+/// A UDP socket bound to `addr` with `SO_REUSEPORT`, so that sockets connected to single peers
+/// can share the port; `remote`: connect it to that peer. The kernel hands a connected socket
+/// the datagrams from its peer, and the rest to the unconnected one.
+pub fn bind_shared(addr: SocketAddr, remote: Option<SocketAddr>) -> io::Result<UdpSocket> {
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2); the descriptor is owned by the UdpSocket at once.
+    let fd = unsafe { libc::socket(family, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket nothing else owns.
+    let sock = unsafe { UdpSocket::from_raw_fd(fd) };
+    set_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    if addr.is_ipv6() {
+        // Dual-stack, like std's `[::]` sockets on Linux.
+        set_int(fd, libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, 0)?;
+    }
+    // SAFETY: sockaddr_storage is plain old data; `to_storage` fills it for `addr`.
+    let mut st: libc::sockaddr_storage = unsafe { zeroed() };
+    let len = to_storage(addr, &mut st);
+    // SAFETY: `st` holds a valid address of length `len`.
+    if unsafe { libc::bind(fd, (&st as *const libc::sockaddr_storage).cast(), len) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if let Some(remote) = remote {
+        sock.connect(remote)?;
+    }
+    Ok(sock)
+}
+
+/// Set an integer socket option.
+fn set_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, v: libc::c_int) -> io::Result<()> {
     // SAFETY: passes a pointer to a live c_int and its size.
-    unsafe {
+    let r = unsafe {
         libc::setsockopt(
             fd,
             level,
             opt,
             (&v as *const libc::c_int).cast(),
             size_of::<libc::c_int>() as libc::socklen_t,
-        ) == 0
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// An `epoll` instance: a thread waits for any of many sockets (and a [`Wake`]) at once.
+pub struct Epoll {
+    fd: OwnedFd,
+}
+
+impl Epoll {
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: plain epoll_create1; the descriptor is owned at once.
+        let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is fresh and ours.
+        Ok(Self {
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    /// Report `fd` readable as `token`.
+    pub fn add(&self, fd: RawFd, token: u64) -> io::Result<()> {
+        let mut ev = libc::epoll_event {
+            events: libc::EPOLLIN as u32,
+            u64: token,
+        };
+        // SAFETY: both descriptors are open; `ev` lives across the call.
+        if unsafe { libc::epoll_ctl(self.fd.as_raw_fd(), libc::EPOLL_CTL_ADD, fd, &mut ev) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Stop reporting `fd` (closing it does too).
+    pub fn remove(&self, fd: RawFd) {
+        // SAFETY: a null event is allowed for EPOLL_CTL_DEL.
+        unsafe {
+            libc::epoll_ctl(
+                self.fd.as_raw_fd(),
+                libc::EPOLL_CTL_DEL,
+                fd,
+                std::ptr::null_mut(),
+            )
+        };
+    }
+
+    /// Wait up to `timeout` for readable descriptors; their tokens go to `ready`.
+    pub fn wait(&self, ready: &mut Vec<u64>, timeout: std::time::Duration) {
+        ready.clear();
+        // SAFETY: plain old data, filled by the kernel up to the count it returns.
+        let mut events: [libc::epoll_event; BATCH] = unsafe { zeroed() };
+        // Nanosecond timeouts (epoll_pwait2), so timers are not rounded up to milliseconds.
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as libc::c_long,
+        };
+        // SAFETY: `events` has room for BATCH entries; `ts` lives across the call; no sigmask.
+        let mut n = unsafe {
+            libc::epoll_pwait2(
+                self.fd.as_raw_fd(),
+                events.as_mut_ptr(),
+                BATCH as libc::c_int,
+                &ts,
+                std::ptr::null(),
+            )
+        };
+        if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+            // A kernel before 5.11: millisecond timeouts, rounded up.
+            let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+            // SAFETY: as above.
+            n = unsafe {
+                libc::epoll_wait(
+                    self.fd.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    BATCH as libc::c_int,
+                    ms,
+                )
+            };
+        }
+        for ev in events.iter().take(n.max(0) as usize) {
+            ready.push(ev.u64);
+        }
+    }
+}
+
+/// Wakes a thread waiting in an [`Epoll`] (an `eventfd` in it), only when it says it sleeps:
+/// a busy thread costs its senders no system call.
+pub struct Wake {
+    fd: OwnedFd,
+    sleeping: AtomicBool,
+}
+
+impl Wake {
+    pub fn new() -> io::Result<Self> {
+        // SAFETY: plain eventfd; the descriptor is owned at once.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Self {
+            // SAFETY: `fd` is fresh and ours.
+            fd: unsafe { OwnedFd::from_raw_fd(fd) },
+            sleeping: AtomicBool::new(false),
+        })
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+
+    /// After queueing work for the thread: wake it if it sleeps.
+    pub fn wake(&self) {
+        if self.sleeping.load(Ordering::SeqCst) {
+            let one: u64 = 1;
+            // SAFETY: writes 8 bytes from a live u64 to our eventfd.
+            unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        }
+    }
+
+    /// The thread is about to wait: from now on senders wake it. It must look at its queue once
+    /// more after this, then wait.
+    pub fn sleep(&self) {
+        self.sleeping.store(true, Ordering::SeqCst);
+    }
+
+    /// The thread is awake: clear the flag and any pending wake-up.
+    pub fn awake(&self) {
+        self.sleeping.store(false, Ordering::SeqCst);
+        let mut v: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live u64; EAGAIN when nothing is pending.
+        unsafe { libc::read(self.fd.as_raw_fd(), (&mut v as *mut u64).cast(), 8) };
     }
 }
 
@@ -514,5 +688,61 @@ mod tests {
             }
         }
         assert_eq!(got, vec![(1000, 1), (1000, 1), (300, 2), (50, 7)]);
+    }
+
+    #[test]
+    fn a_connected_shared_socket_gets_its_peers_datagrams_only() {
+        let shared = bind_shared("127.0.0.1:0".parse().unwrap(), None).unwrap();
+        let port = shared.local_addr().unwrap();
+        let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let other = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let conn = bind_shared(port, Some(peer.local_addr().unwrap())).unwrap();
+        for i in 0..10u8 {
+            peer.send_to(&[1, i], port).unwrap();
+            other.send_to(&[2, i], port).unwrap();
+        }
+        let epoll = Epoll::new().unwrap();
+        epoll.add(conn.as_raw_fd(), 7).unwrap();
+        let mut ready = Vec::new();
+        epoll.wait(&mut ready, std::time::Duration::from_secs(1));
+        assert_eq!(ready, vec![7]);
+        let mut batch = RecvBatch::default();
+        let mut from_conn = Vec::new();
+        while from_conn.len() < 10 {
+            let n = batch.recv(conn.as_raw_fd()).unwrap();
+            from_conn.extend((0..n).map(|i| batch.get(i).unwrap().0[0]));
+        }
+        assert!(from_conn.iter().all(|&b| b == 1));
+        let mut from_shared = Vec::new();
+        while from_shared.len() < 10 {
+            let n = batch.recv(shared.as_raw_fd()).unwrap();
+            from_shared.extend((0..n).map(|i| batch.get(i).unwrap().0[0]));
+        }
+        assert!(from_shared.iter().all(|&b| b == 2));
+    }
+
+    #[test]
+    fn wake_reaches_a_sleeping_waiter_only() {
+        let epoll = Epoll::new().unwrap();
+        let wake = std::sync::Arc::new(Wake::new().unwrap());
+        epoll.add(wake.fd(), 1).unwrap();
+        let mut ready = Vec::new();
+        // Awake: a wake costs nothing and leaves nothing pending.
+        wake.wake();
+        epoll.wait(&mut ready, std::time::Duration::ZERO);
+        assert!(ready.is_empty());
+        // Asleep: another thread's wake ends the wait.
+        wake.sleep();
+        let w = wake.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            w.wake();
+        });
+        epoll.wait(&mut ready, std::time::Duration::from_secs(10));
+        wake.awake();
+        t.join().unwrap();
+        assert_eq!(ready, vec![1]);
+        epoll.wait(&mut ready, std::time::Duration::ZERO);
+        assert!(ready.is_empty(), "awake() clears the wake-up");
     }
 }

@@ -1,14 +1,19 @@
-//! The media plane: one UDP socket, a receive thread that routes datagrams, and worker threads that
+//! The media plane: one UDP port, a receive thread that routes datagrams, and worker threads that
 //! own rooms.
 //!
 //! ```text
-//! UDP socket ──recv thread──▶ Routes (addr / ICE ufrag → worker) ──channel──▶ Worker
-//! TCP (ICE-TCP) ──task per connection──▶ Routes                   ──channel──▶ Worker
+//! UDP port, shared socket ──recv thread──▶ Routes (addr / ICE ufrag → worker) ──channel──▶ Worker
+//! UDP port, a connected socket per participant address ─────────── read by its own ──────▶ Worker
+//! TCP (ICE-TCP) ──task per connection──▶ Routes                                ──channel──▶ Worker
 //!                                                                             ├─ Room core (sans-IO)
 //!                                                                             └─ Peer = str0m::Rtc
 //! signaling ──Command──▶ Worker ──ServerMessage──▶ signaling (per participant channel)
 //! ```
 //! A room lives on exactly one worker (chosen by hashing its name), so forwarding takes no locks.
+//! Once a participant's UDP address is known, the worker opens a socket connected to it on the
+//! shared port (`SO_REUSEPORT`): the kernel delivers that participant's datagrams there, and the
+//! worker reads them itself, without the receive thread's hand-over and wake-up. The shared
+//! socket keeps whatever has no connected socket (new participants, a changed address).
 
 mod commands;
 mod peer;
@@ -83,6 +88,26 @@ impl MediaAddrs {
 /// Identifies one signaling connection, so a late message from a replaced connection is ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnId(pub u64);
+
+/// A worker's input queue. The worker waits in `epoll` (its participants' sockets and this
+/// queue's wake-up), so a send wakes it when it sleeps.
+#[derive(Clone)]
+pub struct WorkerTx {
+    tx: mpsc::Sender<WorkerInput>,
+    wake: Arc<conclave_udp::Wake>,
+}
+
+/// The worker's thread has ended: its queue takes nothing more.
+#[derive(Debug)]
+pub struct WorkerGone;
+
+impl WorkerTx {
+    pub fn send(&self, input: WorkerInput) -> Result<(), WorkerGone> {
+        self.tx.send(input).map_err(|_| WorkerGone)?;
+        self.wake.wake();
+        Ok(())
+    }
+}
 
 /// What signaling asks of a worker.
 #[derive(Debug)]
@@ -221,7 +246,7 @@ pub(crate) enum WorkerInput {
 /// Handle to the running media plane.
 #[derive(Clone)]
 pub struct MediaPlane {
-    workers: Arc<Vec<mpsc::Sender<WorkerInput>>>,
+    workers: Arc<Vec<WorkerTx>>,
 }
 
 impl MediaPlane {
@@ -247,6 +272,7 @@ impl MediaPlane {
         let mut senders = Vec::with_capacity(workers);
         for index in 0..workers {
             let (tx, rx) = mpsc::channel();
+            let wake = Arc::new(conclave_udp::Wake::new()?);
             let env = worker::WorkerEnv {
                 addrs: addrs.clone(),
                 tcp: tcp_conns.clone(),
@@ -257,11 +283,11 @@ impl MediaPlane {
                 // Callers without metrics pass none: the handles then count into nothing.
                 metrics: metrics.get(index).cloned().unwrap_or_default(),
             };
-            let w = worker::Worker::new(index, socket.try_clone()?, dual_stack, env);
+            let w = worker::Worker::new(index, socket.try_clone()?, dual_stack, wake.clone(), env)?;
             std::thread::Builder::new()
                 .name(format!("media-worker-{index}"))
                 .spawn(move || w.run(rx))?;
-            senders.push(tx);
+            senders.push(WorkerTx { tx, wake });
         }
         let senders = Arc::new(senders);
         if let Some(listener) = tcp {

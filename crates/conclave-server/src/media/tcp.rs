@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -55,7 +54,7 @@ impl TcpConns {
 pub(super) async fn accept_loop(
     listener: TcpListener,
     routes: Arc<Routes>,
-    workers: Arc<Vec<Sender<WorkerInput>>>,
+    workers: Arc<Vec<super::WorkerTx>>,
     backlogs: Arc<Vec<AtomicUsize>>,
     conns: Arc<TcpConns>,
 ) {
@@ -106,7 +105,7 @@ async fn connection(
     remote: SocketAddr,
     mut outgoing: mpsc::Receiver<Vec<u8>>,
     routes: &Routes,
-    workers: &[Sender<WorkerInput>],
+    workers: &[super::WorkerTx],
     backlogs: &[AtomicUsize],
 ) -> &'static str {
     let (rd, mut wr) = stream.into_split();

@@ -8,7 +8,6 @@ use std::os::fd::AsRawFd;
 
 use conclave_udp::RecvBatch;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 use str0m::net::Protocol;
@@ -87,7 +86,7 @@ pub(super) const MAX_BACKLOG: usize = 16_384;
 pub(super) fn receive_loop(
     socket: UdpSocket,
     routes: Arc<Routes>,
-    workers: Arc<Vec<Sender<WorkerInput>>>,
+    workers: Arc<Vec<super::WorkerTx>>,
     backlogs: Arc<Vec<AtomicUsize>>,
 ) {
     let fd = socket.as_raw_fd();

@@ -17,7 +17,7 @@ use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant};
 
 use conclave_proto::ServerMessage;
@@ -71,7 +71,21 @@ pub struct Worker {
     metrics: WorkerMetrics,
     /// When the room, participant and track gauges are next updated.
     next_gauges: Instant,
+    /// The worker waits here: its participants' connected sockets and its queue's wake-up.
+    epoll: conclave_udp::Epoll,
+    wake: Arc<conclave_udp::Wake>,
+    /// One socket per participant address, connected to it on the shared port: the kernel
+    /// hands it that participant's datagrams, which this worker reads itself (no hand-over
+    /// from the receive thread). Indexed by epoll token; freed slots are reused.
+    conn_socks: Vec<Option<UdpSocket>>,
+    conn_by_remote: HashMap<Remote, usize>,
+    ready: Vec<u64>,
+    /// Receive buffers for the connected sockets (taken while their datagrams are handled).
+    rbatch: Option<Box<conclave_udp::RecvBatch>>,
 }
+
+/// The epoll token of the queue's wake-up; sockets use their slot index.
+const WAKE_TOKEN: u64 = u64::MAX;
 
 /// What every worker shares with the rest of the media plane.
 pub struct WorkerEnv {
@@ -151,7 +165,13 @@ impl RoomHost {
 }
 
 impl Worker {
-    pub fn new(index: usize, socket: UdpSocket, dual_stack: bool, env: WorkerEnv) -> Self {
+    pub fn new(
+        index: usize,
+        socket: UdpSocket,
+        dual_stack: bool,
+        wake: Arc<conclave_udp::Wake>,
+        env: WorkerEnv,
+    ) -> std::io::Result<Self> {
         let WorkerEnv {
             addrs,
             tcp,
@@ -161,7 +181,9 @@ impl Worker {
             backlogs,
             metrics,
         } = env;
-        Self {
+        let epoll = conclave_udp::Epoll::new()?;
+        epoll.add(wake.fd(), WAKE_TOKEN)?;
+        Ok(Self {
             index,
             socket,
             dual_stack,
@@ -178,7 +200,92 @@ impl Worker {
             backlogs,
             metrics,
             next_gauges: Instant::now(),
+            epoll,
+            wake,
+            conn_socks: Vec::new(),
+            conn_by_remote: HashMap::new(),
+            ready: Vec::new(),
+            rbatch: Some(Box::default()),
+        })
+    }
+
+    /// Give a participant's UDP address a socket of its own on the shared port, read by this
+    /// worker. Without one (the system refused) its datagrams keep coming through the receive
+    /// thread.
+    fn connect_remote(&mut self, remote: Remote) {
+        if remote.0 != Protocol::Udp || self.conn_by_remote.contains_key(&remote) {
+            return;
         }
+        let Ok(local) = self.socket.local_addr() else {
+            return;
+        };
+        let to = match remote.1 {
+            SocketAddr::V4(v4) if self.dual_stack => {
+                SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
+            }
+            other => other,
+        };
+        let sock = match conclave_udp::bind_shared(local, Some(to)) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!(error = %e, "no connected socket for a participant");
+                return;
+            }
+        };
+        if sock.set_nonblocking(true).is_err() {
+            return;
+        }
+        let slot = match self.conn_socks.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.conn_socks.push(None);
+                self.conn_socks.len() - 1
+            }
+        };
+        if self.epoll.add(sock.as_raw_fd(), slot as u64).is_err() {
+            return;
+        }
+        self.conn_socks[slot] = Some(sock);
+        self.conn_by_remote.insert(remote, slot);
+    }
+
+    fn disconnect_remote(&mut self, remote: &Remote) {
+        if let Some(slot) = self.conn_by_remote.remove(remote)
+            && let Some(sock) = self.conn_socks[slot].take()
+        {
+            self.epoll.remove(sock.as_raw_fd());
+        }
+    }
+
+    /// Read every ready connected socket to its end.
+    fn read_connected(&mut self) {
+        let Some(mut batch) = self.rbatch.take() else {
+            return;
+        };
+        let ready = std::mem::take(&mut self.ready);
+        for &token in &ready {
+            if token == WAKE_TOKEN {
+                continue;
+            }
+            let Some(Some(sock)) = self.conn_socks.get(token as usize) else {
+                continue;
+            };
+            let fd = sock.as_raw_fd();
+            loop {
+                let n = batch.recv(fd).unwrap_or(0);
+                let at = Instant::now();
+                for i in 0..n {
+                    if let Some((data, from)) = batch.get(i) {
+                        self.datagram(Protocol::Udp, super::udp::canonical(from), data, at);
+                    }
+                }
+                if n < batch.capacity() {
+                    break;
+                }
+            }
+        }
+        self.ready = ready;
+        self.rbatch = Some(batch);
     }
 
     pub fn run(mut self, rx: Receiver<WorkerInput>) {
@@ -188,17 +295,27 @@ impl Worker {
                 .next_deadline()
                 .map_or(IDLE_WAKE, |t| t.saturating_duration_since(now))
                 .min(IDLE_WAKE);
-            let received = rx.recv_timeout(wait);
+            // Say we sleep, then look at the queue once more: a send after this wakes us.
+            self.wake.sleep();
+            let queued = match rx.try_recv() {
+                Ok(input) => Some(input),
+                Err(TryRecvError::Empty) => None,
+                Err(TryRecvError::Disconnected) => return,
+            };
+            let wait = if queued.is_some() {
+                Duration::ZERO
+            } else {
+                wait
+            };
+            self.epoll.wait(&mut self.ready, wait);
+            self.wake.awake();
             let woke = Instant::now();
-            match received {
-                Ok(input) => {
-                    self.handle(input);
-                    for input in rx.try_iter().take(BATCH) {
-                        self.handle(input);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
+            if let Some(input) = queued {
+                self.handle(input);
+            }
+            self.read_connected();
+            for input in rx.try_iter().take(BATCH) {
+                self.handle(input);
             }
             self.handle_timeouts(Instant::now());
             self.flush();
@@ -324,7 +441,8 @@ impl Worker {
         if !peer.rtc.accepts(&input) {
             return;
         }
-        if !peer.addrs.contains(&remote) {
+        let new_remote = !peer.addrs.contains(&remote);
+        if new_remote {
             peer.addrs.push(remote);
             self.by_addr.insert(remote, (room.clone(), pid));
             self.routes.add_addr(remote, self.index);
@@ -334,6 +452,9 @@ impl Worker {
             peer.dead = true;
         }
         host.dirty.push(pid);
+        if new_remote {
+            self.connect_remote(remote);
+        }
         self.process_input(&room, Instant::now());
     }
 
@@ -343,6 +464,7 @@ impl Worker {
         for a in &peer.addrs {
             self.by_addr.remove(a);
             self.routes.remove_addr(a);
+            self.disconnect_remote(a);
         }
     }
 
