@@ -65,6 +65,13 @@ struct Cli {
     /// the server is charged for sending it, as on a real network.
     #[arg(long)]
     no_gro: bool,
+    /// Run at the normal scheduling policy. By default the generator runs as `SCHED_BATCH`:
+    /// woken by a datagram from the server, its threads do not preempt the server in the middle
+    /// of a send. Sharing the server's cores is an artefact of the benchmark (a real server's
+    /// participants are other machines), and being preempted while sending costs the server
+    /// context switches that it would not have in service.
+    #[arg(long)]
+    no_batch: bool,
     /// Media threads in the generator.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -116,12 +123,27 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if !cli.no_batch {
+        set_batch_policy();
+    }
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("conclave-load: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// `SCHED_BATCH` for this thread and so for every thread it starts afterwards.
+fn set_batch_policy() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `param` is a live sched_param.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+        eprintln!(
+            "conclave-load: could not switch to SCHED_BATCH: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
