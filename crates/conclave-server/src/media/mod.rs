@@ -16,6 +16,7 @@
 //! socket keeps whatever has no connected socket (new participants, a changed address).
 
 mod commands;
+mod events;
 mod peer;
 mod stun;
 mod tcp;
