@@ -457,17 +457,25 @@ impl Epoll {
             tv_sec: timeout.as_secs().min(i32::MAX as u64) as libc::time_t,
             tv_nsec: timeout.subsec_nanos() as libc::c_long,
         };
-        // SAFETY: `events` has room for BATCH entries; `ts` lives across the call; no sigmask.
-        let mut n = unsafe {
-            libc::epoll_pwait2(
-                self.fd.as_raw_fd(),
-                events.as_mut_ptr(),
-                BATCH as libc::c_int,
-                &ts,
-                std::ptr::null(),
-            )
-        };
-        if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        // A kernel without epoll_pwait2 says so once; later waits go straight to epoll_wait.
+        static NO_PWAIT2: AtomicBool = AtomicBool::new(false);
+        let mut n = -1;
+        if !NO_PWAIT2.load(Ordering::Relaxed) {
+            // SAFETY: `events` has room for BATCH entries; `ts` lives across the call; no sigmask.
+            n = unsafe {
+                libc::epoll_pwait2(
+                    self.fd.as_raw_fd(),
+                    events.as_mut_ptr(),
+                    BATCH as libc::c_int,
+                    &ts,
+                    std::ptr::null(),
+                )
+            };
+            if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+                NO_PWAIT2.store(true, Ordering::Relaxed);
+            }
+        }
+        if NO_PWAIT2.load(Ordering::Relaxed) {
             // A kernel before 5.11: millisecond timeouts, rounded up.
             let ms = timeout.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
             // SAFETY: as above.

@@ -212,11 +212,10 @@ impl Worker {
         let Ok(local) = self.socket.local_addr() else {
             return;
         };
-        let to = match remote.1 {
-            SocketAddr::V4(v4) if self.dual_stack => {
-                SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port())
-            }
-            other => other,
+        let to = if self.dual_stack {
+            to_v6(remote.1)
+        } else {
+            remote.1
         };
         let sock = match conclave_udp::bind_shared(local, Some(to)) {
             Ok(s) => s,
