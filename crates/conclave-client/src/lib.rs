@@ -550,13 +550,22 @@ impl State {
     }
 }
 
-/// Build a payload: optional 2-byte VP8 descriptor + header, marker, counter, send time. `vp8` is
-/// (starts a frame, is a keyframe). The load generator uses the same format.
+/// The start of a VP8 keyframe (RFC 6386 9.1): frame tag (key frame, shown), start code,
+/// 1280x720. Servers that look for keyframes in the payload (Janus does, before it switches a
+/// receiver's simulcast layer) check the start code.
+const VP8_KEYFRAME_HEADER: [u8; 10] = [0x10, 0x00, 0x00, 0x9d, 0x01, 0x2a, 0x00, 0x05, 0xd0, 0x02];
+
+/// Build a payload: optional VP8 descriptor and header (one byte each; a keyframe's first packet
+/// has the keyframe header), marker, counter, send time. `vp8` is (starts a frame, is a
+/// keyframe). The load generator uses the same format.
 pub fn payload(len: usize, vp8: Option<(bool, bool)>, counter: u32) -> Vec<u8> {
     let mut p = Vec::with_capacity(len.max(24));
     if let Some((start, keyframe)) = vp8 {
         p.push(if start { 0x10 } else { 0x00 });
-        p.push(if keyframe { 0x00 } else { 0x01 });
+        match (start, keyframe) {
+            (true, true) => p.extend_from_slice(&VP8_KEYFRAME_HEADER),
+            (_, keyframe) => p.push(if keyframe { 0x00 } else { 0x01 }),
+        }
     }
     p.extend_from_slice(MARKER);
     p.extend_from_slice(&counter.to_be_bytes());
@@ -599,7 +608,10 @@ fn pt_for(rtc: &Rtc, codec: Codec) -> Option<Pt> {
 
 /// The sender's counter and send time (Unix microseconds) from a payload built by [`payload`].
 pub fn parse_payload(p: &[u8]) -> Option<(u32, u64)> {
-    let start = p.windows(4).take(3).position(|w| w == MARKER)?;
+    let start = p
+        .windows(4)
+        .take(2 + VP8_KEYFRAME_HEADER.len())
+        .position(|w| w == MARKER)?;
     let b = p.get(start + 4..start + 16)?;
     let counter = u32::from_be_bytes(b[0..4].try_into().ok()?);
     let sent = u64::from_be_bytes(b[4..12].try_into().ok()?);

@@ -195,7 +195,9 @@ impl Handle {
             "ptype": "publisher",
             "display": name,
         });
-        let jsep = json!({"type": "offer", "sdp": offer, "trickle": false});
+        // Simulcast layers are offered lowest first, as browsers list the web client's; Janus
+        // assumes highest first unless told.
+        let jsep = json!({"type": "offer", "sdp": offer, "trickle": false, "rid_order": "lmh"});
         self.message(body, Some(jsep)).await?;
         let ev = self.event_with_jsep().await?;
         let feed = ev["plugindata"]["data"]["id"]

@@ -125,6 +125,8 @@ pub struct LoadConfig {
     /// Receive with UDP GRO: a burst the server sent as one GSO message arrives as one (see
     /// `conclave_udp::enable_gro`), and its split is not charged to the server.
     pub gro: bool,
+    /// Publishers send their video as three simulcast layers (`video_kbps` the top one's rate).
+    pub simulcast: bool,
 }
 
 impl LoadConfig {
@@ -152,6 +154,7 @@ impl LoadConfig {
             view: ViewMode::None,
             turn: None,
             gro: true,
+            simulcast: false,
         }
     }
 
@@ -161,6 +164,7 @@ impl LoadConfig {
             kbps: self.video_kbps,
             keyframe_every: self.keyframe_every,
             clip: self.video_clip,
+            simulcast: self.simulcast,
         })
     }
 }

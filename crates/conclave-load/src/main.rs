@@ -42,6 +42,12 @@ struct Cli {
     /// audio only.
     #[arg(long, default_value_t = 500)]
     video_kbps: u32,
+    /// Send video as three simulcast layers, as Chrome does for a camera: `--video-kbps` is the
+    /// top layer's rate, the others get Chrome's shares of it (150 and 500 kbit/s at 2,500).
+    /// Receivers get whichever layer the server forwards (both servers: the top one, unless a
+    /// Conclave `--view` asks for less).
+    #[arg(long, conflicts_with = "video_clip")]
+    simulcast: bool,
     /// Send a real VP8 clip (320x180, about 140 kbit/s, like a camera's lowest simulcast layer)
     /// that browsers in the room can decode and show, instead of video shaped by `--video-kbps`.
     #[arg(long)]
@@ -177,6 +183,7 @@ fn run(cli: Cli) -> Result<(), String> {
     cfg.verify_every = cli.verify_every;
     cfg.threads = cli.threads;
     cfg.gro = !cli.no_gro;
+    cfg.simulcast = cli.simulcast;
     cfg.server_pid = cli.server_pid;
     cfg.progress = true;
     cfg.connect_timeout = cli.connect_timeout;

@@ -19,7 +19,7 @@ use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token, Waker};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
-use str0m::media::{Direction, MediaKind, Mid, Pt};
+use str0m::media::{Direction, MediaKind, Mid, Pt, Rid, Simulcast, SimulcastLayer};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::{ExtensionValues, RtpWrite};
 use str0m::{Event, IceConnectionState, Input, Output, Rtc};
@@ -30,6 +30,8 @@ use crate::synth::{Source, SynthPacket, Turns, VideoShape};
 use conclave_udp::{self as sys, RecvBatch};
 
 const WAKER: Token = Token(usize::MAX);
+/// The rids of simulcast layers, lowest first, as the web client names its encodings.
+const SIMULCAST_RIDS: [&str; 3] = ["l", "m", "h"];
 /// Longest sleep, so commands and timers are never late by more than this.
 const MAX_WAIT: Duration = Duration::from_millis(50);
 /// Room for a few hundred ms of a busy subscriber's media if the generator stalls.
@@ -160,8 +162,8 @@ struct Sim {
     publish: Option<Publish>,
     phase: Duration,
     turns: Option<Turns>,
-    /// Whether anyone receives the video (`publish_layers`); until told, it is.
-    video_wanted: bool,
+    /// Which video layers anyone receives, lowest first (`publish_layers`); until told, all.
+    video_wanted: Option<Vec<bool>>,
     offered: bool,
     pending: Option<SdpPendingOffer>,
     audio_mid: Option<Mid>,
@@ -237,12 +239,9 @@ impl MediaThread {
             }
             Cmd::PublishLayers { slot, mid, active } => {
                 let _ = self.with_sim(slot, |sim| {
-                    // One layer is published: it is wanted if the server wants any.
                     if sim.video_mid.is_some_and(|m| &*m == mid.as_str()) {
-                        sim.video_wanted = active.iter().any(|a| *a);
-                        if let Some(s) = sim.source.as_mut() {
-                            s.set_video_on(sim.video_wanted);
-                        }
+                        sim.video_wanted = Some(active);
+                        sim.apply_wanted_layers();
                     }
                     Ok(())
                 });
@@ -338,7 +337,7 @@ impl MediaThread {
             publish,
             phase,
             turns,
-            video_wanted: true,
+            video_wanted: None,
             offered: false,
             pending: None,
             audio_mid: None,
@@ -467,6 +466,27 @@ impl MediaThread {
 }
 
 impl Sim {
+    fn simulcast(&self) -> bool {
+        self.publish
+            .and_then(|p| p.video)
+            .is_some_and(|v| v.layers().len() > 1)
+    }
+
+    /// Follow the server's `publish_layers`. With one layer it is sent if any is wanted (the
+    /// server counts layers per track, whatever was published).
+    fn apply_wanted_layers(&mut self) {
+        let simulcast = self.simulcast();
+        let (Some(source), Some(wanted)) = (self.source.as_mut(), self.video_wanted.as_ref())
+        else {
+            return;
+        };
+        if simulcast {
+            source.set_layers_on(wanted);
+        } else {
+            source.set_video_on(wanted.iter().any(|a| *a));
+        }
+    }
+
     fn offer(&mut self, add_audio: u32, add_video: u32) -> Option<String> {
         let mut api = self.rtc.sdp_api();
         if !self.offered {
@@ -477,9 +497,16 @@ impl Sim {
                         api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
                     self.audio_mid = Some(mid);
                 }
-                if p.video.is_some() {
+                if let Some(shape) = p.video {
+                    let simulcast = shape.simulcast.then(|| {
+                        let mut s = Simulcast::new();
+                        for rid in &SIMULCAST_RIDS[..shape.layers().len()] {
+                            s.add_send_layer(SimulcastLayer::new(rid));
+                        }
+                        s
+                    });
                     let mid =
-                        api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+                        api.add_media(MediaKind::Video, Direction::SendOnly, None, None, simulcast);
                     self.video_mid = Some(mid);
                 }
             }
@@ -532,8 +559,9 @@ impl Sim {
         let (Some(mid), Some(pt)) = (mid, pt) else {
             return;
         };
+        let rid = (p.video && self.simulcast()).then(|| Rid::from(SIMULCAST_RIDS[p.layer]));
         let mut api = self.rtc.direct_api();
-        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+        let Some(stream) = api.stream_tx_by_mid(mid, rid) else {
             return;
         };
         let mut ext = ExtensionValues::default();
@@ -596,20 +624,23 @@ impl Sim {
                 live.connected.fetch_add(1, Ordering::Relaxed);
                 if let Some(p) = self.publish {
                     live.connected_publishers.fetch_add(1, Ordering::Relaxed);
-                    let mut source = Source::new(
+                    let source = Source::new(
                         Instant::now(),
                         p.audio && self.audio_mid.is_some(),
                         p.video.filter(|_| self.video_mid.is_some()),
                         self.phase,
                         self.turns,
                     );
-                    source.set_video_on(self.video_wanted);
                     self.source = Some(source);
+                    self.apply_wanted_layers();
                 }
             }
-            Event::KeyframeRequest(_) => {
+            Event::KeyframeRequest(req) => {
+                let layer = req
+                    .rid
+                    .and_then(|rid| SIMULCAST_RIDS.iter().position(|r| **r == *rid));
                 if let Some(s) = self.source.as_mut() {
-                    s.request_keyframe();
+                    s.request_keyframe(layer);
                 }
             }
             Event::RtpPacket(pkt) if self.verify => {

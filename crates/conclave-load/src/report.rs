@@ -65,6 +65,11 @@ pub struct MediaShape {
     pub video_kbps: u32,
     pub video_packets_per_s: f64,
     pub video_payload_bytes: usize,
+    /// The rates of the simulcast layers each publisher sends, lowest first, when it sends
+    /// several (the fields above then describe the top one, which receivers are expected to
+    /// get).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub simulcast_kbps: Vec<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -179,6 +184,10 @@ impl Summary {
                         v.packets(false).1
                     }
                 }),
+                simulcast_kbps: video
+                    .map(|v| v.layers())
+                    .filter(|l| l.len() > 1)
+                    .map_or(Vec::new(), |l| l.iter().map(|l| l.kbps).collect()),
             },
             ramp_s: o.ramp_secs,
             window_s: secs,
@@ -245,9 +254,19 @@ impl Summary {
         row(
             "media per publisher",
             format!(
-                "audio {:.0} pkt/s x {} B; video {} kbit/s, {:.0} pkt/s x {} B",
+                "audio {:.0} pkt/s x {} B; video {}{} kbit/s, {:.0} pkt/s x {} B",
                 self.media.audio_packets_per_s,
                 self.media.audio_payload_bytes,
+                if self.media.simulcast_kbps.is_empty() {
+                    String::new()
+                } else {
+                    let lower: Vec<String> = self.media.simulcast_kbps
+                        [..self.media.simulcast_kbps.len() - 1]
+                        .iter()
+                        .map(|k| k.to_string())
+                        .collect();
+                    format!("simulcast {} + ", lower.join(" + "))
+                },
                 self.media.video_kbps,
                 self.media.video_packets_per_s,
                 self.media.video_payload_bytes

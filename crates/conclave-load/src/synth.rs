@@ -1,7 +1,8 @@
 //! Synthetic media shaped like a browser's: Opus-like audio at 50 packets/s with the audio-level
 //! header extension, and VP8-like video at 30 frames/s packetized to at most 1,200-byte payloads
-//! with a larger keyframe every few seconds. Payloads carry the format of
-//! [`conclave_client::payload`]: a VP8 payload descriptor, a counter and the send time.
+//! with a larger keyframe every few seconds, as one stream or as three simulcast layers at
+//! Chrome's rates. Payloads carry the format of [`conclave_client::payload`]: a VP8 payload
+//! descriptor and header (a keyframe's with the VP8 start code), a counter and the send time.
 //!
 //! With [`VideoShape::clip`], video is instead a real VP8 clip (`media/clip-180p.ivf`: 320x180,
 //! 30 frames/s, a keyframe every 90 frames, about 140 kbit/s, made with `vpxenc --codec=vp8
@@ -75,6 +76,10 @@ fn clip() -> &'static [&'static [u8]] {
 /// Counter and send time after a frame (see the module documentation).
 const TRAILER: usize = 16;
 
+/// Simulcast layers as Chrome sends a 720p camera (about 150, 500 and 2,500 kbit/s), as
+/// fractions of the top layer's rate, lowest first (the order the offer lists them in).
+const SIMULCAST_SHARES: [(u32, u32); 3] = [(3, 50), (1, 5), (1, 1)];
+
 /// The shape of one video stream.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct VideoShape {
@@ -82,9 +87,37 @@ pub struct VideoShape {
     pub keyframe_every: Duration,
     /// Send the real VP8 clip instead (its own rate and keyframe interval).
     pub clip: bool,
+    /// Send three simulcast layers, `kbps` being the top one's rate (see [`Self::layers`]).
+    pub simulcast: bool,
 }
 
 impl VideoShape {
+    /// One stream of `kbps` (no simulcast).
+    pub fn single(kbps: u32, keyframe_every: Duration) -> Self {
+        Self {
+            kbps,
+            keyframe_every,
+            clip: false,
+            simulcast: false,
+        }
+    }
+
+    /// The streams sent, lowest first: with simulcast three, at Chrome's rates scaled to the top
+    /// layer's; otherwise this one. Receivers get one of them (the top one unless a server
+    /// chooses otherwise), so the expected rates of a report follow `self`.
+    pub fn layers(&self) -> Vec<VideoShape> {
+        if !self.simulcast || self.clip {
+            return vec![Self {
+                simulcast: false,
+                ..*self
+            }];
+        }
+        SIMULCAST_SHARES
+            .iter()
+            .map(|(num, den)| Self::single(self.kbps * num / den, self.keyframe_every))
+            .collect()
+    }
+
     /// The clip's average bit rate, in kbit/s.
     pub fn clip_kbps() -> u32 {
         let bytes: usize = clip().iter().map(|f| f.len() + TRAILER).sum();
@@ -137,6 +170,8 @@ fn clip_packets(frame: usize) -> (usize, usize) {
 /// One packet to write: which stream, RTP fields, payload.
 pub struct SynthPacket {
     pub video: bool,
+    /// The simulcast layer (index into [`VideoShape::layers`]); 0 for audio.
+    pub layer: usize,
     pub seq: u64,
     pub ts: u32,
     pub marker: bool,
@@ -147,7 +182,9 @@ pub struct SynthPacket {
 /// The sending state of one publisher.
 pub struct Source {
     video: Option<VideoShape>,
-    video_on: bool,
+    /// Per layer of the video, lowest first: its shape, whether it is sent (someone receives
+    /// it), whether its next frame is a keyframe, and its last sequence number.
+    layers: Vec<Layer>,
     audio: bool,
     turns: Option<Turns>,
     /// 20 ms audio frames so far (sent or not: the RTP clock runs through silence).
@@ -155,12 +192,17 @@ pub struct Source {
     next_audio: Instant,
     next_video: Instant,
     audio_seq: u64,
-    video_seq: u64,
     frame: u64,
-    keyframe_wanted: bool,
     /// Next frame of the clip, and clip frames sent.
     clip_at: usize,
     clip_frames: u64,
+}
+
+struct Layer {
+    shape: VideoShape,
+    on: bool,
+    keyframe_wanted: bool,
+    seq: u64,
 }
 
 impl Source {
@@ -176,34 +218,57 @@ impl Source {
         let modulo = |d: Duration, m: Duration| {
             Duration::from_nanos((d.as_nanos() % m.as_nanos().max(1)) as u64)
         };
+        let layers = video
+            .iter()
+            .flat_map(VideoShape::layers)
+            .map(|shape| Layer {
+                shape,
+                on: true,
+                keyframe_wanted: true,
+                seq: 0,
+            })
+            .collect();
         Self {
             video,
-            video_on: true,
+            layers,
             audio,
             turns,
             audio_frame: 0,
             next_audio: now + modulo(phase, AUDIO_INTERVAL),
             next_video: now + modulo(phase, frame),
             audio_seq: 0,
-            video_seq: 0,
             frame: 0,
-            keyframe_wanted: true,
             clip_at: 0,
             clip_frames: 0,
         }
     }
 
-    pub fn request_keyframe(&mut self) {
-        self.keyframe_wanted = true;
+    /// A keyframe on one layer (`Some`), or on all.
+    pub fn request_keyframe(&mut self, layer: Option<usize>) {
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            if layer.is_none_or(|w| w == i) {
+                l.keyframe_wanted = true;
+            }
+        }
     }
 
     /// Send video or not (the server says whether anyone receives it); it restarts with a
     /// keyframe.
     pub fn set_video_on(&mut self, on: bool) {
-        if on && !self.video_on {
-            self.keyframe_wanted = true;
+        let all = vec![on; self.layers.len()];
+        self.set_layers_on(&all);
+    }
+
+    /// Which layers to send, lowest first (the server's `publish_layers`); a layer not listed is
+    /// off. A layer that restarts starts with a keyframe.
+    pub fn set_layers_on(&mut self, on: &[bool]) {
+        for (i, l) in self.layers.iter_mut().enumerate() {
+            let now_on = on.get(i).copied().unwrap_or(false);
+            if now_on && !l.on {
+                l.keyframe_wanted = true;
+            }
+            l.on = now_on;
         }
-        self.video_on = on;
     }
 
     /// When the next packet is due.
@@ -233,6 +298,7 @@ impl Source {
                 let len = if talking { AUDIO_PAYLOAD } else { 24 };
                 out.push(SynthPacket {
                     video: false,
+                    layer: 0,
                     seq: self.audio_seq,
                     ts: (self.audio_frame as u32).wrapping_mul(960),
                     marker: false,
@@ -250,32 +316,37 @@ impl Source {
         let interval = Duration::from_secs(1) / FPS;
         self.next_video = (self.next_video + interval).max(now - interval / 2);
         self.frame += 1;
-        if !self.video_on {
-            return;
-        }
         let ts = (self.frame as u32).wrapping_mul(90_000 / FPS);
         if shape.clip {
-            self.clip_frame(ts, out);
+            if self.layers[0].on {
+                self.clip_frame(ts, out);
+            }
             return;
         }
         let every = (shape.keyframe_every.as_secs_f64() * FPS as f64).max(1.0) as u64;
-        let keyframe = self.keyframe_wanted || self.frame % every == 1;
-        self.keyframe_wanted = false;
-        let (n, size) = shape.packets(keyframe);
-        for i in 0..n {
-            self.video_seq += 1;
-            out.push(SynthPacket {
-                video: true,
-                seq: self.video_seq,
-                ts,
-                marker: i + 1 == n,
-                audio_level: None,
-                payload: conclave_client::payload(
-                    size,
-                    Some((i == 0, keyframe)),
-                    self.video_seq as u32,
-                ),
-            });
+        for (index, layer) in self.layers.iter_mut().enumerate() {
+            if !layer.on {
+                continue;
+            }
+            let keyframe = layer.keyframe_wanted || self.frame % every == 1;
+            layer.keyframe_wanted = false;
+            let (n, size) = layer.shape.packets(keyframe);
+            for i in 0..n {
+                layer.seq += 1;
+                out.push(SynthPacket {
+                    video: true,
+                    layer: index,
+                    seq: layer.seq,
+                    ts,
+                    marker: i + 1 == n,
+                    audio_level: None,
+                    payload: conclave_client::payload(
+                        size,
+                        Some((i == 0, keyframe)),
+                        layer.seq as u32,
+                    ),
+                });
+            }
         }
     }
 }
@@ -285,9 +356,10 @@ impl Source {
     /// trailer, in packets of at most [`MAX_PAYLOAD`] bytes.
     fn clip_frame(&mut self, ts: u32, out: &mut Vec<SynthPacket>) {
         let frames = clip();
-        if self.keyframe_wanted {
+        let layer = &mut self.layers[0];
+        if layer.keyframe_wanted {
             self.clip_at = 0;
-            self.keyframe_wanted = false;
+            layer.keyframe_wanted = false;
         }
         let frame = frames[self.clip_at % frames.len()];
         self.clip_at = (self.clip_at + 1) % frames.len();
@@ -298,14 +370,15 @@ impl Source {
         data.extend_from_slice(&trailer[..TRAILER]);
         let (n, size) = clip_packets(frame.len());
         for (i, chunk) in data.chunks(size).enumerate() {
-            self.video_seq += 1;
+            layer.seq += 1;
             // VP8 payload descriptor: S (start of partition) on the first packet.
             let mut payload = Vec::with_capacity(chunk.len() + 1);
             payload.push(if i == 0 { 0x10 } else { 0x00 });
             payload.extend_from_slice(chunk);
             out.push(SynthPacket {
                 video: true,
-                seq: self.video_seq,
+                layer: 0,
+                seq: layer.seq,
                 ts,
                 marker: i + 1 == n,
                 audio_level: None,
@@ -338,6 +411,7 @@ mod tests {
             kbps: 0,
             keyframe_every: Duration::from_secs(3),
             clip: true,
+            simulcast: false,
         };
         let t0 = Instant::now();
         let mut s = Source::new(t0, false, Some(shape), Duration::ZERO, None);
@@ -357,31 +431,75 @@ mod tests {
     #[test]
     fn layer_shapes() {
         let k = Duration::from_secs(3);
-        let top = VideoShape {
-            kbps: 2500,
-            keyframe_every: k,
-            clip: false,
-        };
+        let top = VideoShape::single(2500, k);
         let (n, size) = top.packets(false);
         assert_eq!((n, size), (9, 1158));
         assert!(top.packets(true).1 <= MAX_PAYLOAD);
-        let low = VideoShape {
-            kbps: 150,
-            keyframe_every: k,
-            clip: false,
-        };
+        let low = VideoShape::single(150, k);
         assert_eq!(low.packets(false).0, 1);
         assert!((top.packets_per_second() - 280.0).abs() < 10.0);
     }
 
     #[test]
-    fn paces_audio_and_video() {
+    fn simulcast_sends_three_layers_at_chromes_rates() {
         let t0 = Instant::now();
         let shape = VideoShape {
-            kbps: 500,
-            keyframe_every: Duration::from_secs(3),
-            clip: false,
+            simulcast: true,
+            ..VideoShape::single(2500, Duration::from_secs(3))
         };
+        let rates: Vec<u32> = shape.layers().iter().map(|l| l.kbps).collect();
+        assert_eq!(rates, [150, 500, 2500]);
+        let mut s = Source::new(t0, false, Some(shape), Duration::ZERO, None);
+        let second = |s: &mut Source, from: u64| {
+            let mut out = Vec::new();
+            for ms in from..from + 1000 {
+                s.due(t0 + Duration::from_millis(ms), &mut out);
+            }
+            out
+        };
+        let out = second(&mut s, 0);
+        for (layer, kbps) in [(0, 150), (1, 500), (2, 2500)] {
+            let bytes: usize = out
+                .iter()
+                .filter(|p| p.layer == layer)
+                .map(|p| p.payload.len())
+                .sum();
+            // The first frame of each is a keyframe (4x), so a little above the rate.
+            let sent = bytes * 8 / 1000;
+            assert!(sent >= kbps && sent < kbps * 6 / 5, "layer {layer}: {sent}");
+            // Each layer numbers its packets on its own, without gaps.
+            let seqs: Vec<u64> = out
+                .iter()
+                .filter(|p| p.layer == layer)
+                .map(|p| p.seq)
+                .collect();
+            assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1));
+        }
+        // The server wants only the lowest layer; later the top one again, which restarts
+        // with a keyframe while the lowest does not.
+        s.set_layers_on(&[true, false, false]);
+        let out = second(&mut s, 1000);
+        assert!(out.iter().all(|p| p.layer == 0));
+        s.set_layers_on(&[true, false, true]);
+        let out = second(&mut s, 2000);
+        let first = |layer| out.iter().find(|p| p.layer == layer).expect("sent");
+        assert_eq!(
+            first(2).payload[1] & 1,
+            0,
+            "top layer restarts with a keyframe"
+        );
+        assert_eq!(
+            first(0).payload[1] & 1,
+            1,
+            "lowest layer goes on with delta frames"
+        );
+        assert!(out.iter().all(|p| p.layer != 1));
+    }
+
+    #[test]
+    fn paces_audio_and_video() {
+        let t0 = Instant::now();
+        let shape = VideoShape::single(500, Duration::from_secs(3));
         let mut s = Source::new(t0, true, Some(shape), Duration::ZERO, None);
         let mut out = Vec::new();
         let mut t = t0;
@@ -399,11 +517,7 @@ mod tests {
     #[test]
     fn silent_in_others_turns_and_video_only_when_wanted() {
         let t0 = Instant::now();
-        let shape = VideoShape {
-            kbps: 150,
-            keyframe_every: Duration::from_secs(3),
-            clip: false,
-        };
+        let shape = VideoShape::single(150, Duration::from_secs(3));
         let turns = Turns {
             index: 1,
             of: 2,

@@ -45,3 +45,39 @@ async fn load_generator_smoke() {
     assert!(cpu > 0.0, "server used CPU");
     assert!(s.generator.cpu_s.is_some());
 }
+
+/// Publishers send three simulcast layers, as browsers do; receivers that show no layout get
+/// the top one, complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_generator_simulcast() {
+    let server = common::Server::start(&[]);
+    let mut cfg = LoadConfig::new(Target::Conclave, server.http);
+    cfg.publishers = 1;
+    cfg.subscribers = 2;
+    cfg.video_kbps = 2500;
+    cfg.simulcast = true;
+    cfg.duration = Duration::from_secs(3);
+    cfg.settle = Duration::from_secs(1);
+    cfg.ramp = 20.0;
+    cfg.verify_every = 1;
+    let s = conclave_load::run(cfg).await.expect("load run");
+    println!("{}", s.table());
+
+    assert!(s.errors.is_empty(), "errors: {:?}", s.errors);
+    assert_eq!(s.connected, 3, "every participant connected");
+    assert_eq!(s.media.simulcast_kbps, [150, 500, 2500]);
+    assert_eq!(s.streams_forwarded, 4);
+    assert!(s.forwarded.packets > 100, "packets flowed");
+    assert_eq!(s.forwarded.lost, 0, "no loss on loopback");
+    assert_eq!(
+        s.verified.payloads, s.verified.expected,
+        "payloads complete"
+    );
+    // The top layer's ~1,160-byte packets (the middle layer's would average ~600 bytes with the
+    // audio, the lowest's less).
+    assert!(
+        s.forwarded.avg_packet_bytes > 900.0,
+        "top layer forwarded: {:.0} bytes per packet",
+        s.forwarded.avg_packet_bytes
+    );
+}
