@@ -469,7 +469,7 @@ impl Sim {
     fn simulcast(&self) -> bool {
         self.publish
             .and_then(|p| p.video)
-            .is_some_and(|v| v.layers().len() > 1)
+            .is_some_and(|v| v.layer_count() > 1)
     }
 
     /// Follow the server's `publish_layers`. With one layer it is sent if any is wanted (the
@@ -498,9 +498,9 @@ impl Sim {
                     self.audio_mid = Some(mid);
                 }
                 if let Some(shape) = p.video {
-                    let simulcast = shape.simulcast.then(|| {
+                    let simulcast = (shape.layer_count() > 1).then(|| {
                         let mut s = Simulcast::new();
-                        for rid in &SIMULCAST_RIDS[..shape.layers().len()] {
+                        for rid in &SIMULCAST_RIDS[..shape.layer_count()] {
                             s.add_send_layer(SimulcastLayer::new(rid));
                         }
                         s

@@ -106,7 +106,7 @@ impl VideoShape {
     /// layer's; otherwise this one. Receivers get one of them (the top one unless a server
     /// chooses otherwise), so the expected rates of a report follow `self`.
     pub fn layers(&self) -> Vec<VideoShape> {
-        if !self.simulcast || self.clip {
+        if self.layer_count() == 1 {
             return vec![Self {
                 simulcast: false,
                 ..*self
@@ -116,6 +116,15 @@ impl VideoShape {
             .iter()
             .map(|(num, den)| Self::single(self.kbps * num / den, self.keyframe_every))
             .collect()
+    }
+
+    /// How many streams [`Self::layers`] gives, without building them.
+    pub fn layer_count(&self) -> usize {
+        if self.simulcast && !self.clip {
+            SIMULCAST_SHARES.len()
+        } else {
+            1
+        }
     }
 
     /// The clip's average bit rate, in kbit/s.
