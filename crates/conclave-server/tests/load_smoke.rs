@@ -1,7 +1,8 @@
-//! A short run of the load generator against the real server on loopback: two publishers and two
-//! subscribers in one room, every connection verifying payloads. Checks that the summary is sane
-//! (everyone connected, packets flowed, nothing lost, server figures present); the benchmarks
-//! themselves (`bench/compare.sh`) are not part of the test suite.
+//! Short runs of the load generator against the real server on loopback: two publishers and two
+//! subscribers in one room (and one simulcast publisher with two subscribers), every connection
+//! verifying payloads. Checks that the summary is sane (everyone connected, packets flowed,
+//! nothing lost, server figures present); the benchmarks themselves (`bench/compare.sh`) are not
+//! part of the test suite.
 
 mod common;
 
@@ -9,16 +10,22 @@ use std::time::Duration;
 
 use conclave_load::{LoadConfig, Target};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn load_generator_smoke() {
-    let server = common::Server::start(&[]);
+/// A short run in one room, every connection verifying payloads.
+fn short_run(server: &common::Server, publishers: usize, subscribers: usize) -> LoadConfig {
     let mut cfg = LoadConfig::new(Target::Conclave, server.http);
-    cfg.publishers = 2;
-    cfg.subscribers = 2;
+    cfg.publishers = publishers;
+    cfg.subscribers = subscribers;
     cfg.duration = Duration::from_secs(3);
     cfg.settle = Duration::from_secs(1);
     cfg.ramp = 20.0;
     cfg.verify_every = 1;
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_generator_smoke() {
+    let server = common::Server::start(&[]);
+    let mut cfg = short_run(&server, 2, 2);
     cfg.server_pid = Some(server.pid());
     let s = conclave_load::run(cfg).await.expect("load run");
     println!("{}", s.table());
@@ -51,15 +58,9 @@ async fn load_generator_smoke() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_generator_simulcast() {
     let server = common::Server::start(&[]);
-    let mut cfg = LoadConfig::new(Target::Conclave, server.http);
-    cfg.publishers = 1;
-    cfg.subscribers = 2;
+    let mut cfg = short_run(&server, 1, 2);
     cfg.video_kbps = 2500;
     cfg.simulcast = true;
-    cfg.duration = Duration::from_secs(3);
-    cfg.settle = Duration::from_secs(1);
-    cfg.ramp = 20.0;
-    cfg.verify_every = 1;
     let s = conclave_load::run(cfg).await.expect("load run");
     println!("{}", s.table());
 
