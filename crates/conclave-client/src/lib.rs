@@ -137,19 +137,26 @@ pub struct Report {
 /// A simulated participant's WebRTC stack: RTP mode, Opus and VP8 (what the server accepts),
 /// one host candidate at `local`.
 pub fn new_rtc(now: Instant, local: SocketAddr) -> Result<Rtc, str0m::RtcError> {
-    let mut rtc = bare_rtc(now);
+    new_rtc_with(now, local, false)
+}
+
+/// [`new_rtc`], optionally with transport-wide congestion feedback as browsers send it: the
+/// server then estimates and paces this participant's downlink. Its feedback comes from str0m,
+/// so it needs every received packet handed to it.
+pub fn new_rtc_with(now: Instant, local: SocketAddr, twcc: bool) -> Result<Rtc, str0m::RtcError> {
+    let mut rtc = bare_rtc(now, twcc);
     rtc.add_local_candidate(Candidate::host(local, "udp")?);
     Ok(rtc)
 }
 
 /// The same stack without any candidate yet.
-fn bare_rtc(now: Instant) -> Rtc {
-    // No transport-wide congestion feedback: a simulated participant measures what arrives and
-    // is not a congestion-controlled receiver, so the server neither estimates nor paces its
-    // downlink (as for any client without it) and every forwarded packet is counted.
+fn bare_rtc(now: Instant, twcc: bool) -> Rtc {
+    // By default no transport-wide congestion feedback: a simulated participant measures what
+    // arrives and is not a congestion-controlled receiver, so the server neither estimates nor
+    // paces its downlink (as for any client without it) and every forwarded packet is counted.
     let mut exts = ExtensionMap::empty();
     for (id, ext) in ExtensionMap::standard().iter() {
-        if *ext != Extension::TransportSequenceNumber {
+        if twcc || *ext != Extension::TransportSequenceNumber {
             exts.set(id, ext.clone());
         }
     }
@@ -231,7 +238,7 @@ pub async fn run_participant(cfg: ParticipantConfig) -> Result<Report, ClientErr
     let local = socket.local_addr()?;
     let now = Instant::now();
     let mut rtc = if cfg.ice_tcp_only {
-        bare_rtc(now)
+        bare_rtc(now, false)
     } else {
         new_rtc(now, local)?
     };

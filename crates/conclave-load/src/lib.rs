@@ -127,6 +127,9 @@ pub struct LoadConfig {
     pub gro: bool,
     /// Publishers send their video as three simulcast layers (`video_kbps` the top one's rate).
     pub simulcast: bool,
+    /// Participants send transport-wide congestion feedback, as browsers do, so the server
+    /// estimates and paces their downlinks; every receiver then hands its packets to str0m.
+    pub twcc: bool,
 }
 
 impl LoadConfig {
@@ -155,6 +158,7 @@ impl LoadConfig {
             turn: None,
             gro: true,
             simulcast: false,
+            twcc: false,
         }
     }
 
@@ -222,7 +226,7 @@ impl Planner {
 pub async fn run(cfg: LoadConfig) -> Result<Summary, LoadError> {
     let live = Arc::new(Live::default());
     let threads = (0..cfg.threads.max(1))
-        .map(|i| MediaHandle::spawn(i, live.clone(), cfg.gro))
+        .map(|i| MediaHandle::spawn(i, live.clone(), cfg.gro, cfg.twcc))
         .collect::<Result<Vec<_>, _>>()?;
     let mut planner = Planner {
         threads: threads.clone(),

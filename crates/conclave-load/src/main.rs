@@ -48,6 +48,11 @@ struct Cli {
     /// Conclave `--view` asks for less).
     #[arg(long, conflicts_with = "video_clip")]
     simulcast: bool,
+    /// Send transport-wide congestion feedback, as browsers do: a Conclave server then runs its
+    /// downlink estimator and pacer for every participant. Every receiver hands its packets to
+    /// str0m (decrypting them) to produce the feedback, which costs the generator more.
+    #[arg(long)]
+    twcc: bool,
     /// Send a real VP8 clip (320x180, about 140 kbit/s, like a camera's lowest simulcast layer)
     /// that browsers in the room can decode and show, instead of video shaped by `--video-kbps`.
     #[arg(long)]
@@ -184,6 +189,7 @@ fn run(cli: Cli) -> Result<(), String> {
     cfg.threads = cli.threads;
     cfg.gro = !cli.no_gro;
     cfg.simulcast = cli.simulcast;
+    cfg.twcc = cli.twcc;
     cfg.server_pid = cli.server_pid;
     cfg.progress = true;
     cfg.connect_timeout = cli.connect_timeout;

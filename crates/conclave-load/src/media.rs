@@ -4,7 +4,8 @@
 //! Cost control: RTP datagrams are counted from their clear-text header (SSRC, sequence number)
 //! and, for most participants, never handed to str0m, so they cost no decryption. Participants
 //! marked `verify` hand everything to str0m and check each decrypted payload's counter and send
-//! time. Everything else (STUN, DTLS, RTCP) always goes to str0m.
+//! time; with transport-wide feedback (`twcc`) everyone hands everything to str0m, which builds
+//! the feedback. Everything else (STUN, DTLS, RTCP) always goes to str0m.
 //!
 //! Run rule (str0m's): after every input to an `Rtc`, poll its output until it returns a timeout.
 
@@ -122,7 +123,7 @@ pub struct MediaHandle {
 }
 
 impl MediaHandle {
-    pub fn spawn(index: usize, live: Arc<Live>, gro: bool) -> std::io::Result<Self> {
+    pub fn spawn(index: usize, live: Arc<Live>, gro: bool, twcc: bool) -> std::io::Result<Self> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
         let (tx, rx) = mpsc::channel();
@@ -138,6 +139,7 @@ impl MediaHandle {
                 RecvBatch::default()
             },
             gro,
+            twcc,
             next_deadline: Instant::now(),
         };
         std::thread::Builder::new()
@@ -187,6 +189,9 @@ struct MediaThread {
     publishers: Vec<usize>,
     batch: RecvBatch,
     gro: bool,
+    /// Participants send transport-wide feedback, so str0m sees every packet (see `twcc` in
+    /// `LoadConfig`).
+    twcc: bool,
     next_deadline: Instant,
 }
 
@@ -325,7 +330,8 @@ impl MediaThread {
             .register(&mut socket, Token(slot), Interest::READABLE)
             .map_err(|e| e.to_string())?;
         let now = Instant::now();
-        let rtc = conclave_client::new_rtc(now, local).map_err(|e| e.to_string())?;
+        let rtc =
+            conclave_client::new_rtc_with(now, local, self.twcc).map_err(|e| e.to_string())?;
         if self.sims.len() <= slot {
             self.sims.resize_with(slot + 1, || None);
         }
@@ -427,7 +433,7 @@ impl MediaThread {
                         sim.seq.count(data);
                         packets += 1;
                         bytes += data.len() as u64;
-                        if !sim.verify {
+                        if !sim.verify && !self.twcc {
                             continue;
                         }
                     }
