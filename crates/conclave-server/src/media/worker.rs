@@ -37,6 +37,9 @@ const IDLE_WAKE: Duration = Duration::from_millis(500);
 const BATCH: usize = 64;
 /// Queued datagrams that are sent before the input batch is done, bounding memory and delay.
 const FLUSH_AT: usize = 4096;
+/// Due timeouts given to a peer within one poll (see [`poll_peer`]); more wait for the next turn
+/// of the loop, so one peer cannot hold the worker.
+const IMMEDIATE_TIMEOUTS: usize = 64;
 /// How stale the room, participant and track gauges in /metrics may be.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -656,11 +659,17 @@ fn drain_core(host: &mut RoomHost, effects: &mut Effects, metrics: &WorkerMetric
 }
 
 /// Poll one peer until str0m wants time to pass; queue what it transmits, return its events.
+///
+/// A timeout that is already due is given at once, up to [`IMMEDIATE_TIMEOUTS`] times: str0m's
+/// pacer asks for one after every packet it lets out, even within a burst it allows, and
+/// leaving it to the next turn of the loop would send a video frame's packets to a receiver
+/// one wake-up and one system call each instead of together (as one UDP GSO message).
 fn poll_peer(out: &mut Vec<Transmit>, host: &mut RoomHost, pid: Pid) -> Vec<Event> {
     let mut events = Vec::new();
     let Some(peer) = host.peers.get_mut(&pid) else {
         return events;
     };
+    let mut immediate = 0;
     loop {
         if !peer.rtc.is_alive() {
             peer.next_timeout = None;
@@ -675,6 +684,16 @@ fn poll_peer(out: &mut Vec<Transmit>, host: &mut RoomHost, pid: Pid) -> Vec<Even
         match peer.rtc.poll_output() {
             Ok(Output::Transmit(t)) => out.push(t),
             Ok(Output::Timeout(t)) => {
+                if immediate < IMMEDIATE_TIMEOUTS {
+                    let now = Instant::now();
+                    if t <= now {
+                        immediate += 1;
+                        if peer.rtc.handle_input(Input::Timeout(now)).is_err() {
+                            peer.dead = true;
+                        }
+                        continue;
+                    }
+                }
                 peer.next_timeout = Some(t);
                 host.peers_due = Some(host.peers_due.map_or(t, |d| d.min(t)));
                 break;
