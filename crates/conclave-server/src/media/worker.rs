@@ -6,7 +6,8 @@
 //! received a datagram is polled at once (str0m holds one received RTP packet at a time);
 //! subscribers that were only written forwarded packets are polled once at the end of the input
 //! batch, so a video frame's packets cost each of them one poll, not one per packet; that poll
-//! first gives str0m the time, which it needs before it releases newly written media.
+//! first gives str0m the time, which it needs before it releases newly written media. A timeout
+//! str0m asks for that is already due is given within the same poll (see [`poll_peer`]).
 //!
 //! Timeouts: each room keeps a lower bound of its peers' str0m timeouts and its core's next
 //! timeout, so a wake-up touches only the rooms and peers that are due.
