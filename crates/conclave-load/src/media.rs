@@ -478,18 +478,10 @@ impl Sim {
             .is_some_and(|v| v.layer_count() > 1)
     }
 
-    /// Follow the server's `publish_layers`. With one layer it is sent if any is wanted (the
-    /// server counts layers per track, whatever was published).
+    /// Follow the server's `publish_layers` once the source exists.
     fn apply_wanted_layers(&mut self) {
-        let simulcast = self.simulcast();
-        let (Some(source), Some(wanted)) = (self.source.as_mut(), self.video_wanted.as_ref())
-        else {
-            return;
-        };
-        if simulcast {
+        if let (Some(source), Some(wanted)) = (self.source.as_mut(), self.video_wanted.as_ref()) {
             source.set_layers_on(wanted);
-        } else {
-            source.set_video_on(wanted.iter().any(|a| *a));
         }
     }
 

@@ -269,10 +269,16 @@ impl Source {
     }
 
     /// Which layers to send, lowest first (the server's `publish_layers`); a layer not listed is
-    /// off. A layer that restarts starts with a keyframe.
+    /// off. A single stream is sent if any layer is wanted (the server counts layers per track,
+    /// whatever was published). A layer that restarts starts with a keyframe.
     pub fn set_layers_on(&mut self, on: &[bool]) {
+        let single = self.layers.len() == 1;
         for (i, l) in self.layers.iter_mut().enumerate() {
-            let now_on = on.get(i).copied().unwrap_or(false);
+            let now_on = if single {
+                on.iter().any(|a| *a)
+            } else {
+                on.get(i).copied().unwrap_or(false)
+            };
             if now_on && !l.on {
                 l.keyframe_wanted = true;
             }

@@ -550,8 +550,8 @@ impl Worker {
                         if let Some(p) = host.peers.get_mut(pid) {
                             p.pending = false;
                             // Written media waits in str0m until time moves: give it the
-                            // time now, or the poll below only asks for it and the packets go
-                            // a loop later, costing a second poll and a timeout sweep.
+                            // time now, or the poll below would first ask for it (and get it
+                            // in `poll_peer`), costing one more poll.
                             if p.rtc.handle_input(Input::Timeout(now)).is_err() {
                                 p.dead = true;
                             }
