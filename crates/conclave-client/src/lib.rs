@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use conclave_proto::{
@@ -29,6 +30,8 @@ use tokio_util::codec::LengthDelimitedCodec;
 
 const MARKER: &[u8; 4] = b"CNCL";
 const AUDIO_INTERVAL: Duration = Duration::from_millis(20);
+/// Receive buffer of a participant's UDP socket (4 MiB: seconds of a small meeting's media).
+const RECV_BUFFER: usize = 4 << 20;
 const VIDEO_INTERVAL: Duration = Duration::from_millis(33);
 /// Frames between keyframes when nobody asks for one.
 const KEYFRAME_EVERY: u64 = 90;
@@ -235,6 +238,9 @@ pub async fn run_participant(cfg: ParticipantConfig) -> Result<Report, ClientErr
     let url = format!("ws://{}/ws", cfg.server);
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
     let socket = UdpSocket::bind((cfg.bind_ip, 0)).await?;
+    // Audio is not retransmitted: a stall of this task on a busy machine must not overflow the
+    // default buffer (about 200 KB, a few hundred loopback datagrams) and lose it for good.
+    conclave_udp::set_recv_buffer(socket.as_raw_fd(), RECV_BUFFER);
     let local = socket.local_addr()?;
     let now = Instant::now();
     let mut rtc = if cfg.ice_tcp_only {
