@@ -50,6 +50,9 @@ pub struct LeakyBucketPacer {
     completed_probe: Option<TwccClusterId>,
     /// Gates poll_queue() until handle_timeout() is called after packet emission.
     needs_timeout_before_next_poll: bool,
+    /// Indices into `queue_states` of the queues with packets left in that snapshot, so that a
+    /// burst looks only at those (see `continue_burst`).
+    pending: Vec<usize>,
 }
 
 impl Pacer for LeakyBucketPacer {
@@ -92,6 +95,12 @@ impl Pacer for LeakyBucketPacer {
         // This is called periodically and whenever packet is queued.
         self.queue_states.clear();
         self.queue_states.extend(iter);
+        self.pending.clear();
+        self.pending.extend(
+            (self.queue_states.iter().enumerate())
+                .filter(|(_, q)| q.snapshot.packet_count > 0)
+                .map(|(i, _)| i),
+        );
 
         let elapsed = self.update_handle_time_and_get_elapsed(now);
 
@@ -184,6 +193,7 @@ impl LeakyBucketPacer {
             probe_queue: VecDeque::new(),
             completed_probe: None,
             needs_timeout_before_next_poll: true,
+            pending: vec![],
         }
     }
 
@@ -195,16 +205,24 @@ impl LeakyBucketPacer {
         if !self.needs_timeout_before_next_poll || !self.probe_queue.is_empty() {
             return;
         }
-        if let Some(q) = self.queue_states.iter_mut().find(|q| q.midrid == from) {
-            let s = &mut q.snapshot;
-            s.packet_count = s.packet_count.saturating_sub(1);
-            s.last_emitted = Some(now);
-            if s.packet_count == 0 {
-                s.first_unsent = None;
-                s.priority = super::QueuePriority::Empty;
-            }
+        let states = &mut self.queue_states;
+        let Some(pos) = self.pending.iter().position(|&i| states[i].midrid == from) else {
+            return;
+        };
+        let s = &mut states[self.pending[pos]].snapshot;
+        s.packet_count = s.packet_count.saturating_sub(1);
+        s.last_emitted = Some(now);
+        if s.packet_count == 0 {
+            s.first_unsent = None;
+            s.priority = super::QueuePriority::Empty;
+            self.pending.remove(pos);
         }
-        let Some(((at, _), Some(queue))) = self.next_poll(now) else {
+        if self.pending.is_empty() {
+            return;
+        }
+        // Only queues with packets can be chosen, so the others need no look.
+        let pending = self.pending.iter().map(|&i| &self.queue_states[i]);
+        let Some(((at, _), Some(queue))) = self.next_poll_among(now, pending) else {
             return;
         };
         if at > now {
@@ -278,11 +296,19 @@ impl LeakyBucketPacer {
     }
 
     fn next_poll(&self, now: Instant) -> Option<((Instant, PacerReason), Option<&QueueState>)> {
+        self.next_poll_among(now, self.queue_states.iter())
+    }
+
+    /// `next_poll` choosing among `queues` (all of `queue_states`, or the ones with packets).
+    fn next_poll_among<'a>(
+        &'a self,
+        now: Instant,
+        queues: impl Iterator<Item = &'a QueueState> + Clone,
+    ) -> Option<((Instant, PacerReason), Option<&'a QueueState>)> {
         // If we have never sent before, do so immediately on an arbitrary non-empty queue.
         if self.last_emitted.is_none() {
-            let mut queues = self
-                .queue_states
-                .iter()
+            let mut queues = queues
+                .clone()
                 .filter(|q| q.snapshot.packet_count > 0);
 
             if let Some(queue) = queues.next() {
@@ -290,9 +316,8 @@ impl LeakyBucketPacer {
             }
         };
 
-        let unpaced = self
-            .queue_states
-            .iter()
+        let unpaced = queues
+            .clone()
             .filter(|qs| qs.unpaced)
             .filter_map(|qs| qs.snapshot.first_unsent.map(|t| (t, qs)))
             .min_by_key(|(t, _)| *t);
@@ -303,10 +328,7 @@ impl LeakyBucketPacer {
         }
 
         let non_empty_queue = {
-            let non_empty_queues = self
-                .queue_states
-                .iter()
-                .filter(|q| q.snapshot.packet_count > 0);
+            let non_empty_queues = queues.filter(|q| q.snapshot.packet_count > 0);
 
             // Send on the non-empty queue with the lowest priority that, was least recently
             // sent on.
