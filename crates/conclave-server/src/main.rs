@@ -149,6 +149,10 @@ fn serve(s: Settings) -> Result<(), String> {
         // Shareable: each participant's address gets a socket of its own on this port.
         let socket = conclave_udp::bind_shared(udp, None)
             .map_err(|e| format!("cannot bind UDP {udp}: {e}"))?;
+        conclave_udp::set_recv_buffer(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            media::SHARED_RECV_BUFFER,
+        );
         raise_open_files();
         let udp_port = socket
             .local_addr()

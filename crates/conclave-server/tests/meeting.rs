@@ -140,3 +140,41 @@ async fn lost_video_packets_are_retransmitted() {
         video.expected
     );
 }
+
+/// The server stops for 1.5 s (a busy machine) while two participants keep sending:
+/// their datagrams wait in the kernel's receive buffers, so no audio, which is never
+/// retransmitted, is lost when it runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_server_loses_no_audio() {
+    let server = common::Server::start(&[]);
+    let mut tasks = Vec::new();
+    for name in ["alice", "bob"] {
+        let mut cfg = ParticipantConfig::new(server.http, "stall", name);
+        cfg.duration = Duration::from_secs(5);
+        tasks.push(tokio::spawn(run_participant(cfg)));
+    }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    server.signal("STOP");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    server.signal("CONT");
+    for t in tasks {
+        let report = t.await.unwrap().expect("participant ran");
+        let audio = report
+            .received
+            .iter()
+            .find(|((_, k), _)| *k == Kind::Audio)
+            .expect("audio received")
+            .1;
+        println!(
+            "audio across a 1.5 s stall: {} packets, {} lost of {}",
+            audio.packets,
+            audio.lost(),
+            audio.expected
+        );
+        assert!(
+            audio.expected >= 150,
+            "audio flowed before and after the stall"
+        );
+        assert_eq!(audio.lost(), 0, "audio lost across the stall");
+    }
+}

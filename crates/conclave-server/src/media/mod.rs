@@ -37,6 +37,14 @@ use tokio::sync::{mpsc::UnboundedSender, oneshot};
 pub use tcp::TcpConns;
 pub use udp::Routes;
 
+/// Receive buffer asked of the kernel for each participant's connected socket, and for the shared
+/// one (first contact, and participants without a socket of their own). The default (about
+/// 200 KB, a few hundred datagrams) overflows when a worker is busy for a moment, and a lost
+/// audio packet is not retransmitted: it was gone for every receiver. Only queued datagrams take
+/// memory. Without `CAP_NET_ADMIN` the kernel caps this at `net.core.rmem_max`.
+pub const PARTICIPANT_RECV_BUFFER: usize = 1 << 20;
+pub const SHARED_RECV_BUFFER: usize = 4 << 20;
+
 /// The media server's addresses as browsers see them: one host candidate per address and
 /// transport (UDP, and TCP when ICE-TCP is on).
 #[derive(Debug, Clone)]

@@ -231,6 +231,7 @@ impl Worker {
         if sock.set_nonblocking(true).is_err() {
             return;
         }
+        conclave_udp::set_recv_buffer(sock.as_raw_fd(), super::PARTICIPANT_RECV_BUFFER);
         let slot = match self.conn_socks.iter().position(Option::is_none) {
             Some(i) => i,
             None => {
