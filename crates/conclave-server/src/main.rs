@@ -20,6 +20,7 @@ mod turn;
 mod whip;
 
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -149,10 +150,7 @@ fn serve(s: Settings) -> Result<(), String> {
         // Shareable: each participant's address gets a socket of its own on this port.
         let socket = conclave_udp::bind_shared(udp, None)
             .map_err(|e| format!("cannot bind UDP {udp}: {e}"))?;
-        conclave_udp::set_recv_buffer(
-            std::os::fd::AsRawFd::as_raw_fd(&socket),
-            media::SHARED_RECV_BUFFER,
-        );
+        conclave_udp::set_recv_buffer(socket.as_raw_fd(), media::SHARED_RECV_BUFFER);
         raise_open_files();
         let udp_port = socket
             .local_addr()

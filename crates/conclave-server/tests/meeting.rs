@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use conclave_client::{ParticipantConfig, run_participant};
+use conclave_client::{ParticipantConfig, Report, TrackReport, run_participant};
 use conclave_proto::Kind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,18 +112,8 @@ async fn lost_video_packets_are_retransmitted() {
     });
     let _ = p.await.unwrap().unwrap();
     let report = r.await.unwrap().unwrap();
-    let audio = report
-        .received
-        .iter()
-        .find(|((_, k), _)| *k == Kind::Audio)
-        .expect("audio received")
-        .1;
-    let video = report
-        .received
-        .iter()
-        .find(|((_, k), _)| *k == Kind::Video)
-        .expect("video received")
-        .1;
+    let audio = received(&report, Kind::Audio);
+    let video = received(&report, Kind::Video);
     println!(
         "5% downlink drop: audio {} lost of {}, video {} lost of {} after retransmission",
         audio.lost(),
@@ -159,12 +149,7 @@ async fn a_stalled_server_loses_no_audio() {
     server.signal("CONT");
     for t in tasks {
         let report = t.await.unwrap().expect("participant ran");
-        let audio = report
-            .received
-            .iter()
-            .find(|((_, k), _)| *k == Kind::Audio)
-            .expect("audio received")
-            .1;
+        let audio = received(&report, Kind::Audio);
         println!(
             "audio across a 1.5 s stall: {} packets, {} lost of {}",
             audio.packets,
@@ -177,4 +162,14 @@ async fn a_stalled_server_loses_no_audio() {
         );
         assert_eq!(audio.lost(), 0, "audio lost across the stall");
     }
+}
+
+/// What a participant received of one kind (from the only other participant sending it).
+fn received(report: &Report, kind: Kind) -> &TrackReport {
+    report
+        .received
+        .iter()
+        .find(|((_, k), _)| *k == kind)
+        .unwrap_or_else(|| panic!("{kind:?} received"))
+        .1
 }

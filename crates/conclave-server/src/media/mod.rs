@@ -43,6 +43,7 @@ pub use udp::Routes;
 /// audio packet is not retransmitted: it was gone for every receiver. Only queued datagrams take
 /// memory. Without `CAP_NET_ADMIN` the kernel caps this at `net.core.rmem_max`.
 pub const PARTICIPANT_RECV_BUFFER: usize = 1 << 20;
+/// See [`PARTICIPANT_RECV_BUFFER`]; the shared socket carries every participant's first contact.
 pub const SHARED_RECV_BUFFER: usize = 4 << 20;
 
 /// The media server's addresses as browsers see them: one host candidate per address and
