@@ -307,9 +307,7 @@ impl LeakyBucketPacer {
     ) -> Option<((Instant, PacerReason), Option<&'a QueueState>)> {
         // If we have never sent before, do so immediately on an arbitrary non-empty queue.
         if self.last_emitted.is_none() {
-            let mut queues = queues
-                .clone()
-                .filter(|q| q.snapshot.packet_count > 0);
+            let mut queues = queues.clone().filter(|q| q.snapshot.packet_count > 0);
 
             if let Some(queue) = queues.next() {
                 return Some(((now, PacerReason::FirstEver), Some(queue)));
@@ -1103,6 +1101,95 @@ mod test {
             let (without, _) = measure_burst_with(bitrate, size, count, false);
             assert_eq!(with, without, "burst at {bitrate}");
         }
+    }
+
+    #[test]
+    fn test_quiet_queues_left_out_change_no_decision() {
+        // Streams give the pacer only the queues with packets and the one empty queue it would
+        // pad on (`QuietQueues`). A pacer given that must decide as one given every queue.
+        use super::super::QuietQueues;
+        use crate::bwe_::ProbeKind;
+
+        let start = Instant::now();
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut rnd = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let mids: Vec<Mid> = (0..8).map(|i| format!("m{i}").as_str().into()).collect();
+        let mut decisions = 0;
+        for case in 0..400 {
+            let bitrate = Bitrate::kbps(100 + rnd(3000));
+            let mut all = LeakyBucketPacer::new(bitrate);
+            let mut kept = LeakyBucketPacer::new(bitrate);
+            if rnd(2) == 0 {
+                let padding = Bitrate::kbps(rnd(2000));
+                all.set_padding_rate(padding);
+                kept.set_padding_rate(padding);
+            }
+            let mut now = start + duration_ms(1000);
+            for step in 0..30 {
+                now += Duration::from_micros(rnd(20_000));
+                if rnd(20) == 0 {
+                    let probe = ProbeClusterConfig::new(
+                        step.into(),
+                        Bitrate::kbps(500),
+                        ProbeKind::Initial,
+                    );
+                    all.start_probe(probe);
+                    kept.start_probe(probe);
+                }
+                let queues: Vec<QueueState> = (0..1 + rnd(mids.len() as u64) as usize)
+                    .map(|i| {
+                        let packets = if rnd(2) == 0 { 0 } else { 1 + rnd(5) as u32 };
+                        let last_emitted = (rnd(3) > 0).then(|| start + duration_ms(rnd(4)));
+                        QueueState {
+                            midrid: MidRid(mids[i], None),
+                            unpaced: rnd(5) == 0,
+                            use_for_padding: rnd(2) == 0,
+                            snapshot: QueueSnapshot {
+                                created_at: now,
+                                byte_size: packets as usize * 1000,
+                                packet_count: packets,
+                                total_queue_time_origin: packets * duration_ms(rnd(50)),
+                                last_emitted,
+                                first_unsent: (packets > 0)
+                                    .then(|| now - Duration::from_micros(rnd(50_000))),
+                                priority: if packets > 0 {
+                                    QueuePriority::Media
+                                } else {
+                                    QueuePriority::Empty
+                                },
+                            },
+                        }
+                    })
+                    .collect();
+                let mut quiet = QuietQueues::default();
+                let mut passed: Vec<QueueState> =
+                    queues.iter().filter_map(|q| quiet.pass(*q)).collect();
+                passed.extend(quiet.padding());
+
+                let a = all.handle_timeout(now, queues.iter().copied());
+                let b = kept.handle_timeout(now, passed.into_iter());
+                let at = format!("case {case} step {step}");
+                assert_eq!(format!("{a:?}"), format!("{b:?}"), "padding, {at}");
+                assert_eq!(all.poll_timeout(), kept.poll_timeout(), "timeout, {at}");
+                loop {
+                    let (pa, pb) = (all.poll_queue(), kept.poll_queue());
+                    assert_eq!(pa, pb, "queue to send from, {at}");
+                    let Some((midrid, _)) = pa else { break };
+                    decisions += 1;
+                    let size = DataSize::bytes(200 + rnd(1000) as i64);
+                    all.register_send(now, size, midrid);
+                    kept.register_send(now, size, midrid);
+                    assert_eq!(all.poll_timeout(), kept.poll_timeout(), "timeout, {at}");
+                }
+            }
+        }
+        // The cases exercised sending, not only empty queues.
+        assert!(decisions > 1000, "{decisions} sends");
     }
 
     #[test]

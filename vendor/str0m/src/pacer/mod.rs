@@ -14,7 +14,7 @@ mod leaky;
 use leaky::LeakyBucketPacer;
 
 mod queue;
-pub(crate) use queue::{PaddingRequest, QueuePriority, QueueSnapshot, QueueState};
+pub(crate) use queue::{PaddingRequest, QueuePriority, QueueSnapshot, QueueState, QuietQueues};
 
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum PacerImpl {

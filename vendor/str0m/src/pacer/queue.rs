@@ -76,6 +76,42 @@ pub struct QueueState {
     pub snapshot: QueueSnapshot,
 }
 
+/// Leaves out of the states given to the pacer the queues with nothing to send, but for the one
+/// it would pad on.
+///
+/// The pacer sends only from queues with packets. Of the empty ones it asks only whether any can
+/// carry padding and, when all are empty, pads on the one sent on most recently (the last of
+/// equals, as `max_by_key` picks). Giving it just that one changes none of its decisions and
+/// spares it, at every timeout, the states of quiet streams: in a meeting, most of a receiver's
+/// two streams per other participant.
+#[derive(Debug, Default)]
+pub(crate) struct QuietQueues {
+    padding: Option<QueueState>,
+}
+
+impl QuietQueues {
+    /// `queue` if the pacer needs it among the others, in their order; an empty queue is kept
+    /// back while it is the one to pad on.
+    pub fn pass(&mut self, queue: QueueState) -> Option<QueueState> {
+        if queue.snapshot.packet_count > 0 {
+            return Some(queue);
+        }
+        if queue.use_for_padding
+            && self
+                .padding
+                .is_none_or(|p| queue.snapshot.last_emitted >= p.snapshot.last_emitted)
+        {
+            self.padding = Some(queue);
+        }
+        None
+    }
+
+    /// The empty queue to pad on, after all others have passed.
+    pub fn padding(&mut self) -> Option<QueueState> {
+        self.padding.take()
+    }
+}
+
 /// A request to generate a specific amount of padding.
 #[derive(Debug, Clone, Copy)]
 pub struct PaddingRequest {

@@ -8,7 +8,7 @@ use crate::config_mod::RtcpReportIntervals;
 use crate::format::CodecConfig;
 use crate::format::PayloadParams;
 use crate::media::{KeyframeRequest, MID_PROBE, Media, SenderFeedback};
-use crate::pacer::QueueState;
+use crate::pacer::{QueueState, QuietQueues};
 use crate::packet::Vp8Patch;
 use crate::rtp_::MidRid;
 use crate::rtp_::Ssrc;
@@ -634,6 +634,8 @@ impl Streams {
         self.probe_media = media;
     }
 
+    /// The queue states the pacer chooses among: every stream with something to send, and of
+    /// the idle ones only the one it would pad on (see [`QuietQueues`]).
     pub(crate) fn send_queue_states(
         &mut self,
         now: Instant,
@@ -647,10 +649,16 @@ impl Streams {
             queue.midrid = MidRid(MID_PROBE, None);
             queue
         });
+        let mut quiet = QuietQueues::default();
         let mut streams = self.streams_tx.values_mut();
         std::iter::from_fn(move || {
-            if let Some(stream) = streams.next() {
-                let mut queue = stream.queue_state(now);
+            for stream in streams.by_ref() {
+                let idle = stream.is_idle();
+                let mut queue = if idle {
+                    stream.idle_queue_state(now)
+                } else {
+                    stream.queue_state(now)
+                };
                 if probe_queue.is_some() && queue.use_for_padding {
                     // Only negotiated feedback sources can provide probe padding.
                     // Ordinary padding keeps its existing eligibility.
@@ -659,6 +667,11 @@ impl Streams {
                         .is_some_and(|pt| can_probe(stream.mid(), pt));
                 }
                 media_padding |= queue.use_for_padding;
+                if let Some(queue) = quiet.pass(queue) {
+                    return Some(queue);
+                }
+            }
+            if let Some(queue) = quiet.padding() {
                 return Some(queue);
             }
             let mut queue = probe_queue.take()?;

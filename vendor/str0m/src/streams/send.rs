@@ -1202,6 +1202,29 @@ impl StreamTx {
         }
     }
 
+    /// Nothing to send: no media, no resends, no padding. Such a stream's queue state is
+    /// [`Self::idle_queue_state`].
+    pub(crate) fn is_idle(&self) -> bool {
+        self.send_queue.is_idle() && self.resends.is_empty() && self.padding == 0
+    }
+
+    /// What [`Self::queue_state`] gives for an idle stream, without building and merging the
+    /// three snapshots.
+    pub(crate) fn idle_queue_state(&mut self, now: Instant) -> QueueState {
+        let snapshot = QueueSnapshot {
+            created_at: now,
+            last_emitted: self.send_queue.last_emitted(),
+            ..Default::default()
+        };
+        self.queue_info = Some(snapshot);
+        QueueState {
+            midrid: self.midrid,
+            unpaced: self.unpaced.unwrap_or(true),
+            use_for_padding: self.padding_enabled(),
+            snapshot,
+        }
+    }
+
     fn queue_state_resend(&self, now: Instant) -> Option<QueueSnapshot> {
         if self.resends.is_empty() {
             return None;
@@ -1390,6 +1413,27 @@ struct Resend {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn idle_queue_state_is_the_full_one() {
+        let mut streams = crate::streams::Streams::new(false, 1200, Duration::from_millis(1500));
+        let stream =
+            streams.declare_stream_tx(42.into(), Some(44.into()), MidRid("vid".into(), None));
+        stream.pt_for_padding = Some(96.into());
+        let now = Instant::now();
+        assert!(stream.is_idle());
+        let full = stream.queue_state(now);
+        let full_info = stream.queue_info;
+        let idle = stream.idle_queue_state(now);
+        assert_eq!(full.snapshot, idle.snapshot);
+        assert_eq!(full_info, stream.queue_info);
+        assert_eq!(
+            (full.midrid, full.unpaced, full.use_for_padding),
+            (idle.midrid, idle.unpaced, idle.use_for_padding)
+        );
+        stream.generate_padding(1000);
+        assert!(!stream.is_idle());
+    }
 
     #[test]
     fn regular_padding_does_not_search_probe_negotiation() {

@@ -86,6 +86,15 @@ impl SendQueue {
         self.queue.back()
     }
 
+    /// No packet waits to be sent (packets written since the last timeout do not count yet).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.total.unsent_count == 0
+    }
+
+    pub(crate) fn last_emitted(&self) -> Option<Instant> {
+        self.last_emitted
+    }
+
     pub(crate) fn snapshot(&mut self, now: Instant) -> QueueSnapshot {
         self.total.move_time_forward(now);
 
