@@ -653,12 +653,7 @@ impl Streams {
         let mut streams = self.streams_tx.values_mut();
         std::iter::from_fn(move || {
             for stream in streams.by_ref() {
-                let idle = stream.is_idle();
-                let mut queue = if idle {
-                    stream.idle_queue_state(now)
-                } else {
-                    stream.queue_state(now)
-                };
+                let mut queue = stream.queue_state(now);
                 if probe_queue.is_some() && queue.use_for_padding {
                     // Only negotiated feedback sources can provide probe padding.
                     // Ordinary padding keeps its existing eligibility.

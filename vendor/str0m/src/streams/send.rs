@@ -1182,15 +1182,13 @@ impl StreamTx {
         // Padding needs a known PT and either RTX or the non-media probe SSRC.
         let use_for_padding = self.padding_enabled();
 
-        let mut snapshot = self.send_queue.snapshot(now);
-
-        if let Some(snapshot_resend) = self.queue_state_resend(now) {
-            snapshot.merge(&snapshot_resend);
-        }
-
-        if let Some(snapshot_padding) = self.queue_state_padding(now) {
-            snapshot.merge(&snapshot_padding);
-        }
+        // Most of a receiver's streams are idle at any instant: their snapshot is the empty
+        // one, without building and merging three.
+        let snapshot = if self.is_idle() {
+            self.idle_snapshot(now)
+        } else {
+            self.full_snapshot(now)
+        };
 
         self.queue_info = Some(snapshot);
 
@@ -1202,27 +1200,32 @@ impl StreamTx {
         }
     }
 
-    /// Nothing to send: no media, no resends, no padding. Such a stream's queue state is
-    /// [`Self::idle_queue_state`].
+    /// Nothing to send: no media, no resends, no padding.
     pub(crate) fn is_idle(&self) -> bool {
         self.send_queue.is_idle() && self.resends.is_empty() && self.padding == 0
     }
 
-    /// What [`Self::queue_state`] gives for an idle stream, without building and merging the
-    /// three snapshots.
-    pub(crate) fn idle_queue_state(&mut self, now: Instant) -> QueueState {
-        let snapshot = QueueSnapshot {
+    /// What [`Self::full_snapshot`] gives for an idle stream.
+    fn idle_snapshot(&self, now: Instant) -> QueueSnapshot {
+        QueueSnapshot {
             created_at: now,
             last_emitted: self.send_queue.last_emitted(),
             ..Default::default()
-        };
-        self.queue_info = Some(snapshot);
-        QueueState {
-            midrid: self.midrid,
-            unpaced: self.unpaced.unwrap_or(true),
-            use_for_padding: self.padding_enabled(),
-            snapshot,
         }
+    }
+
+    fn full_snapshot(&mut self, now: Instant) -> QueueSnapshot {
+        let mut snapshot = self.send_queue.snapshot(now);
+
+        if let Some(snapshot_resend) = self.queue_state_resend(now) {
+            snapshot.merge(&snapshot_resend);
+        }
+
+        if let Some(snapshot_padding) = self.queue_state_padding(now) {
+            snapshot.merge(&snapshot_padding);
+        }
+
+        snapshot
     }
 
     fn queue_state_resend(&self, now: Instant) -> Option<QueueSnapshot> {
@@ -1415,22 +1418,14 @@ mod test {
     use super::*;
 
     #[test]
-    fn idle_queue_state_is_the_full_one() {
+    fn idle_snapshot_is_the_full_one() {
         let mut streams = crate::streams::Streams::new(false, 1200, Duration::from_millis(1500));
         let stream =
             streams.declare_stream_tx(42.into(), Some(44.into()), MidRid("vid".into(), None));
         stream.pt_for_padding = Some(96.into());
         let now = Instant::now();
         assert!(stream.is_idle());
-        let full = stream.queue_state(now);
-        let full_info = stream.queue_info;
-        let idle = stream.idle_queue_state(now);
-        assert_eq!(full.snapshot, idle.snapshot);
-        assert_eq!(full_info, stream.queue_info);
-        assert_eq!(
-            (full.midrid, full.unpaced, full.use_for_padding),
-            (idle.midrid, idle.unpaced, idle.use_for_padding)
-        );
+        assert_eq!(stream.full_snapshot(now), stream.idle_snapshot(now));
         stream.generate_padding(1000);
         assert!(!stream.is_idle());
     }
