@@ -1201,7 +1201,7 @@ impl StreamTx {
     }
 
     /// Nothing to send: no media, no resends, no padding.
-    pub(crate) fn is_idle(&self) -> bool {
+    fn is_idle(&self) -> bool {
         self.send_queue.is_idle() && self.resends.is_empty() && self.padding == 0
     }
 
