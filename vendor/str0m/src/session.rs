@@ -987,7 +987,7 @@ impl Session {
                 };
                 stream.handle_rtcp(now, fb);
             } else {
-                let Some(stream) = self.streams.stream_tx(&fb.ssrc()) else {
+                let Some(stream) = self.streams.stream_tx_for_feedback(&fb.ssrc()) else {
                     continue;
                 };
                 stream.handle_rtcp(now, fb);

@@ -385,6 +385,9 @@ impl<'a> DirectApi<'a> {
     ) -> Option<&mut StreamTx> {
         let midrid = MidRid(mid, rid);
 
+        // Its sender report falls due at once (see `StreamTx::reset_ssrc`).
+        self.rtc.session.streams.forget_sender_report_due();
+
         // Find the stream by mid/rid
         let stream = self.rtc.session.streams.stream_tx_by_midrid(midrid)?;
 

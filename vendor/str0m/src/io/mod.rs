@@ -27,9 +27,12 @@ pub const MAX_RTP_OVERHEAD: usize = 80;
 pub const MAX_DTLS_OVERHEAD: usize = 48;
 
 mod error;
+mod pool;
 pub use self::error::NetError;
 #[allow(unused_imports)]
 pub use self::error::StunError;
+pub use self::pool::recycle_datagram;
+pub(crate) use self::pool::take_buffer;
 
 pub use str0m_proto::{DatagramSend, Protocol, TcpType, Transmit};
 

@@ -7,6 +7,9 @@ use crate::crypto::{AeadAes128Gcm, AeadAes256Gcm, Aes128CmSha1_80};
 use crate::crypto::{AeadAes128GcmCipher, AeadAes256GcmCipher};
 use crate::crypto::{CryptoProvider, Sha1HmacProvider, SrtpProvider};
 use crate::io::DATAGRAM_MAX_PACKET_SIZE;
+// Every byte of an output buffer is written (header, ciphertext, tag), so its former
+// contents do not matter (see `recycle_datagram`).
+use crate::io::take_buffer as output_buffer;
 
 use super::header::RtpHeader;
 
@@ -296,7 +299,7 @@ impl SrtpContext {
                 let padding_needed =
                     CTR_BUFFER_PADDING.saturating_sub(Aes128CmSha1_80::HMAC_TAG_LEN);
                 let mut output =
-                    vec![0_u8; buf.len() + Aes128CmSha1_80::HMAC_TAG_LEN + padding_needed];
+                    output_buffer(buf.len() + Aes128CmSha1_80::HMAC_TAG_LEN + padding_needed);
 
                 enc.encrypt(&iv, input, &mut output[hlen..])
                     .expect("rtp encrypt");
@@ -318,7 +321,7 @@ impl SrtpContext {
 
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
-                let mut output = vec![0_u8; buf.len() + AeadAes128Gcm::TAG_LEN];
+                let mut output = output_buffer(buf.len() + AeadAes128Gcm::TAG_LEN);
                 enc.encrypt(&iv, aad, input, &mut output[hlen..])
                     .expect("rtp encrypt");
 
@@ -334,7 +337,7 @@ impl SrtpContext {
 
                 // Input and output lengths for encryption:
                 // https://www.rfc-editor.org/rfc/rfc7714#section-5.2.1
-                let mut output = vec![0_u8; buf.len() + AeadAes256Gcm::TAG_LEN];
+                let mut output = output_buffer(buf.len() + AeadAes256Gcm::TAG_LEN);
                 enc.encrypt(&iv, aad, input, &mut output[hlen..])
                     .expect("rtp encrypt");
 
@@ -1044,6 +1047,39 @@ mod test {
                 .lines()
                 .map(str::to_owned)
                 .collect()
+        }
+    }
+
+    #[test]
+    fn protect_rtp_into_a_recycled_buffer_is_the_same() {
+        let crypto = crate::crypto::test_default_provider();
+        let mut packet = vec![
+            0x80, 0x60, 0x00, 0x2a, 0, 0, 0x10, 0, 0x12, 0x34, 0x56, 0x78,
+        ];
+        packet.extend((0..1100).map(|i| i as u8));
+        let header = RtpHeader::parse(&packet[..12], &crate::rtp_::ExtensionMap::empty()).unwrap();
+
+        // Keying material lengths: 2 × (master key + salt).
+        for (profile, len) in [
+            (SrtpProfile::AES128_CM_SHA1_80, 60),
+            (SrtpProfile::AEAD_AES_128_GCM, 56),
+            (SrtpProfile::AEAD_AES_256_GCM, 88),
+        ] {
+            let mat = KeyingMaterial::new(&(0..len).collect::<Vec<u8>>());
+            let mut fresh = SrtpContext::new(crypto, profile, &mat, true);
+            let expected = fresh.protect_rtp(&packet, &header, 42);
+
+            // A spare buffer holding another, longer packet's bytes.
+            let mut dirty = crate::io::take_buffer(1500);
+            dirty.fill(0xAA);
+            let ptr = dirty.as_ptr();
+            crate::net::recycle_datagram(dirty.into());
+
+            let mut again = SrtpContext::new(crypto, profile, &mat, true);
+            let out = again.protect_rtp(&packet, &header, 42);
+            assert_eq!(out.as_ptr(), ptr, "{profile:?}: the spare buffer is used");
+            assert_eq!(out, expected, "{profile:?}");
+            assert_eq!(again.unprotect_rtp(&out, &header, 42), Some(&packet[12..]));
         }
     }
 

@@ -16,7 +16,7 @@ use crate::rtp_::{Bitrate, Pt};
 use crate::rtp_::{DlrrItem, Rtcp, RtcpFb, RtpHeader};
 use crate::rtp_::{MediaTime, SenderInfo};
 use crate::rtp_::{Mid, Rid, SeqNo};
-use crate::util::already_happened;
+use crate::util::{already_happened, not_happening};
 
 pub use self::receive::StreamRx;
 pub use self::send::{RtpWrite, StreamTx, StreamTxQueueInfo};
@@ -156,6 +156,15 @@ pub(crate) struct Streams {
     /// hard cap when selecting RTX cache entries for spurious padding.
     mtu_warn: usize,
     pause_threshold: Duration,
+
+    /// The earliest sender report due among the send streams, as of the last
+    /// `handle_timeout`; `None` when unknown. Spares a pass over every send stream at each
+    /// timeout and poll (most of them do not need a report).
+    sender_report_due: Option<Instant>,
+
+    /// Some send stream may hold a keyframe or REMB request from RTCP. Spares a pass over
+    /// every send stream at each `poll_event` (requests are rare).
+    tx_requests: bool,
 }
 
 /// Delay between cleaning up the RxLookup.
@@ -185,6 +194,8 @@ impl Streams {
             enable_stats,
             mtu_warn,
             pause_threshold,
+            sender_report_due: None,
+            tx_requests: false,
         }
     }
 
@@ -402,7 +413,14 @@ impl Streams {
             .values()
             .filter(|s| !s.ssrc().is_probe())
             .map(|s| s.receiver_report_at(i));
-        let s = self.streams_tx.values().map(|s| s.sender_report_at(i));
+        let s = match self.sender_report_due {
+            Some(due) if !self.streams_tx.is_empty() => Some(due),
+            _ => self
+                .streams_tx
+                .values()
+                .map(|s| s.sender_report_at(i))
+                .min(),
+        };
         r.chain(s).min()
     }
 
@@ -461,12 +479,15 @@ impl Streams {
         }
 
         self.mids_to_report.clear(); // start over for StreamTx.
-        for stream in self.streams_tx.values() {
-            if stream.need_sr(now, intervals) {
-                self.mids_to_report.push(stream.mid());
+        if self.sender_report_due.is_none_or(|due| now >= due) {
+            for stream in self.streams_tx.values() {
+                if stream.need_sr(now, intervals) {
+                    self.mids_to_report.push(stream.mid());
+                }
             }
         }
 
+        let mut sender_report_due = not_happening();
         for stream in self.streams_tx.values_mut() {
             let mid = stream.mid();
 
@@ -481,7 +502,11 @@ impl Streams {
             let get_media = move || (medias.iter().find(|m| m.mid() == mid).unwrap(), codecs);
 
             stream.handle_timeout(now, get_media);
+
+            // After the first timeout, which sets the stream's kind and so its interval.
+            sender_report_due = sender_report_due.min(stream.sender_report_at(intervals));
         }
+        self.sender_report_due = Some(sender_report_due);
 
         if now > self.rx_lookup_at() {
             self.rx_lookup
@@ -491,6 +516,9 @@ impl Streams {
     }
 
     pub(crate) fn poll_keyframe_request(&mut self) -> Option<KeyframeRequest> {
+        if !self.tx_requests {
+            return None;
+        }
         self.streams_tx.values_mut().find_map(|s| {
             let kind = s.poll_keyframe_request()?;
             Some(KeyframeRequest {
@@ -514,10 +542,32 @@ impl Streams {
         })
     }
 
+    /// Called after [`Self::poll_keyframe_request`] found none, within the same poll: when
+    /// this finds none either, no send stream holds a request.
     pub(crate) fn poll_remb_request(&mut self) -> Option<(Mid, Bitrate)> {
-        self.streams_tx
+        if !self.tx_requests {
+            return None;
+        }
+        let request = self
+            .streams_tx
             .values_mut()
-            .find_map(|s| s.poll_remb_request().map(|b| (s.mid(), b)))
+            .find_map(|s| s.poll_remb_request().map(|b| (s.mid(), b)));
+        if request.is_none() {
+            self.tx_requests = false;
+        }
+        request
+    }
+
+    /// The send stream an RTCP feedback message is for, which may leave a request on it.
+    pub(crate) fn stream_tx_for_feedback(&mut self, ssrc: &Ssrc) -> Option<&mut StreamTx> {
+        let stream = self.streams_tx.get_mut(ssrc)?;
+        self.tx_requests = true;
+        Some(stream)
+    }
+
+    /// A send stream's sender report timing was changed from outside `handle_timeout`.
+    pub(crate) fn forget_sender_report_due(&mut self) {
+        self.sender_report_due = None;
     }
 
     pub(crate) fn poll_stream_paused(&mut self) -> Option<StreamPaused> {
