@@ -103,12 +103,62 @@ pub struct Verified {
     pub latencies_us: Vec<u32>,
 }
 
+/// A received stream's payloads. A server may switch the stream between a publisher's simulcast
+/// layers, whose counters are unrelated, so the counters are checked per run of one layer (a
+/// segment): gaps inside a segment are losses; the switch between two is not.
 #[derive(Debug, Clone)]
 struct VerifiedTrack {
     ssrc: u32,
+    /// The current segment: its layer, first counter, the counters seen and how many.
+    layer: u32,
     first: u32,
     seen: Vec<u64>,
     unique: u64,
+    /// Unique and expected payloads of the segments before the current one.
+    done: (u64, u64),
+}
+
+impl VerifiedTrack {
+    fn new(ssrc: u32, layer: u32, first: u32) -> Self {
+        Self {
+            ssrc,
+            layer,
+            first,
+            seen: Vec::new(),
+            unique: 0,
+            done: (0, 0),
+        }
+    }
+
+    /// (unique, expected) of the current segment: expected up to the highest counter seen.
+    fn segment(&self) -> (u64, u64) {
+        let last = self
+            .seen
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, w)| **w != 0)
+            .map(|(i, w)| i as u64 * 64 + 63 - w.leading_zeros() as u64);
+        (self.unique, last.map_or(0, |l| l + 1))
+    }
+
+    /// Close the current segment and start one on `layer` at `first`.
+    fn switch(&mut self, layer: u32, first: u32) {
+        let (u, e) = self.segment();
+        self.done = (self.done.0 + u, self.done.1 + e);
+        self.layer = layer;
+        self.first = first;
+        self.seen.clear();
+        self.unique = 0;
+    }
+}
+
+/// Bits of a payload counter that number packets; the two above them carry the simulcast layer.
+const COUNTER_BITS: u32 = 30;
+
+/// The counter a synthetic payload carries: the layer's packet number, tagged with the layer.
+pub fn layer_counter(layer: usize, seq: u64) -> u32 {
+    ((layer as u32) << COUNTER_BITS) | (seq as u32 & ((1 << COUNTER_BITS) - 1))
 }
 
 impl Verified {
@@ -120,18 +170,17 @@ impl Verified {
         else {
             return;
         };
+        let (layer, counter) = (counter >> COUNTER_BITS, counter & ((1 << COUNTER_BITS) - 1));
         let t = match self.tracks.iter().position(|t| t.ssrc == ssrc) {
             Some(i) => &mut self.tracks[i],
             None => {
-                self.tracks.push(VerifiedTrack {
-                    ssrc,
-                    first: counter,
-                    seen: Vec::new(),
-                    unique: 0,
-                });
+                self.tracks.push(VerifiedTrack::new(ssrc, layer, counter));
                 self.tracks.last_mut().expect("pushed")
             }
         };
+        if t.layer != layer {
+            t.switch(layer, counter);
+        }
         if counter < t.first {
             // Older than the window start: ignore rather than rebase.
             return;
@@ -149,17 +198,11 @@ impl Verified {
         self.latencies_us.push(lat);
     }
 
-    /// (unique payloads received, payloads expected from the counters' range).
+    /// (unique payloads received, payloads expected from the counters' ranges).
     pub fn totals(&self) -> (u64, u64) {
         self.tracks.iter().fold((0, 0), |(u, e), t| {
-            let last = t
-                .seen
-                .iter()
-                .enumerate()
-                .rev()
-                .find(|(_, w)| **w != 0)
-                .map(|(i, w)| i as u64 * 64 + 63 - w.leading_zeros() as u64);
-            (u + t.unique, e + last.map_or(0, |l| l + 1))
+            let (su, se) = t.segment();
+            (u + t.done.0 + su, e + t.done.1 + se)
         })
     }
 
@@ -240,6 +283,25 @@ mod tests {
         }
         assert_eq!(v.totals(), (3, 4));
         assert_eq!(v.latencies_us.len(), 4);
+    }
+
+    #[test]
+    fn a_switch_between_layers_is_not_loss_but_gaps_within_a_layer_are() {
+        let mut v = Verified::default();
+        // Layer 2 from 100, one lost (102); switched to layer 0 at its 7000; back to layer 2
+        // at 300 (what it sent meanwhile was not forwarded), one lost (302).
+        let runs = [
+            (2, vec![100u64, 101, 103]),
+            (0, vec![7000, 7001]),
+            (2, vec![300, 301, 303]),
+        ];
+        for (layer, seqs) in runs {
+            for seq in seqs {
+                let p = conclave_client::payload(100, None, layer_counter(layer, seq));
+                v.record(9, &p, conclave_client::unix_micros());
+            }
+        }
+        assert_eq!(v.totals(), (8, 10));
     }
 
     #[test]

@@ -358,7 +358,7 @@ impl Source {
                     payload: conclave_client::payload(
                         size,
                         Some((i == 0, keyframe)),
-                        layer.seq as u32,
+                        crate::count::layer_counter(index, layer.seq),
                     ),
                 });
             }
