@@ -165,7 +165,16 @@ pub(crate) struct Streams {
     /// Some send stream may hold a keyframe or REMB request from RTCP. Spares a pass over
     /// every send stream at each `poll_event` (requests are rare).
     tx_requests: bool,
+
+    /// Send streams handed out for writing, or declared, since the last `handle_timeout`: only
+    /// these can have packets waiting for their timestamp or lack their first timeout, so a
+    /// timeout with no sender report due visits only them (and `poll_timeout` asks only them).
+    /// `None` when it is not known (too many, or all streams were handed out): visit all.
+    touched_tx: Option<Vec<Ssrc>>,
 }
+
+/// Most send streams remembered as touched between two timeouts; past it, all are visited.
+const TOUCHED_TX_MAX: usize = 256;
 
 /// Delay between cleaning up the RxLookup.
 const RX_LOOKUP_CLEANUP_INTERVAL: Duration = Duration::from_millis(10_000);
@@ -196,6 +205,7 @@ impl Streams {
             pause_threshold,
             sender_report_due: None,
             tx_requests: false,
+            touched_tx: None,
         }
     }
 
@@ -344,6 +354,7 @@ impl Streams {
         rtx: Option<Ssrc>,
         midrid: MidRid,
     ) -> &mut StreamTx {
+        self.touch_tx(ssrc);
         self.streams_tx
             .entry(ssrc)
             .or_insert_with(|| StreamTx::new(ssrc, rtx, midrid, self.enable_stats, self.mtu_warn))
@@ -370,7 +381,11 @@ impl Streams {
         self.streams_rx.get_mut(ssrc)
     }
 
+    /// A send stream, to write to: it is visited at the next timeout.
     pub fn stream_tx(&mut self, ssrc: &Ssrc) -> Option<&mut StreamTx> {
+        if self.streams_tx.contains_key(ssrc) {
+            self.touch_tx(*ssrc);
+        }
         self.streams_tx.get_mut(ssrc)
     }
 
@@ -429,11 +444,13 @@ impl Streams {
     }
 
     pub(crate) fn send_stream(&self) -> Option<Instant> {
-        if self.streams_tx.values().any(|s| s.need_timeout()) {
-            Some(already_happened())
-        } else {
-            None
-        }
+        let need = match &self.touched_tx {
+            Some(touched) => touched
+                .iter()
+                .any(|ssrc| self.streams_tx.get(ssrc).is_some_and(|s| s.need_timeout())),
+            None => self.streams_tx.values().any(|s| s.need_timeout()),
+        };
+        if need { Some(already_happened()) } else { None }
     }
 
     pub(crate) fn pending_request(&self) -> Option<Instant> {
@@ -487,6 +504,27 @@ impl Streams {
             }
         }
 
+        // With no sender report due, only the streams touched since the last timeout can need
+        // this pass: the others' timestamps, kind and report time are as they were.
+        if self.mids_to_report.is_empty() && self.sender_report_due.is_some() {
+            if let Some(touched) = &mut self.touched_tx {
+                let mut due = self.sender_report_due.unwrap_or_else(not_happening);
+                for ssrc in touched.drain(..) {
+                    let Some(stream) = self.streams_tx.get_mut(&ssrc) else {
+                        continue;
+                    };
+                    let mid = stream.mid();
+                    let get_media =
+                        move || (medias.iter().find(|m| m.mid() == mid).unwrap(), codecs);
+                    stream.handle_timeout(now, get_media);
+                    due = due.min(stream.sender_report_at(intervals));
+                }
+                self.sender_report_due = Some(due);
+                self.finish_timeout(now);
+                return;
+            }
+        }
+
         let mut sender_report_due = not_happening();
         for stream in self.streams_tx.values_mut() {
             let mid = stream.mid();
@@ -507,7 +545,11 @@ impl Streams {
             sender_report_due = sender_report_due.min(stream.sender_report_at(intervals));
         }
         self.sender_report_due = Some(sender_report_due);
+        self.touched_tx = Some(Vec::new());
+        self.finish_timeout(now);
+    }
 
+    fn finish_timeout(&mut self, now: Instant) {
         if now > self.rx_lookup_at() {
             self.rx_lookup
                 .retain(|_, l| now - l.last_used <= RX_LOOKUP_EXPIRY);
@@ -601,6 +643,7 @@ impl Streams {
     }
 
     pub(crate) fn streams_tx(&mut self) -> impl Iterator<Item = &mut StreamTx> {
+        self.touched_tx = None;
         self.streams_tx.values_mut()
     }
 
@@ -725,12 +768,40 @@ impl Streams {
         })
     }
 
+    /// A send stream, to write to: it is visited at the next timeout.
     pub(crate) fn stream_tx_by_midrid(&mut self, midrid: MidRid) -> Option<&mut StreamTx> {
         if midrid == MidRid(MID_PROBE, None) {
             self.probe_media?;
             return Some(&mut self.probe_tx);
         }
+        let stream = self.streams_tx.values_mut().find(|s| s.is_midrid(midrid))?;
+        if let Some(touched) = &mut self.touched_tx {
+            if touched.len() < TOUCHED_TX_MAX {
+                touched.push(stream.ssrc());
+            } else {
+                self.touched_tx = None;
+            }
+        }
+        Some(stream)
+    }
+
+    /// A send stream to send from or pad on (nothing is queued on it for a timeout to see).
+    pub(crate) fn stream_tx_to_send(&mut self, midrid: MidRid) -> Option<&mut StreamTx> {
+        if midrid == MidRid(MID_PROBE, None) {
+            self.probe_media?;
+            return Some(&mut self.probe_tx);
+        }
         self.streams_tx.values_mut().find(|s| s.is_midrid(midrid))
+    }
+
+    fn touch_tx(&mut self, ssrc: Ssrc) {
+        if let Some(touched) = &mut self.touched_tx {
+            if touched.len() < TOUCHED_TX_MAX {
+                touched.push(ssrc);
+            } else {
+                self.touched_tx = None;
+            }
+        }
     }
 
     pub(crate) fn stream_rx_by_midrid(&mut self, midrid: MidRid) -> Option<&mut StreamRx> {
@@ -745,6 +816,7 @@ impl Streams {
 
     /// An iterator over all the tx streams for a given mid.
     pub(crate) fn streams_tx_by_mid(&mut self, mid: Mid) -> impl Iterator<Item = &mut StreamTx> {
+        self.touched_tx = None;
         self.streams_tx.values_mut().filter(move |s| s.mid() == mid)
     }
 
@@ -838,5 +910,87 @@ impl fmt::Debug for RtpPacket {
             .field("nackable", &self.nackable)
             .field("timestamp", &self.timestamp)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod touched_test {
+    use super::RtpWrite;
+    use super::*;
+    use crate::media::MediaKind;
+    use crate::rtp_::ExtensionMap;
+
+    #[test]
+    fn a_timeout_visits_the_touched_streams_and_reports_on_time() {
+        let mut streams = Streams::new(false, 1200, Duration::from_millis(1500));
+        let codecs = CodecConfig::new_with_defaults();
+        let intervals = RtcpReportIntervals {
+            audio: Duration::from_secs(5),
+            video: Duration::from_secs(1),
+        };
+        let medias: Vec<Media> = (0..20)
+            .map(|i| {
+                let mid = Mid::from(i.to_string().as_str());
+                Media::from_direct_api(mid, i, MediaKind::Video, ExtensionMap::standard())
+            })
+            .collect();
+        for (i, m) in medias.iter().enumerate() {
+            streams.declare_stream_tx((100 + i as u32).into(), None, MidRid(m.mid(), None));
+        }
+        let mut feedback = VecDeque::new();
+        let mut timeout = |streams: &mut Streams, now: Instant| {
+            let config = StreamTimeoutConfig {
+                codecs: &codecs,
+                intervals,
+            };
+            streams.handle_timeout(now, 1.into(), false, &medias, config, &mut feedback);
+            let reports = feedback
+                .iter()
+                .filter(|r| matches!(r, Rtcp::SenderReport(_)))
+                .count();
+            feedback.clear();
+            reports
+        };
+        let t0 = Instant::now();
+        // The first timeout visits all (their first: kind and report time are set).
+        timeout(&mut streams, t0);
+        assert_eq!(streams.send_stream(), None);
+
+        // Packets written to a few streams between timeouts get their timestamp at the next,
+        // and none of them waits for a timeout after it.
+        let mut seq = 0_u64;
+        let mut sent_reports = 0;
+        for step in 1..=150_u32 {
+            let now = t0 + Duration::from_millis(10 * step as u64);
+            for ssrc in [103_u32, 111, 103] {
+                seq += 1;
+                let stream = streams.stream_tx(&ssrc.into()).unwrap();
+                stream.write_rtp(RtpWrite::new(
+                    96.into(),
+                    seq.into(),
+                    0,
+                    now,
+                    vec![0_u8; 100],
+                ));
+            }
+            assert!(
+                streams.send_stream().is_some(),
+                "the written streams need one"
+            );
+            sent_reports += timeout(&mut streams, now);
+            assert_eq!(streams.send_stream(), None, "step {step}");
+            // Queued packets count once stamped: two a step on one stream, one on the other.
+            for (ssrc, per_step) in [(103_u32, 2), (111, 1)] {
+                let stream =
+                    streams.stream_tx_to_send(MidRid(medias[ssrc as usize - 100].mid(), None));
+                let state = stream.unwrap().queue_state(now);
+                assert_eq!(state.snapshot.packet_count, per_step * step, "step {step}");
+            }
+        }
+        // Every stream, written to or not, got its sender reports on time: one a second.
+        assert!(
+            (20..=40).contains(&sent_reports),
+            "sender reports in 1.5 s: {sent_reports}"
+        );
     }
 }
