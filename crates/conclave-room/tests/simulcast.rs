@@ -502,6 +502,38 @@ fn an_estimate_wobbling_at_the_edge_does_not_pause_and_resume_a_video() {
 }
 
 #[test]
+fn a_video_paused_at_the_edge_gets_its_chance_once_it_fits_for_long_enough() {
+    let mut s = Sim::new(RoomConfig::default());
+    let (viewer, a, c) = s.viewer_alice_carol();
+    // Two thumbnails: each wants only the lowest layer (about 165 kbit/s with headers).
+    s.thumbnails(viewer);
+    s.room.set_estimate(viewer, 600_000);
+    let run = |s: &mut Sim, secs: f64| {
+        let mut carol_frames = 0;
+        for _ in 0..(secs * 30.0) as usize {
+            if frames_to(s, &[a, c], viewer, 30).contains(&c) {
+                carol_frames += 1;
+            }
+            while s.room.poll_output().is_some() {}
+        }
+        carol_frames
+    };
+    run(&mut s, 3.0);
+    // A lasting cap: carol's video is paused.
+    s.room.set_estimate(viewer, 250_000);
+    run(&mut s, 3.0);
+    assert_eq!(run(&mut s, 1.0), 0, "paused under the cap");
+    // The estimate recovers to just above what both need, but not with the headroom a resume
+    // asks for at first (a link at its edge, as through a 500 kbit/s cap): carol stays paused
+    // for a while...
+    s.room.set_estimate(viewer, 345_000);
+    assert_eq!(run(&mut s, 4.0), 0, "no resume at once without headroom");
+    // ...and once paused for long, she gets her chance, and keeps playing while it fits.
+    run(&mut s, 6.0);
+    assert!(run(&mut s, 4.0) >= 115, "resumed and playing");
+}
+
+#[test]
 fn a_receiver_held_below_what_it_wants_asks_for_probes_until_it_gets_it() {
     let mut s = Sim::new(RoomConfig::default());
     let (a, b) = s.alice_and_bob();

@@ -81,6 +81,12 @@ const PAUSE_AFTER_SHORT: Duration = Duration::from_secs(2);
 /// Not more: at a 500 kbit/s cap the estimate saws between 425 and 500 kbit/s, two 180p videos
 /// and two microphones need 430, and at 125 % a video once paused never came back.
 const RESUME_PCT: u64 = 110;
+/// A video paused this long resumes as soon as it fits, without RESUME_PCT's headroom. Through
+/// a tight link the estimate can hover just under the headroom for good (through a 500 kbit/s
+/// cap: 350–430 kbit/s where a second 180p video resumed only at 440) although the link carries
+/// both videos (receivers that got both had 440–450 kbit/s). Flapping stays bounded: a video
+/// paused again waits this long once more.
+const RESUME_PLAIN_AFTER: Duration = Duration::from_secs(10);
 /// Audio redundancy returns with this much headroom (percent of what it and the lowest video
 /// layers need).
 const RED_ON_PCT: u64 = 125;
@@ -530,6 +536,14 @@ impl Room {
             let held = slot
                 .lowered_at
                 .is_some_and(|at| now < at + HOLD_AFTER_LOWER);
+            let resume_pct = if slot
+                .lowered_at
+                .is_some_and(|at| now >= at + RESUME_PLAIN_AFTER)
+            {
+                100
+            } else {
+                RESUME_PCT
+            };
             let choice = match policy {
                 LayerPolicy::Highest => (0..t.layer_count).rev().find(|l| t.available(now, *l)),
                 LayerPolicy::Auto => {
@@ -540,7 +554,7 @@ impl Room {
                             if flowing {
                                 need <= b * LOWEST_KEEP_PCT
                             } else if paused {
-                                !held && need * RESUME_PCT / 100 <= b * 100
+                                !held && need * resume_pct / 100 <= b * 100
                             } else {
                                 need <= b * 100
                             }
