@@ -176,6 +176,17 @@ pub(crate) struct Streams {
 /// Most send streams remembered as touched between two timeouts; past it, all are visited.
 const TOUCHED_TX_MAX: usize = 256;
 
+/// Remember the send stream under `key` for the next timeout (see `Streams::touched_tx`).
+fn touch(touched_tx: &mut Option<Vec<Ssrc>>, key: Ssrc) {
+    if let Some(touched) = touched_tx {
+        if touched.len() < TOUCHED_TX_MAX {
+            touched.push(key);
+        } else {
+            *touched_tx = None;
+        }
+    }
+}
+
 /// Delay between cleaning up the RxLookup.
 const RX_LOOKUP_CLEANUP_INTERVAL: Duration = Duration::from_millis(10_000);
 
@@ -774,14 +785,12 @@ impl Streams {
             self.probe_media?;
             return Some(&mut self.probe_tx);
         }
-        let stream = self.streams_tx.values_mut().find(|s| s.is_midrid(midrid))?;
-        if let Some(touched) = &mut self.touched_tx {
-            if touched.len() < TOUCHED_TX_MAX {
-                touched.push(stream.ssrc());
-            } else {
-                self.touched_tx = None;
-            }
-        }
+        // Remembered by its key: `reset_ssrc` changes a stream's SSRC but not its key.
+        let (key, stream) = self
+            .streams_tx
+            .iter_mut()
+            .find(|(_, s)| s.is_midrid(midrid))?;
+        touch(&mut self.touched_tx, *key);
         Some(stream)
     }
 
@@ -795,13 +804,7 @@ impl Streams {
     }
 
     fn touch_tx(&mut self, ssrc: Ssrc) {
-        if let Some(touched) = &mut self.touched_tx {
-            if touched.len() < TOUCHED_TX_MAX {
-                touched.push(ssrc);
-            } else {
-                self.touched_tx = None;
-            }
-        }
+        touch(&mut self.touched_tx, ssrc);
     }
 
     pub(crate) fn stream_rx_by_midrid(&mut self, midrid: MidRid) -> Option<&mut StreamRx> {
@@ -991,6 +994,23 @@ mod touched_test {
         assert!(
             (20..=40).contains(&sent_reports),
             "sender reports in 1.5 s: {sent_reports}"
+        );
+
+        // A stream whose SSRC was changed is still found by the short pass.
+        let midrid = MidRid(medias[5].mid(), None);
+        streams
+            .stream_tx_by_midrid(midrid)
+            .unwrap()
+            .reset_ssrc(905.into(), None);
+        let now = t0 + Duration::from_millis(1510);
+        timeout(&mut streams, now);
+        let stream = streams.stream_tx_by_midrid(midrid).unwrap();
+        stream.write_rtp(RtpWrite::new(96.into(), 1.into(), 0, now, vec![0_u8; 100]));
+        timeout(&mut streams, now + Duration::from_millis(10));
+        let state = streams.stream_tx_to_send(midrid).unwrap().queue_state(now);
+        assert_eq!(
+            state.snapshot.packet_count, 1,
+            "stamped after the SSRC change"
         );
     }
 }
