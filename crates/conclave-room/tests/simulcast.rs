@@ -453,6 +453,18 @@ fn frames_to_layers(s: &mut Sim, publishers: &[Pid], sub: Pid) -> Vec<u8> {
     got
 }
 
+/// `secs` of frames from Alice and Carol to `viewer`; how many of Carol's reached it.
+fn carol_frames(s: &mut Sim, (viewer, a, c): (Pid, Pid, Pid), secs: usize) -> usize {
+    let mut carol_frames = 0;
+    for _ in 0..(secs * 30) {
+        if frames_to(s, &[a, c], viewer, 30).contains(&c) {
+            carol_frames += 1;
+        }
+        while s.room.poll_output().is_some() {}
+    }
+    carol_frames
+}
+
 #[test]
 fn an_estimate_wobbling_at_the_edge_does_not_pause_and_resume_a_video() {
     let mut s = Sim::new(RoomConfig::default());
@@ -508,29 +520,20 @@ fn a_video_paused_at_the_edge_gets_its_chance_once_it_fits_for_long_enough() {
     // Two thumbnails: each wants only the lowest layer (about 165 kbit/s with headers).
     s.thumbnails(viewer);
     s.room.set_estimate(viewer, 600_000);
-    let run = |s: &mut Sim, secs: f64| {
-        let mut carol_frames = 0;
-        for _ in 0..(secs * 30.0) as usize {
-            if frames_to(s, &[a, c], viewer, 30).contains(&c) {
-                carol_frames += 1;
-            }
-            while s.room.poll_output().is_some() {}
-        }
-        carol_frames
-    };
-    run(&mut s, 3.0);
+    let run = |s: &mut Sim, secs| carol_frames(s, (viewer, a, c), secs);
+    run(&mut s, 3);
     // A lasting cap: carol's video is paused.
     s.room.set_estimate(viewer, 250_000);
-    run(&mut s, 3.0);
-    assert_eq!(run(&mut s, 1.0), 0, "paused under the cap");
+    run(&mut s, 3);
+    assert_eq!(run(&mut s, 1), 0, "paused under the cap");
     // The estimate recovers to just above what both need, but not with the headroom a resume
     // asks for at first (a link at its edge, as through a 500 kbit/s cap): carol stays paused
     // for a while...
     s.room.set_estimate(viewer, 345_000);
-    assert_eq!(run(&mut s, 4.0), 0, "no resume at once without headroom");
+    assert_eq!(run(&mut s, 4), 0, "no resume at once without headroom");
     // ...and once paused for long, she gets her chance, and keeps playing while it fits.
-    run(&mut s, 6.0);
-    assert!(run(&mut s, 4.0) >= 115, "resumed and playing");
+    run(&mut s, 6);
+    assert!(run(&mut s, 4) >= 115, "resumed and playing");
 }
 
 #[test]
@@ -633,16 +636,7 @@ fn a_brief_estimate_collapse_does_not_pause_a_video_a_lasting_one_does() {
     let (viewer, a, c) = s.viewer_alice_carol();
     s.thumbnails(viewer);
     s.room.set_estimate(viewer, 600_000);
-    let run = |s: &mut Sim, secs: usize| {
-        let mut carol_frames = 0;
-        for _ in 0..(secs * 30) {
-            if frames_to(s, &[a, c], viewer, 30).contains(&c) {
-                carol_frames += 1;
-            }
-            while s.room.poll_output().is_some() {}
-        }
-        carol_frames
-    };
+    let run = |s: &mut Sim, secs| carol_frames(s, (viewer, a, c), secs);
     run(&mut s, 3);
     // A moment of congestion: the estimate falls to 85 % of what got through, then a probe
     // brings it back a second later. Carol's thumbnail plays on.
