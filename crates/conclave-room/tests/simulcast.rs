@@ -453,6 +453,17 @@ fn frames_to_layers(s: &mut Sim, publishers: &[Pid], sub: Pid) -> Vec<u8> {
     got
 }
 
+/// A viewer showing Alice and Carol as thumbnails (each wants only the lowest layer, about
+/// 165 kbit/s with headers), after 3 s of both playing with room to spare.
+fn two_thumbnails_playing() -> (Sim, (Pid, Pid, Pid)) {
+    let mut s = Sim::new(RoomConfig::default());
+    let (viewer, a, c) = s.viewer_alice_carol();
+    s.thumbnails(viewer);
+    s.room.set_estimate(viewer, 600_000);
+    carol_frames(&mut s, (viewer, a, c), 3);
+    (s, (viewer, a, c))
+}
+
 /// `secs` of frames from Alice and Carol to `viewer`; how many of Carol's reached it.
 fn carol_frames(s: &mut Sim, (viewer, a, c): (Pid, Pid, Pid), secs: usize) -> usize {
     let mut carol_frames = 0;
@@ -515,13 +526,9 @@ fn an_estimate_wobbling_at_the_edge_does_not_pause_and_resume_a_video() {
 
 #[test]
 fn a_video_paused_at_the_edge_gets_its_chance_once_it_fits_for_long_enough() {
-    let mut s = Sim::new(RoomConfig::default());
-    let (viewer, a, c) = s.viewer_alice_carol();
-    // Two thumbnails: each wants only the lowest layer (about 165 kbit/s with headers).
-    s.thumbnails(viewer);
-    s.room.set_estimate(viewer, 600_000);
-    let run = |s: &mut Sim, secs| carol_frames(s, (viewer, a, c), secs);
-    run(&mut s, 3);
+    let (mut s, who) = two_thumbnails_playing();
+    let viewer = who.0;
+    let run = |s: &mut Sim, secs| carol_frames(s, who, secs);
     // A lasting cap: carol's video is paused.
     s.room.set_estimate(viewer, 250_000);
     run(&mut s, 3);
@@ -632,12 +639,9 @@ fn a_layer_the_publisher_stops_is_left_for_a_lower_one_at_once() {
 
 #[test]
 fn a_brief_estimate_collapse_does_not_pause_a_video_a_lasting_one_does() {
-    let mut s = Sim::new(RoomConfig::default());
-    let (viewer, a, c) = s.viewer_alice_carol();
-    s.thumbnails(viewer);
-    s.room.set_estimate(viewer, 600_000);
-    let run = |s: &mut Sim, secs| carol_frames(s, (viewer, a, c), secs);
-    run(&mut s, 3);
+    let (mut s, who) = two_thumbnails_playing();
+    let viewer = who.0;
+    let run = |s: &mut Sim, secs| carol_frames(s, who, secs);
     // A moment of congestion: the estimate falls to 85 % of what got through, then a probe
     // brings it back a second later. Carol's thumbnail plays on.
     s.room.set_estimate(viewer, 280_000);
