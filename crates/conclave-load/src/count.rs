@@ -17,16 +17,26 @@ struct SeqStream {
 #[derive(Debug, Default, Clone)]
 pub struct SeqCounter {
     streams: Vec<SeqStream>,
+    /// Media packets (retransmissions and padding not included).
     pub packets: u64,
     pub bytes: u64,
+    /// Retransmissions and padding: packets on a retransmission payload type (RFC 4588) or on
+    /// the probe SSRC 0. A server's bandwidth probes are sent this way; they are not forwarded
+    /// media, so they count neither as forwarded packets nor towards loss.
+    pub resent: u64,
 }
 
 impl SeqCounter {
-    /// Count one RTP datagram (still encrypted: only the header is read).
-    pub fn count(&mut self, datagram: &[u8]) {
+    /// Count one RTP datagram (still encrypted: only the header is read). `rtx_pts` are the
+    /// retransmission payload types of the connection. True if it carried forwarded media.
+    pub fn count(&mut self, datagram: &[u8], rtx_pts: &[u8]) -> bool {
         let Some((ssrc, seq)) = rtp_ssrc_seq(datagram) else {
-            return;
+            return false;
         };
+        if ssrc == 0 || rtx_pts.contains(&(datagram[1] & 0x7f)) {
+            self.resent += 1;
+            return false;
+        }
         self.packets += 1;
         self.bytes += datagram.len() as u64;
         // A participant receives few streams: a linear scan beats hashing.
@@ -48,6 +58,7 @@ impl SeqCounter {
                 });
             }
         }
+        true
     }
 
     /// Packets missing from the sequence-number ranges seen.
@@ -255,9 +266,9 @@ mod tests {
     fn counts_gaps_across_rollover() {
         let mut c = SeqCounter::default();
         for seq in [65530u16, 65531, 65533, 65535, 0, 1, 3] {
-            c.count(&rtp(7, seq));
+            c.count(&rtp(7, seq), &[]);
         }
-        c.count(&rtp(8, 10));
+        c.count(&rtp(8, 10), &[]);
         // Missing: 65532, 65534, 2.
         assert_eq!(c.lost(), 3);
         assert_eq!(c.packets, 8);
@@ -269,9 +280,22 @@ mod tests {
         let mut c = SeqCounter::default();
         let mut sr = rtp(1, 1);
         sr[1] = 200;
-        c.count(&sr);
-        c.count(&[0, 1, 0, 0]);
+        c.count(&sr, &[]);
+        c.count(&[0, 1, 0, 0], &[]);
         assert_eq!(c.packets, 0);
+    }
+
+    #[test]
+    fn retransmissions_and_probes_are_not_forwarded_media() {
+        let mut c = SeqCounter::default();
+        let rtx = [97u8];
+        assert!(c.count(&rtp(7, 1), &rtx));
+        let mut resend = rtp(9, 500);
+        resend[1] = 97 | 0x80; // RTX payload type, marker set
+        assert!(!c.count(&resend, &rtx));
+        assert!(!c.count(&rtp(0, 3), &rtx));
+        assert!(c.count(&rtp(7, 2), &rtx));
+        assert_eq!((c.packets, c.resent, c.lost(), c.streams()), (2, 2, 0, 1));
     }
 
     #[test]

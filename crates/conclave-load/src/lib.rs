@@ -284,6 +284,7 @@ pub async fn run(cfg: LoadConfig) -> Result<Summary, LoadError> {
         totals.rx_packets += r.rx_packets;
         totals.rx_bytes += r.rx_bytes;
         totals.rx_lost += r.rx_lost;
+        totals.rx_resent += r.rx_resent;
         totals.rx_streams += r.rx_streams;
         totals.tx_packets += r.tx_packets;
         totals.verified_unique += r.verified_unique;

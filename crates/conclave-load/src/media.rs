@@ -108,6 +108,8 @@ pub struct ThreadReport {
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub rx_lost: u64,
+    /// Retransmissions and padding received (not in `rx_packets`).
+    pub rx_resent: u64,
     pub rx_streams: u64,
     pub tx_packets: u64,
     pub verified_unique: u64,
@@ -171,6 +173,8 @@ struct Sim {
     audio_mid: Option<Mid>,
     video_mid: Option<Mid>,
     pts: Option<(Option<Pt>, Option<Pt>)>,
+    /// The connection's retransmission payload types, as negotiated.
+    rtx_pts: Vec<u8>,
     source: Option<Source>,
     connected: bool,
     dead: bool,
@@ -279,6 +283,7 @@ impl MediaThread {
                     r.rx_packets += sim.seq.packets;
                     r.rx_bytes += sim.seq.bytes;
                     r.rx_lost += sim.seq.lost();
+                    r.rx_resent += sim.seq.resent;
                     r.rx_streams += sim.seq.streams() as u64;
                     r.tx_packets += sim.sent;
                     let (u, e) = sim.verified.totals();
@@ -349,6 +354,7 @@ impl MediaThread {
             audio_mid: None,
             video_mid: None,
             pts: None,
+            rtx_pts: Vec::new(),
             source: None,
             connected: false,
             dead: false,
@@ -430,9 +436,10 @@ impl MediaThread {
                 };
                 for data in datagrams {
                     if is_rtp(data) {
-                        sim.seq.count(data);
-                        packets += 1;
-                        bytes += data.len() as u64;
+                        if sim.seq.count(data, &sim.rtx_pts) {
+                            packets += 1;
+                            bytes += data.len() as u64;
+                        }
                         if !sim.verify && !self.twcc {
                             continue;
                         }
@@ -526,7 +533,18 @@ impl Sim {
         self.rtc
             .sdp_api()
             .accept_answer(pending, answer)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        self.note_rtx_pts();
+        Ok(())
+    }
+
+    fn note_rtx_pts(&mut self) {
+        let params = self.rtc.codec_config().params();
+        self.rtx_pts = params
+            .iter()
+            .filter_map(|p| p.resend())
+            .map(|pt| *pt)
+            .collect();
     }
 
     fn accept_offer(&mut self, sdp: &str) -> Result<String, String> {
@@ -536,6 +554,7 @@ impl Sim {
             .sdp_api()
             .accept_offer(offer)
             .map_err(|e| e.to_string())?;
+        self.note_rtx_pts();
         Ok(answer.to_sdp_string())
     }
 

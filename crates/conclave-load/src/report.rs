@@ -86,6 +86,8 @@ pub struct Forwarded {
     /// Gaps in RTP sequence numbers.
     pub lost: u64,
     pub loss_pct: f64,
+    /// Retransmissions and padding (bandwidth probes) received: not in `packets`.
+    pub resent_packets: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -201,6 +203,7 @@ impl Summary {
                 avg_packet_bytes: t.rx_bytes as f64 / t.rx_packets.max(1) as f64,
                 lost: t.rx_lost,
                 loss_pct: pct(t.rx_lost, t.rx_packets + t.rx_lost),
+                resent_packets: t.rx_resent,
             },
             verified: VerifiedFigures {
                 payloads: t.verified_unique,
@@ -283,6 +286,10 @@ impl Summary {
         row(
             "forwarded Mbit/s, avg packet",
             format!("{:.1}, {:.0} B", f.mbit_per_s, f.avg_packet_bytes),
+        );
+        row(
+            "retransmissions + padding (not counted)",
+            format!("{}", f.resent_packets),
         );
         row(
             "loss (RTP seq, all)",
