@@ -284,8 +284,11 @@ impl Session {
             return Ok(());
         }
 
-        // Payload ready media.
-        self.do_payload(now)?;
+        // Payload ready media. In RTP mode nothing is ever queued for packetizing (the sample
+        // API is not available), so the pass over every media is skipped.
+        if !self.rtp_mode {
+            self.do_payload(now)?;
+        }
 
         let sender_ssrc = self.streams.first_ssrc_local();
 
@@ -1307,17 +1310,24 @@ impl Session {
             };
         }
 
-        self.update_receive_recovery();
+        // In RTP mode no media packetizes samples or depacketizes received packets (they go
+        // out as they come, see `poll_event`), so their timers are not asked for.
+        let (packetize_at, receive_at) = if self.rtp_mode {
+            (None, None)
+        } else {
+            self.update_receive_recovery();
+            let packetize_at = self.medias.iter().filter_map(|m| m.poll_timeout()).min();
+            let receive_at = self
+                .medias
+                .iter_mut()
+                .filter_map(|media| media.poll_receive_timeout(self.reordering_timeout_audio))
+                .min();
+            (packetize_at, receive_at)
+        };
         let feedback_at = self.regular_feedback_at();
         let nack_at = self.nack_at();
         let twcc_at = self.twcc_at();
         let pacing_at = self.pacer.poll_timeout();
-        let packetize_at = self.medias.iter().filter_map(|m| m.poll_timeout()).min();
-        let receive_at = self
-            .medias
-            .iter_mut()
-            .filter_map(|media| media.poll_receive_timeout(self.reordering_timeout_audio))
-            .min();
         let paused_at = self.paused_at();
         let send_stream_at = self.streams.send_stream();
         let request_at = self.streams.pending_request();

@@ -171,6 +171,15 @@ pub(crate) struct Streams {
     /// timeout with no sender report due visits only them (and `poll_timeout` asks only them).
     /// `None` when it is not known (too many, or all streams were handed out): visit all.
     touched_tx: Option<Vec<Ssrc>>,
+
+    /// Send streams that may have something to send: those the last pass over the queues
+    /// found with packets, and every stream handed out since (to write to, to send or pad
+    /// from, or given feedback that may ask for resends). An idle stream gets something to
+    /// send only through one of those ways. `None` when not known: the next pass looks at all.
+    busy_tx: Option<Vec<Ssrc>>,
+
+    /// The queue states of the busy streams, handed to the pacer (kept to reuse its memory).
+    busy_states: Vec<QueueState>,
 }
 
 /// Most send streams remembered as touched between two timeouts; past it, all are visited.
@@ -183,6 +192,23 @@ fn touch(touched_tx: &mut Option<Vec<Ssrc>>, key: Ssrc) {
             touched.push(key);
         } else {
             *touched_tx = None;
+        }
+    }
+}
+
+/// The queue states of [`Streams::send_queue_states`]: the busy streams' alone, or all.
+pub(crate) enum QueueStates<'a, A> {
+    Busy(std::vec::Drain<'a, QueueState>),
+    All(A),
+}
+
+impl<A: Iterator<Item = QueueState>> Iterator for QueueStates<'_, A> {
+    type Item = QueueState;
+
+    fn next(&mut self) -> Option<QueueState> {
+        match self {
+            QueueStates::Busy(states) => states.next(),
+            QueueStates::All(states) => states.next(),
         }
     }
 }
@@ -217,6 +243,8 @@ impl Streams {
             sender_report_due: None,
             tx_requests: false,
             touched_tx: None,
+            busy_tx: None,
+            busy_states: Vec::new(),
         }
     }
 
@@ -614,6 +642,8 @@ impl Streams {
     /// The send stream an RTCP feedback message is for, which may leave a request on it.
     pub(crate) fn stream_tx_for_feedback(&mut self, ssrc: &Ssrc) -> Option<&mut StreamTx> {
         let stream = self.streams_tx.get_mut(ssrc)?;
+        // A NACK queues resends.
+        touch(&mut self.busy_tx, *ssrc);
         self.tx_requests = true;
         Some(stream)
     }
@@ -655,6 +685,7 @@ impl Streams {
 
     pub(crate) fn streams_tx(&mut self) -> impl Iterator<Item = &mut StreamTx> {
         self.touched_tx = None;
+        self.busy_tx = None;
         self.streams_tx.values_mut()
     }
 
@@ -740,11 +771,40 @@ impl Streams {
 
     /// The queue states the pacer chooses among: every stream with something to send, and of
     /// the idle ones only the one it would pad on (see [`QuietQueues`]).
+    ///
+    /// The pacer looks at an idle queue only when every queue is empty (to pad on it). So
+    /// while no probe cluster runs, the busy streams (see `busy_tx`) are looked at first; if
+    /// one has packets, their states are all the pacer gets and the idle streams are not
+    /// visited. Otherwise, or when the busy streams are not known, every stream is. Queues
+    /// with packets then come in the order of their keys rather than the map's: only the
+    /// pacer's choice between equals (same priority, sent last at the same instant) can differ.
     pub(crate) fn send_queue_states(
         &mut self,
         now: Instant,
         mut can_probe: impl FnMut(Mid, Pt) -> bool,
-    ) -> impl Iterator<Item = QueueState> {
+    ) -> QueueStates<'_, impl Iterator<Item = QueueState>> {
+        if self.probe_media.is_none() {
+            if let Some(busy) = &mut self.busy_tx {
+                busy.sort_unstable();
+                busy.dedup();
+                self.busy_states.clear();
+                busy.retain(|key| {
+                    let Some(stream) = self.streams_tx.get_mut(key) else {
+                        return false;
+                    };
+                    let queue = stream.queue_state(now);
+                    let has_packets = queue.snapshot.packet_count > 0;
+                    if has_packets {
+                        self.busy_states.push(queue);
+                    }
+                    has_packets
+                });
+                if !self.busy_states.is_empty() {
+                    return QueueStates::Busy(self.busy_states.drain(..));
+                }
+            }
+        }
+
         // Snapshot each stream once, preferring media/RTX padding over the
         // fallback. No extra stream or retransmission-queue scan is needed.
         let mut media_padding = false;
@@ -754,10 +814,17 @@ impl Streams {
             queue
         });
         let mut quiet = QuietQueues::default();
-        let mut streams = self.streams_tx.values_mut();
-        std::iter::from_fn(move || {
-            for stream in streams.by_ref() {
+        // The busy streams are known again once every stream was looked at.
+        let busy_tx = &mut self.busy_tx;
+        let mut busy = busy_tx.take().unwrap_or_default();
+        busy.clear();
+        let mut streams = self.streams_tx.iter_mut();
+        QueueStates::All(std::iter::from_fn(move || {
+            for (key, stream) in streams.by_ref() {
                 let mut queue = stream.queue_state(now);
+                if queue.snapshot.packet_count > 0 {
+                    busy.push(*key);
+                }
                 if probe_queue.is_some() && queue.use_for_padding {
                     // Only negotiated feedback sources can provide probe padding.
                     // Ordinary padding keeps its existing eligibility.
@@ -770,13 +837,16 @@ impl Streams {
                     return Some(queue);
                 }
             }
+            if busy_tx.is_none() {
+                *busy_tx = Some(std::mem::take(&mut busy));
+            }
             if let Some(queue) = quiet.padding() {
                 return Some(queue);
             }
             let mut queue = probe_queue.take()?;
             queue.use_for_padding = !media_padding;
             Some(queue)
-        })
+        }))
     }
 
     /// A send stream, to write to: it is visited at the next timeout.
@@ -791,6 +861,7 @@ impl Streams {
             .iter_mut()
             .find(|(_, s)| s.is_midrid(midrid))?;
         touch(&mut self.touched_tx, *key);
+        touch(&mut self.busy_tx, *key);
         Some(stream)
     }
 
@@ -800,11 +871,18 @@ impl Streams {
             self.probe_media?;
             return Some(&mut self.probe_tx);
         }
-        self.streams_tx.values_mut().find(|s| s.is_midrid(midrid))
+        let (key, stream) = self
+            .streams_tx
+            .iter_mut()
+            .find(|(_, s)| s.is_midrid(midrid))?;
+        // Padding makes it busy.
+        touch(&mut self.busy_tx, *key);
+        Some(stream)
     }
 
     fn touch_tx(&mut self, ssrc: Ssrc) {
         touch(&mut self.touched_tx, ssrc);
+        touch(&mut self.busy_tx, ssrc);
     }
 
     pub(crate) fn stream_rx_by_midrid(&mut self, midrid: MidRid) -> Option<&mut StreamRx> {
@@ -820,6 +898,7 @@ impl Streams {
     /// An iterator over all the tx streams for a given mid.
     pub(crate) fn streams_tx_by_mid(&mut self, mid: Mid) -> impl Iterator<Item = &mut StreamTx> {
         self.touched_tx = None;
+        self.busy_tx = None;
         self.streams_tx.values_mut().filter(move |s| s.mid() == mid)
     }
 
@@ -921,7 +1000,7 @@ mod touched_test {
     use super::RtpWrite;
     use super::*;
     use crate::media::MediaKind;
-    use crate::rtp_::ExtensionMap;
+    use crate::rtp_::{ExtensionMap, NackEntry};
 
     #[test]
     fn a_timeout_visits_the_touched_streams_and_reports_on_time() {
@@ -1012,5 +1091,119 @@ mod touched_test {
             state.snapshot.packet_count, 1,
             "stamped after the SSRC change"
         );
+    }
+
+    /// Seeded random writes, sends, padding and timeouts over 20 send streams: after every
+    /// timeout, the queues with packets the pacer is given are exactly those a look at every
+    /// stream finds, whether the busy streams alone were looked at or all of them.
+    #[test]
+    fn the_busy_streams_alone_give_every_queue_with_packets() {
+        let mut streams = Streams::new(false, 1200, Duration::from_millis(1500));
+        let codecs = CodecConfig::new_with_defaults();
+        let exts = ExtensionMap::standard();
+        let intervals = RtcpReportIntervals {
+            audio: Duration::from_secs(5),
+            video: Duration::from_secs(1),
+        };
+        let medias: Vec<Media> = (0..20)
+            .map(|i| {
+                let mid = Mid::from(i.to_string().as_str());
+                Media::from_direct_api(mid, i, MediaKind::Video, ExtensionMap::standard())
+            })
+            .collect();
+        let midrids: Vec<MidRid> = medias.iter().map(|m| MidRid(m.mid(), None)).collect();
+        for (i, midrid) in midrids.iter().enumerate() {
+            let rtx = Some((200 + i as u32).into());
+            let stream = streams.declare_stream_tx((100 + i as u32).into(), rtx, *midrid);
+            stream.set_rtx_cache(1024, Duration::from_secs(3), None);
+        }
+        let mut feedback = VecDeque::new();
+        let mut rng = 0x2545_f491_u64;
+        let mut next = move |n: u64| {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (rng >> 33) % n
+        };
+        let (mut seq, mut twcc, mut buf) = (0_u64, 0_u64, vec![]);
+        let (mut busy_passes, mut full_passes) = (0, 0);
+        let t0 = Instant::now();
+        for step in 0..3000_u64 {
+            let now = t0 + Duration::from_millis(step);
+            // Write to up to three streams (as the room forwards a packet to this receiver).
+            for _ in 0..next(4) {
+                seq += 1;
+                let w =
+                    RtpWrite::new(96.into(), seq.into(), 0, now, vec![0_u8; 100]).nackable(true);
+                match next(2) {
+                    0 => streams.stream_tx(&(100 + next(20) as u32).into()),
+                    _ => streams.stream_tx_by_midrid(midrids[next(20) as usize]),
+                }
+                .unwrap()
+                .write_rtp(w);
+            }
+            // Now and then a receiver asks for a resend of what it got last.
+            if next(20) == 0 {
+                let ssrc = (100 + next(20) as u32).into();
+                let pid = (seq - next(8)) as u16;
+                let nack = RtcpFb::Nack(ssrc, NackEntry { pid, blp: 0 }.into());
+                streams
+                    .stream_tx_for_feedback(&ssrc)
+                    .unwrap()
+                    .handle_rtcp(now, nack);
+            }
+            // Now and then the pacer pads on one.
+            if next(50) == 0 {
+                let midrid = midrids[next(20) as usize];
+                let stream = streams.stream_tx_to_send(midrid).unwrap();
+                stream.generate_padding(300);
+            }
+            let config = StreamTimeoutConfig {
+                codecs: &codecs,
+                intervals,
+            };
+            streams.handle_timeout(now, 1.into(), false, &medias, config, &mut feedback);
+            feedback.clear();
+
+            let states = streams.send_queue_states(now, |_, _| true);
+            match states {
+                QueueStates::Busy(_) => busy_passes += 1,
+                QueueStates::All(_) => full_passes += 1,
+            }
+            let mut given: Vec<(String, u32)> = states
+                .filter(|q| q.snapshot.packet_count > 0)
+                .map(|q| (format!("{:?}", q.midrid), q.snapshot.packet_count))
+                .collect();
+            let mut all: Vec<(String, u32)> = streams
+                .streams_tx
+                .values_mut()
+                .map(|s| s.queue_state(now))
+                .filter(|q| q.snapshot.packet_count > 0)
+                .map(|q| (format!("{:?}", q.midrid), q.snapshot.packet_count))
+                .collect();
+            given.sort();
+            all.sort();
+            assert_eq!(given, all, "step {step}");
+
+            // Send some of what is queued, from a few streams; now and then all of it.
+            if next(3) == 0 {
+                for midrid in &midrids {
+                    let stream = streams.stream_tx_to_send(*midrid).unwrap();
+                    while stream
+                        .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf)
+                        .is_some()
+                    {}
+                }
+            } else {
+                for _ in 0..next(6) {
+                    let midrid = midrids[next(20) as usize];
+                    let stream = streams.stream_tx_to_send(midrid).unwrap();
+                    stream.poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf);
+                }
+            }
+        }
+        // Both ways were taken often.
+        assert!(busy_passes > 500, "busy streams alone: {busy_passes}");
+        assert!(full_passes > 100, "all streams: {full_passes}");
     }
 }
