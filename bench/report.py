@@ -22,6 +22,7 @@ for path in sorted(glob.glob(os.path.join(results, "**", "*.json"), recursive=Tr
     with open(path) as f:
         r = json.load(f)
     r["_name"] = os.path.basename(path)[:-5]
+    r["_round"] = os.path.dirname(path)
     by_load.setdefault((r["target"], r.get("label", r["_name"])), []).append(r)
 
 
@@ -75,8 +76,8 @@ for r in runs:
     pairs.setdefault(r.get("label", r["_name"]), {})[r["target"]] = r
 ratios = [(k, v) for k, v in pairs.items() if cpu(v.get("conclave", {})) and cpu(v.get("janus", {}))]
 if ratios:
-    print("\n| load | Conclave / Janus CPU per packet (median runs) |")
-    print("|---|---|")
+    print("\n| load | Conclave / Janus CPU per packet (median runs) | round by round (median) |")
+    print("|---|---|---|")
     for label, v in sorted(ratios, key=lambda kv: load_key(kv[1]["conclave"])):
         c, j = v["conclave"], v["janus"]
         line = f"{cpu(c) / cpu(j):.2f}"
@@ -85,7 +86,18 @@ if ratios:
             lo = min(c["_all"]) / max(j["_all"])
             hi = max(c["_all"]) / min(j["_all"])
             line += f" (extremes {lo:.2f}–{hi:.2f})"
-        print(f"| {label} | {line} |")
+        # Each round runs both servers on the load minutes apart, so a machine that runs
+        # faster or slower for a while affects both alike: ratios within a round.
+        rounds = {}
+        for target in ("conclave", "janus"):
+            for g in by_load.get((target, label), []):
+                rounds.setdefault(g["_round"], {})[target] = cpu(g)
+        within = [v["conclave"] / v["janus"] for _, v in sorted(rounds.items())
+                  if v.get("conclave") and v.get("janus")]
+        by_round = ""
+        if len(within) > 1:
+            by_round = ", ".join(f"{x:.2f}" for x in within) + f" ({statistics.median(within):.2f})"
+        print(f"| {label} | {line} | {by_round} |")
 
 # Chart: server CPU (% of one core) against subscribers, 1 -> N loads only.
 series = {}
