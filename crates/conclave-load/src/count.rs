@@ -166,10 +166,11 @@ impl VerifiedTrack {
 
 /// Bits of a payload counter that number packets; the two above them carry the simulcast layer.
 const COUNTER_BITS: u32 = 30;
+const COUNTER_MASK: u32 = (1 << COUNTER_BITS) - 1;
 
 /// The counter a synthetic payload carries: the layer's packet number, tagged with the layer.
 pub fn layer_counter(layer: usize, seq: u64) -> u32 {
-    ((layer as u32) << COUNTER_BITS) | (seq as u32 & ((1 << COUNTER_BITS) - 1))
+    ((layer as u32) << COUNTER_BITS) | (seq as u32 & COUNTER_MASK)
 }
 
 impl Verified {
@@ -181,7 +182,7 @@ impl Verified {
         else {
             return;
         };
-        let (layer, counter) = (counter >> COUNTER_BITS, counter & ((1 << COUNTER_BITS) - 1));
+        let (layer, counter) = (counter >> COUNTER_BITS, counter & COUNTER_MASK);
         let t = match self.tracks.iter().position(|t| t.ssrc == ssrc) {
             Some(i) => &mut self.tracks[i],
             None => {
