@@ -1273,8 +1273,11 @@ impl Session {
 
         self.pacer.register_send(now, payload_size.into(), midrid);
 
+        // The packet is the start of the buffer (see `StreamTx::poll_packet`).
+        let buf = &buf[..header.header_len + payload_size];
+
         if let Some(raw_packets) = &mut self.raw_packets {
-            raw_packets.push_back(Box::new(RawPacket::RtpTx(header.clone(), buf.clone())));
+            raw_packets.push_back(Box::new(RawPacket::RtpTx(header.clone(), buf.to_vec())));
         }
 
         let protected = srtp_tx.protect_rtp(buf, &header, *seq_no);

@@ -13,8 +13,13 @@ use super::{DATAGRAM_MAX_PACKET_SIZE, DatagramSend};
 /// Every pooled buffer has this capacity, so any of them fits any packet.
 const BUF_CAPACITY: usize = DATAGRAM_MAX_PACKET_SIZE;
 
-/// Spare buffers kept per thread at most (~512 KB); more are freed.
-const MAX_SPARE: usize = 256;
+/// Spare buffers kept per thread at most (~4 MB). One packet forwarded to 200 receivers is 200
+/// datagrams in flight, and a video frame several times that: with fewer spares, most buffers
+/// were freed after the send and allocated (and zeroed) again for the next frame.
+const MAX_SPARE: usize = 2048;
+
+/// Spares looked at (from the most recently returned) for one already as long as the packet.
+const LOOK_FOR_LONG: usize = 4;
 
 thread_local! {
     static SPARE: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
@@ -40,7 +45,22 @@ pub fn recycle_datagram(datagram: DatagramSend) {
 pub(crate) fn take_buffer(len: usize) -> Vec<u8> {
     let mut buf = if len <= BUF_CAPACITY {
         SPARE
-            .with(|spare| spare.borrow_mut().pop())
+            .with(|spare| {
+                // A spare last used for a short packet (audio) needs zeroing up to `len`. Of
+                // the last few, take the shortest that is long enough (keeping the long ones
+                // for long packets), or else the longest.
+                let mut spare = spare.borrow_mut();
+                let n = spare.len();
+                let best = (n.saturating_sub(LOOK_FOR_LONG)..n).min_by_key(|&i| {
+                    let have = spare[i].len();
+                    if have >= len {
+                        (0, have)
+                    } else {
+                        (1, usize::MAX - have)
+                    }
+                })?;
+                Some(spare.swap_remove(best))
+            })
             .unwrap_or_else(|| Vec::with_capacity(BUF_CAPACITY))
     } else {
         Vec::with_capacity(len)
@@ -67,6 +87,17 @@ mod test {
         let longer = take_buffer(1300);
         assert_eq!(longer.as_ptr(), ptr);
         assert_eq!(longer.len(), 1300);
+
+        // Of the spares, a long packet gets one that was long already and a short packet the
+        // shortest that fits, so neither needs zeroing.
+        let (long, short) = (take_buffer(1200), take_buffer(100));
+        let (long_ptr, short_ptr) = (long.as_ptr(), short.as_ptr());
+        recycle_datagram(long.into());
+        recycle_datagram(short.into());
+        let audio = take_buffer(80);
+        assert_eq!(audio.as_ptr(), short_ptr);
+        recycle_datagram(audio.into());
+        assert_eq!(take_buffer(1100).as_ptr(), long_ptr);
 
         // A buffer str0m did not make (another capacity) is not kept.
         recycle_datagram(vec![0_u8; 10].into());

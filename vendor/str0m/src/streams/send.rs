@@ -717,7 +717,12 @@ impl StreamTx {
             *twcc += 1;
         }
 
-        buf.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
+        // The buffer stays at its full length between packets (the packet is the first
+        // `header_len + payload_size` bytes of it): truncating it to each packet and growing it
+        // back zeroed up to 1,900 bytes per packet sent.
+        if buf.len() < DATAGRAM_MAX_PACKET_SIZE {
+            buf.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
+        }
 
         let header_len = header.write_to(buf, exts);
         assert!(header_len % 4 == 0, "RTP header must be multiple of 4");
@@ -765,8 +770,6 @@ impl StreamTx {
                 len
             }
         };
-
-        buf.truncate(header_len + body_len);
 
         #[cfg(feature = "_internal_dont_use_log_stats")]
         {
@@ -1527,9 +1530,9 @@ mod test {
         assert_eq!(second.header.sequence_number, 0);
         assert_eq!(second.header.ext_vals.transport_cc, Some(0));
         assert_eq!(second.payload_size, SRTP_BLOCK_SIZE);
-        assert_eq!(buf.len(), second.header.header_len + second.payload_size);
+        let end = second.header.header_len + second.payload_size;
         assert!(
-            RtpHeader::unpad_payload(&buf[second.header.header_len..])
+            RtpHeader::unpad_payload(&buf[second.header.header_len..end])
                 .unwrap()
                 .is_empty()
         );
