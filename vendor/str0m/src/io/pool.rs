@@ -97,7 +97,8 @@ mod test {
         let audio = take_buffer(80);
         assert_eq!(audio.as_ptr(), short_ptr);
         recycle_datagram(audio.into());
-        assert_eq!(take_buffer(1100).as_ptr(), long_ptr);
+        let video = take_buffer(1100);
+        assert_eq!(video.as_ptr(), long_ptr);
 
         // A buffer str0m did not make (another capacity) is not kept.
         recycle_datagram(vec![0_u8; 10].into());
