@@ -717,9 +717,9 @@ impl StreamTx {
             *twcc += 1;
         }
 
-        // The buffer stays at its full length between packets (the packet is the first
-        // `header_len + payload_size` bytes of it): truncating it to each packet and growing it
-        // back zeroed up to 1,900 bytes per packet sent.
+        // Kept at full length between packets (the packet is its first `header_len +
+        // payload_size` bytes): growing it back after cutting it to each packet would zero up
+        // to 1,900 bytes per packet.
         if buf.len() < DATAGRAM_MAX_PACKET_SIZE {
             buf.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
         }
