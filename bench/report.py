@@ -92,8 +92,8 @@ if ratios:
         for target in ("conclave", "janus"):
             for g in by_load.get((target, label), []):
                 rounds.setdefault(g["_round"], {})[target] = cpu(g)
-        within = [v["conclave"] / v["janus"] for _, v in sorted(rounds.items())
-                  if v.get("conclave") and v.get("janus")]
+        within = [pair["conclave"] / pair["janus"] for _, pair in sorted(rounds.items())
+                  if pair.get("conclave") and pair.get("janus")]
         by_round = ""
         if len(within) > 1:
             by_round = ", ".join(f"{x:.2f}" for x in within) + f" ({statistics.median(within):.2f})"

@@ -51,14 +51,9 @@ pub(crate) fn take_buffer(len: usize) -> Vec<u8> {
                 // for long packets), or else the longest.
                 let mut spare = spare.borrow_mut();
                 let n = spare.len();
-                let best = (n.saturating_sub(LOOK_FOR_LONG)..n).min_by_key(|&i| {
-                    let have = spare[i].len();
-                    if have >= len {
-                        (0, have)
-                    } else {
-                        (1, usize::MAX - have)
-                    }
-                })?;
+                // Key: whether it needs zeroing, then by how much it is too long or too short.
+                let best = (n.saturating_sub(LOOK_FOR_LONG)..n)
+                    .min_by_key(|&i| (spare[i].len() < len, spare[i].len().abs_diff(len)))?;
                 Some(spare.swap_remove(best))
             })
             .unwrap_or_else(|| Vec::with_capacity(BUF_CAPACITY))
