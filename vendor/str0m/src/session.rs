@@ -625,6 +625,7 @@ impl Session {
         let can_receive = mapped.is_some() || self.is_early_rtx_padding(&header);
         if !can_receive {
             trace!("No mid/SSRC for header: {:?}", header);
+            self.register_unmapped_transport_cc(now, &header, buf);
             return;
         }
 
@@ -899,6 +900,27 @@ impl Session {
     /// support RTX. This limits the fallback to expected repair traffic instead of accepting
     /// arbitrary unmapped SSRCs. These header checks do not authenticate the packet or prove
     /// it contains only padding; the receive path verifies both before recording a receipt.
+    /// A packet for an m-line this side has offered but whose answer it has not applied yet
+    /// (the answerer may send at once) cannot be handled, but it did arrive: leaving it out of
+    /// transport-wide feedback would report it lost, and the sender's estimator would fall at
+    /// every renegotiation. Only a packet that authenticates counts.
+    fn register_unmapped_transport_cc(&mut self, now: Instant, header: &RtpHeader, buf: &[u8]) {
+        let Some(transport_cc) = header.ext_vals.transport_cc else {
+            return;
+        };
+        let Some(srtp) = self.srtp_rx.as_mut() else {
+            return;
+        };
+        let max_seq = self.max_rx_seq_lookup.get(&header.ssrc).map(|s| s.max_seq());
+        let seq_no = header.sequence_number(max_seq);
+        if srtp.unprotect_rtp(buf, header, *seq_no).is_none() {
+            return;
+        }
+        let prev = self.twcc_rx_register.max_seq();
+        let extended = extend_u16(prev.map(|s| *s), transport_cc);
+        self.twcc_rx_register.update_seq(extended.into(), now);
+    }
+
     fn is_early_rtx_padding(&self, header: &RtpHeader) -> bool {
         let Some(mid) = header.ext_vals.mid else {
             return false;
