@@ -184,6 +184,12 @@ pub(crate) struct Participant {
     /// every one has been above that (heavy).
     pub(crate) random_loss_since: Option<Instant>,
     pub(crate) heavy_loss_since: Option<Instant>,
+    /// Since when the estimate has been below the lowest layers with next to nothing lost,
+    /// how long that may last before the estimator is restarted, and when it last was for it
+    /// (see `STARVED_FOR`).
+    pub(crate) starved_since: Option<Instant>,
+    pub(crate) starved_for: std::time::Duration,
+    pub(crate) starved_reset_at: Option<Instant>,
     /// Last `DesiredBitrate` output, to send only changes.
     pub(crate) desired_sent: u64,
     /// When the allocation last asked the estimator to probe (a raised `DesiredBitrate`), and

@@ -707,6 +707,71 @@ fn an_estimate_held_down_by_random_loss_is_restarted_but_not_one_held_by_a_full_
     }
 }
 
+/// A loss-based estimator lets its estimate grow only a little above what gets through and does
+/// not probe while that estimate holds it: stuck just below what two thumbnails need, with
+/// nothing lost, the second video would never start. The estimator is restarted from what they
+/// need, and the second video plays; where the link cannot carry it, the restarts come ever
+/// further apart.
+#[test]
+fn an_estimate_stuck_below_the_lowest_layers_with_nothing_lost_is_restarted() {
+    let mut s = Sim::new(RoomConfig::default());
+    let (viewer, a, c) = s.viewer_alice_carol();
+    s.thumbnails(viewer);
+    s.steady_estimate(viewer, 250_000);
+    s.room.set_downlink_loss(s.now, viewer, 0.0);
+    // A second of frames: how many of Carol's reached the viewer, and its estimator restarts.
+    let second = |s: &mut Sim| {
+        let mut carol = 0;
+        let mut resets = Vec::new();
+        for _ in 0..30 {
+            if frames_to(s, &[a, c], viewer, 30).contains(&c) {
+                carol += 1;
+            }
+            while let Some(o) = s.room.poll_output() {
+                if let Output::ResetEstimate { to, bps } = o
+                    && to == viewer
+                {
+                    resets.push(bps);
+                }
+            }
+        }
+        (carol, resets)
+    };
+    for _ in 0..5 {
+        let (carol, resets) = second(&mut s);
+        assert_eq!((carol, resets.len()), (0, 0), "only Alice fits at first");
+    }
+    let mut restarted = None;
+    for _ in 0..3 {
+        let (_, resets) = second(&mut s);
+        restarted = restarted.or(resets.first().copied());
+    }
+    let bps = restarted.expect("restarted after about 6 s");
+    assert!((300_000..600_000).contains(&bps), "from {bps}");
+    // The link carries that: Carol's video starts (at her next keyframe).
+    s.steady_estimate(viewer, bps);
+    second(&mut s);
+    let (carol, _) = second(&mut s);
+    assert!(carol >= 25, "Carol plays: {carol} frames");
+
+    // Another viewer's link cannot carry it: each restart's estimate falls back at once.
+    s.steady_estimate(viewer, 250_000);
+    let mut at = Vec::new();
+    for t in 0..100 {
+        let (_, resets) = second(&mut s);
+        if !resets.is_empty() {
+            at.push(t);
+            s.steady_estimate(viewer, 250_000);
+        }
+    }
+    let gaps: Vec<i32> = at.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!((3..=5).contains(&at.len()), "restarts at {at:?}");
+    assert!(
+        gaps.windows(2).all(|g| g[1] > g[0]) && gaps.last().is_some_and(|g| *g >= 24),
+        "ever further apart: {at:?}"
+    );
+}
+
 #[test]
 fn audio_redundancy_is_withheld_before_a_video_would_be_paused_and_returns_with_headroom() {
     let mut s = Sim::new(RoomConfig::default());

@@ -104,6 +104,19 @@ const RED_ON_PCT: u64 = 125;
 const RANDOM_LOSS: std::ops::Range<f32> = 0.01..0.10;
 const RANDOM_FOR: Duration = Duration::from_secs(3);
 const RESET_EVERY: Duration = Duration::from_secs(5);
+/// An estimate can also stick below the lowest layers with nothing lost. A loss-based estimator
+/// (str0m's, like libwebrtc's) lets its estimate grow only a little above what is acknowledged,
+/// and does not probe while that estimate is the lower one; when the room then sends only what
+/// fits, the two wait for each other. Through a 500 kbit/s cap (three browsers) one receiver's
+/// estimate stayed at 344 kbit/s for 59 s, just under the 380 its second video and two
+/// microphones needed, with every probe request refused: it saw that person's video only after
+/// 75 s. So when the estimate has stayed below the lowest layers this long with under
+/// RANDOM_LOSS's share lost, the estimator is restarted from what they need (with RESUME_PCT's
+/// headroom), which sends them.
+/// If the link cannot carry that, the estimate falls back within seconds and the wait until the
+/// next restart doubles, up to STARVED_FOR_MAX.
+const STARVED_FOR: Duration = Duration::from_secs(6);
+const STARVED_FOR_MAX: Duration = Duration::from_secs(48);
 /// Budget kept for each audio track received (Opus with headers, FEC).
 const AUDIO_BPS: u64 = 50_000;
 /// ...and for one received with redundancy (RED): the previous frame rides along with each
@@ -643,20 +656,47 @@ impl Room {
                 Some(_) => {}
             }
         }
-        // An estimate held below the lowest layers by random-looking loss: restart it.
-        if policy == LayerPolicy::Auto
-            && estimate.is_some_and(|e| e < floor)
-            && p.random_loss_since.is_some_and(|at| now >= at + RANDOM_FOR)
+        // An estimate held below the lowest layers by random-looking loss, or stuck there with
+        // nothing lost: restart it.
+        let below_floor = policy == LayerPolicy::Auto && estimate.is_some_and(|e| e < floor);
+        if below_floor && p.loss.is_some_and(|l| l < RANDOM_LOSS.start) {
+            p.starved_since.get_or_insert(now);
+        } else {
+            p.starved_since = None;
+        }
+        // Zero until the first restart for it.
+        let starved_for = p.starved_for.max(STARVED_FOR);
+        let starved = p.starved_since.is_some_and(|at| now >= at + starved_for);
+        if below_floor
+            && (starved || p.random_loss_since.is_some_and(|at| now >= at + RANDOM_FOR))
             && p.reset_at.is_none_or(|at| now >= at + RESET_EVERY)
         {
+            if starved {
+                // Doubled while restarts follow each other (the link cannot carry the floor).
+                let recent = p
+                    .starved_reset_at
+                    .is_some_and(|at| now < at + STARVED_FOR_MAX);
+                p.starved_for = if recent {
+                    (starved_for * 2).min(STARVED_FOR_MAX)
+                } else {
+                    STARVED_FOR
+                };
+                p.starved_reset_at = Some(now);
+                p.starved_since = None;
+            }
+            // A starved one restarts with the headroom a paused video needs to resume (the
+            // measured layer rates jitter; at exactly the floor the video might not start).
+            let bps = if starved {
+                floor * RESUME_PCT / 100
+            } else {
+                floor
+            };
             p.reset_at = Some(now);
             // Until the estimator reports again, budget what it restarts from.
-            p.estimate = Some(floor);
-            p.estimate_now = Some(floor);
-            self.outputs.push_back(Output::ResetEstimate {
-                to: sub,
-                bps: floor,
-            });
+            p.estimate = Some(bps);
+            p.estimate_now = Some(bps);
+            self.outputs
+                .push_back(Output::ResetEstimate { to: sub, bps });
         }
         // Let the bandwidth estimator probe towards what would be sent without limits. An
         // estimator probes when the desired rate rises above its estimate, not while it stays
