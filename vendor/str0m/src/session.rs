@@ -894,12 +894,6 @@ impl Session {
         }
     }
 
-    /// Identifies candidates for padding receipt before the main SSRC is discovered.
-    ///
-    /// MID and repair RID must identify a negotiated simulcast layer, and the codec must
-    /// support RTX. This limits the fallback to expected repair traffic instead of accepting
-    /// arbitrary unmapped SSRCs. These header checks do not authenticate the packet or prove
-    /// it contains only padding; the receive path verifies both before recording a receipt.
     /// A packet for an m-line this side has offered but whose answer it has not applied yet
     /// (the answerer may send at once) cannot be handled, but it did arrive: leaving it out of
     /// transport-wide feedback would report it lost, and the sender's estimator would fall at
@@ -921,6 +915,12 @@ impl Session {
         self.twcc_rx_register.update_seq(extended.into(), now);
     }
 
+    /// Identifies candidates for padding receipt before the main SSRC is discovered.
+    ///
+    /// MID and repair RID must identify a negotiated simulcast layer, and the codec must
+    /// support RTX. This limits the fallback to expected repair traffic instead of accepting
+    /// arbitrary unmapped SSRCs. These header checks do not authenticate the packet or prove
+    /// it contains only padding; the receive path verifies both before recording a receipt.
     fn is_early_rtx_padding(&self, header: &RtpHeader) -> bool {
         let Some(mid) = header.ext_vals.mid else {
             return false;

@@ -106,11 +106,11 @@ const RANDOM_FOR: Duration = Duration::from_secs(3);
 const RESET_EVERY: Duration = Duration::from_secs(5);
 /// An estimate can also stick below the lowest layers with nothing lost. A loss-based estimator
 /// (str0m's, like libwebrtc's) lets its estimate grow only a little above what is acknowledged,
-/// and does not probe while that estimate is the lower one; when the room then sends only what
-/// fits, the two wait for each other. Through a 500 kbit/s cap (three browsers) one receiver's
-/// estimate stayed at 344 kbit/s for 59 s, just under the 380 its second video and two
-/// microphones needed, with every probe request refused: it saw that person's video only after
-/// 75 s. So when the estimate has stayed below the lowest layers this long with under
+/// and a probe's padding next to the media through a full link finds no more room; when the
+/// room then sends only what fits, the two wait for each other. Through a 500 kbit/s cap (three
+/// browsers) one receiver's estimate stayed at 344 kbit/s for 59 s, just under the 380 its
+/// second video and two microphones needed, while the room asked for a probe every few seconds:
+/// it saw that person's video only after 75 s. So when the estimate has stayed below the lowest layers this long with under
 /// RANDOM_LOSS's share lost, the estimator is restarted from what they need (with RESUME_PCT's
 /// headroom), which sends them.
 /// If the link cannot carry that, the estimate falls back within seconds and the wait until the
