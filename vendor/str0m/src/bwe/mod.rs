@@ -144,7 +144,7 @@ struct SendSideBandwidthEstimator {
     started_at: Option<Instant>,
     alr_detector: AlrDetector,
     link_capacity_estimator: LinkCapacityEstimator,
-    last_updated_estimate: Option<Bitrate>,
+    last_updated_estimate: Option<(Bitrate, BandwidthLimitedCause)>,
 }
 
 impl SendSideBandwidthEstimator {
@@ -352,18 +352,27 @@ impl SendSideBandwidthEstimator {
         let Some(estimate) = self.last_estimate() else {
             return;
         };
-        // Did it change?
-        if self.last_updated_estimate == Some(estimate) {
+        // Did it or its cause change? The cause alone can change, as when an
+        // overuse ends or the loss controller hands back to the delay-based
+        // estimate at the same value; the probe controller refuses to probe
+        // while it believes the estimate is loss-limited or overusing, so it
+        // must hear of that change (libwebrtc propagates on a change of the
+        // loss-based state as well as of the rate).
+        let cause = self.bandwidth_limited_cause();
+        if self.last_updated_estimate == Some((estimate, cause)) {
             return;
         }
-
-        let cause = self.bandwidth_limited_cause();
 
         self.probe_control.set_estimated_bitrate(estimate, cause);
         self.alr_detector.set_estimated_bitrate(estimate);
 
         // Don't update until this changes.
-        self.last_updated_estimate = Some(estimate);
+        self.last_updated_estimate = Some((estimate, cause));
+    }
+
+    #[cfg(test)]
+    fn probe_control_cause(&self) -> BandwidthLimitedCause {
+        self.probe_control.last_cause()
     }
 
     fn bandwidth_limited_cause(&self) -> BandwidthLimitedCause {
@@ -573,5 +582,84 @@ mod test {
         bwe.set_bitrate(Bitrate::ZERO, Bitrate::mbps(1));
         assert_eq!(bwe.minimum_bitrate(), Bitrate::ZERO);
         assert_eq!(bwe.desired_bitrate, Bitrate::mbps(1));
+    }
+
+    #[test]
+    fn probe_control_follows_the_limiting_cause() {
+        // Seeded phases of rates, losses and queue growth; after every
+        // feedback and timeout the probe controller must hold the cause
+        // the estimator reports.
+        let mut rng = 0x9e3779b97f4a7c15u64;
+        let mut next = move || {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng
+        };
+        let start = Instant::now();
+        let desired = Bitrate::mbps(3);
+        let mut bwe = SendSideBandwidthEstimator::new(Bitrate::kbps(1000));
+        let mut seq = 0u64;
+        let mut pending: Vec<(Instant, Option<Instant>, usize)> = vec![];
+        let mut queue = Duration::ZERO;
+        let mut now = start;
+        let mut mismatches = 0;
+        let mut checks = 0;
+        let (mut run, mut longest) = (0, 0);
+        let (mut bytes, mut grow_us, mut loss_pct) = (1000usize, 0i64, 0u64);
+        let mut ticks = 0u64;
+        while now < start + Duration::from_secs(600) {
+            if ticks % 200 == 0 {
+                bytes = [80, 300, 600, 1000, 1200][(next() % 5) as usize];
+                grow_us = [-3000, 0, 0, 1000, 3000][(next() % 5) as usize];
+                loss_pct = [0, 0, 0, 5, 30][(next() % 5) as usize];
+            }
+            queue = if grow_us >= 0 {
+                queue + Duration::from_micros(grow_us as u64)
+            } else {
+                queue.saturating_sub(Duration::from_micros((-grow_us) as u64))
+            };
+            let lost = next() % 100 < loss_pct;
+            let arrive = now + Duration::from_millis(20) + queue;
+            pending.push((now, (!lost).then_some(arrive), bytes));
+            bwe.on_media_sent(DataSize::bytes(bytes as i64), now);
+            ticks += 1;
+            if ticks % 5 == 0 {
+                let at = now + Duration::from_millis(25);
+                let records: Vec<_> = pending
+                    .drain(..)
+                    .map(|(sent, arrived, size)| {
+                        seq += 1;
+                        TwccSendRecord::test_new(TwccPacketId::new(seq), sent, size, at, arrived)
+                    })
+                    .collect();
+                bwe.update(records.iter(), at);
+            }
+            let _ = bwe.handle_timeout(desired, true, now);
+            if bwe.last_estimate().is_some() {
+                checks += 1;
+                let blocks = |c: BandwidthLimitedCause| {
+                    matches!(
+                        c,
+                        BandwidthLimitedCause::LossLimitedBwe
+                            | BandwidthLimitedCause::DelayBasedLimitedDelayIncreased
+                    )
+                };
+                if blocks(bwe.probe_control_cause()) && !blocks(bwe.bandwidth_limited_cause()) {
+                    run += 1;
+                    longest = longest.max(run);
+                } else {
+                    run = 0;
+                }
+                if bwe.probe_control_cause() != bwe.bandwidth_limited_cause() {
+                    mismatches += 1;
+                }
+            }
+            now += Duration::from_millis(10);
+        }
+        assert_eq!(
+            mismatches, 0,
+            "of {checks}; longest wrongly refused {longest} ticks"
+        );
     }
 }

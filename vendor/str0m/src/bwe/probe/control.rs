@@ -157,6 +157,11 @@ impl ProbeControl {
         self.request_immediate();
     }
 
+    #[cfg(test)]
+    pub fn last_cause(&self) -> BandwidthLimitedCause {
+        self.last_cause
+    }
+
     pub fn set_estimated_bitrate(&mut self, v: Bitrate, cause: BandwidthLimitedCause) {
         // Don't accept Bitrate::ZERO as first ever value.
         if self.last_estimate.is_none() && v.is_zero() {
