@@ -188,7 +188,7 @@ pub(crate) struct Participant {
     /// how long that may last before the estimator is restarted, and when it last was for it
     /// (see `STARVED_FOR`).
     pub(crate) starved_since: Option<Instant>,
-    pub(crate) starved_for: std::time::Duration,
+    pub(crate) starved_for: Duration,
     pub(crate) starved_reset_at: Option<Instant>,
     /// Last `DesiredBitrate` output, to send only changes.
     pub(crate) desired_sent: u64,

@@ -106,16 +106,17 @@ const RANDOM_FOR: Duration = Duration::from_secs(3);
 const RESET_EVERY: Duration = Duration::from_secs(5);
 /// An estimate can also stick below the lowest layers with nothing lost. A loss-based estimator
 /// (str0m's, like libwebrtc's) lets its estimate grow only a little above what is acknowledged,
-/// and a probe's padding next to the media through a full link finds no more room; when the
-/// room then sends only what fits, the two wait for each other. Through a 500 kbit/s cap (three
-/// browsers) one receiver's estimate stayed at 344 kbit/s for 59 s, just under the 380 its
-/// second video and two microphones needed, while the room asked for a probe every few seconds:
-/// it saw that person's video only after 75 s. So when the estimate has stayed below the lowest layers this long with under
-/// RANDOM_LOSS's share lost, the estimator is restarted from what they need (with RESUME_PCT's
-/// headroom), which sends them.
-/// If the link cannot carry that, the estimate falls back within seconds and the wait until the
-/// next restart doubles, up to STARVED_FOR_MAX.
-const STARVED_FOR: Duration = Duration::from_secs(6);
+/// so while the room sends only what fits, only a probe can raise it. Through a 500 kbit/s cap
+/// (three browsers) one receiver's estimate stayed at 344 kbit/s for 59 s, just under the 380
+/// its second video and two microphones needed, while the room asked for a probe every few
+/// seconds: it saw that person's video only after 75 s. (str0m's probe controller kept a stale
+/// "loss-limited" cause at an unchanged estimate and refused to probe; the vendored copy no
+/// longer does, see its PATCHES.md.) As a safety net, when the estimate has stayed below the
+/// lowest layers this long with under RANDOM_LOSS's share lost, the estimator is restarted from
+/// what they need (with RESUME_PCT's headroom), which sends them. If the link cannot carry
+/// that, the estimate falls back within seconds and the wait until the next restart doubles, up
+/// to STARVED_FOR_MAX.
+pub(super) const STARVED_FOR: Duration = Duration::from_secs(6);
 const STARVED_FOR_MAX: Duration = Duration::from_secs(48);
 /// Budget kept for each audio track received (Opus with headers, FEC).
 const AUDIO_BPS: u64 = 50_000;
@@ -664,8 +665,7 @@ impl Room {
         } else {
             p.starved_since = None;
         }
-        // Zero until the first restart for it.
-        let starved_for = p.starved_for.max(STARVED_FOR);
+        let starved_for = p.starved_for;
         let starved = p.starved_since.is_some_and(|at| now >= at + starved_for);
         if below_floor
             && (starved || p.random_loss_since.is_some_and(|at| now >= at + RANDOM_FOR))

@@ -164,7 +164,7 @@ impl Room {
             random_loss_since: None,
             heavy_loss_since: None,
             starved_since: None,
-            starved_for: std::time::Duration::ZERO,
+            starved_for: super::allocation::STARVED_FOR,
             starved_reset_at: None,
             desired_sent: 0,
             probed_at: None,
