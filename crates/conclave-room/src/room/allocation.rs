@@ -109,13 +109,13 @@ const RESET_EVERY: Duration = Duration::from_secs(5);
 /// so while the room sends only what fits, only a probe can raise it. Through a 500 kbit/s cap
 /// (three browsers) one receiver's estimate stayed at 344 kbit/s for 59 s, just under the 380
 /// its second video and two microphones needed, while the room asked for a probe every few
-/// seconds: it saw that person's video only after 75 s. (str0m's probe controller kept a stale
-/// "loss-limited" cause at an unchanged estimate and refused to probe; the vendored copy no
-/// longer does, see its PATCHES.md.) As a safety net, when the estimate has stayed below the
-/// lowest layers this long with under RANDOM_LOSS's share lost, the estimator is restarted from
-/// what they need (with RESUME_PCT's headroom), which sends them. If the link cannot carry
-/// that, the estimate falls back within seconds and the wait until the next restart doubles, up
-/// to STARVED_FOR_MAX.
+/// seconds: it saw that person's video only after 75 s. (str0m's probe controller could keep a
+/// stale "loss-limited" cause at an unchanged estimate and refuse to probe, which holds it like
+/// that; the vendored copy no longer does, see its PATCHES.md.) As a safety net, when the
+/// estimate has stayed below the lowest layers this long with under RANDOM_LOSS's share lost,
+/// the estimator is restarted from what they need (with RESUME_PCT's headroom), which sends
+/// them. If the link cannot carry that, the estimate falls back within seconds and the wait
+/// until the next restart doubles, up to STARVED_FOR_MAX.
 pub(super) const STARVED_FOR: Duration = Duration::from_secs(6);
 const STARVED_FOR_MAX: Duration = Duration::from_secs(48);
 /// Budget kept for each audio track received (Opus with headers, FEC).
