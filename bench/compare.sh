@@ -21,6 +21,8 @@
 #   LOAD_ARGS    more conclave-load options, e.g. --no-gro      [none]
 #   RUNS         runs of every load; with more than one, run k goes to OUT/rk and the report
 #                shows the median run of each load                  [1]
+#   CEILING      seconds of the machine's own ceiling measured before each run's loads
+#                (`conclave-load --ceiling`: the kernel's cost of sending alone); 0 to skip [5]
 # Then: python3 bench/report.py  (table and chart for docs/benchmarks.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +39,7 @@ JANUS_DEBUG=${JANUS_DEBUG:-3}
 LOGS=${LOGS:-}
 LOAD_ARGS=${LOAD_ARGS:-}
 RUNS=${RUNS:-1}
+CEILING=${CEILING:-5}
 NS=conclave-bench
 IP=127.0.0.2
 VETH=cbench0
@@ -181,6 +184,12 @@ run_load() {
 for run in $(seq 1 "$RUNS"); do
   dir=$OUT
   if [ "$RUNS" -gt 1 ]; then dir=$OUT/r$run; fi
+  if [ "$CEILING" != 0 ]; then
+    log "ceiling: the kernel's send path alone, ${CEILING}s"
+    mkdir -p "$dir"
+    in_ns "$BIN/conclave-load" --ceiling --bind "$IP" --duration "${CEILING}s" \
+      --json "$dir/ceiling.json" || echo "ceiling measurement failed" >&2
+  fi
   for n in $FANOUT; do
     for server in $SERVERS; do run_load "$server" "fanout-$n" 1 "$n" "$dir"; done
   done

@@ -18,9 +18,15 @@ results = sys.argv[1] if len(sys.argv) > 1 else "bench/results"
 svg_path = sys.argv[2] if len(sys.argv) > 2 else "docs/benchmark-cpu.svg"
 
 by_load = {}
+ceilings = []
 for path in sorted(glob.glob(os.path.join(results, "**", "*.json"), recursive=True)):
     with open(path) as f:
         r = json.load(f)
+    if "target" not in r:
+        # `conclave-load --ceiling`: the machine's own limit, measured before each run.
+        if "packets_per_cpu_s" in r:
+            ceilings.append(r)
+        continue
     r["_name"] = os.path.basename(path)[:-5]
     r["_round"] = os.path.dirname(path)
     by_load.setdefault((r["target"], r.get("label", r["_name"])), []).append(r)
@@ -98,6 +104,24 @@ if ratios:
         if len(within) > 1:
             by_round = ", ".join(f"{x:.2f}" for x in within) + f" ({statistics.median(within):.2f})"
         print(f"| {label} | {line} | {by_round} |")
+
+# The machine's ceiling (the kernel's send path alone), and each load's Conclave figure beside it:
+# the machine's speed drifts from hour to hour, the share of its ceiling much less.
+if ceilings:
+    per_s = sorted(c["packets_per_cpu_s"] for c in ceilings)
+    ceiling = per_s[(len(per_s) - 1) // 2]
+    c0 = ceilings[0]
+    print(f"\nCeiling: {ceiling:,.0f} packets per CPU-second (median of "
+          f"{', '.join(f'{v:,.0f}' for v in per_s)}): the kernel's send path alone, "
+          f"{c0['segments']} x {c0['datagram_bytes']}-byte datagrams per GSO message to each of "
+          f"{c0['destinations']} sockets.")
+    print("\n| load | Conclave packets / CPU-s (median run) | share of the ceiling |")
+    print("|---|---|---|")
+    for r in sorted(runs, key=load_key):
+        s = r.get("server") or {}
+        if r["target"] == "conclave" and s.get("packets_per_cpu_s"):
+            p = s["packets_per_cpu_s"]
+            print(f"| {r.get('label', r['_name'])} | {p:,.0f} | {p / ceiling:.2f} |")
 
 # Chart: server CPU (% of one core) against subscribers, 1 -> N loads only.
 series = {}

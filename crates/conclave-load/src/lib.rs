@@ -6,6 +6,7 @@
 //! Structure: the controller ([`run`]) plans participants and paces joins; async tasks do each
 //! participant's signaling; a few media threads ([`media`]) own all WebRTC transports and sockets.
 
+pub mod ceiling;
 pub mod conclave;
 pub mod count;
 pub mod http;

@@ -102,6 +102,17 @@ struct Cli {
     /// real meeting; `0` (the throughput benchmark): everyone talks all the time.
     #[arg(long, default_value = "0", value_parser = parse_duration)]
     turn: Duration,
+    /// Measure the machine instead of a server: the kernel's cost per datagram of sending
+    /// what a forwarding server sends at 1 -> N (a GSO message of `--ceiling-segments`
+    /// datagrams of 1,200 bytes to each of `--ceiling-destinations` sockets, received with
+    /// GRO), from `--bind` for `--duration`. The ceiling a server's packets per CPU-second are
+    /// read against, measured the same hour.
+    #[arg(long)]
+    ceiling: bool,
+    #[arg(long, default_value_t = 200, requires = "ceiling")]
+    ceiling_destinations: usize,
+    #[arg(long, default_value_t = 9, requires = "ceiling")]
+    ceiling_segments: usize,
     /// Write the summary as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -159,6 +170,9 @@ fn set_batch_policy() {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    if cli.ceiling {
+        return ceiling(&cli);
+    }
     let url = cli
         .url
         .trim_start_matches("http://")
@@ -215,5 +229,33 @@ fn run(cli: Cli) -> Result<(), String> {
     }
     // Exit without waiting for leftover tasks (long polls, closing sockets).
     runtime.shutdown_timeout(Duration::from_millis(200));
+    Ok(())
+}
+
+fn ceiling(cli: &Cli) -> Result<(), String> {
+    let cfg = conclave_load::ceiling::CeilingConfig {
+        bind: cli.bind.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+        destinations: cli.ceiling_destinations,
+        segments: cli.ceiling_segments,
+        datagram_bytes: 1200,
+        duration: cli.duration,
+    };
+    let r = conclave_load::ceiling::run(&cfg).map_err(|e| format!("ceiling: {e}"))?;
+    println!(
+        "ceiling: {} x {}-byte datagrams per GSO message to each of {} sockets",
+        r.segments, r.datagram_bytes, r.destinations
+    );
+    println!(
+        "  sent {} / received {} datagrams, sender CPU {:.2} s",
+        r.sent, r.received, r.sender_cpu_s
+    );
+    println!(
+        "  {:.0} packets per CPU-second ({:.2} us per packet)",
+        r.packets_per_cpu_s, r.cpu_us_per_packet
+    );
+    if let Some(path) = &cli.json {
+        let json = serde_json::to_string_pretty(&r).map_err(|e| e.to_string())?;
+        std::fs::write(path, json).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     Ok(())
 }
