@@ -7,8 +7,9 @@
 //! off the receiving sockets with GRO, and the sender's CPU time per datagram is the ceiling.
 //! On loopback the delivery into the receiving sockets runs inside the send call, on the
 //! sender's account, as it does for a server under the load generator. The machine's speed
-//! changes from hour to hour (a virtual machine), so a server's packets per CPU-second read
-//! best beside this figure.
+//! changes from hour to hour (a virtual machine), and this figure with it, more than a server's
+//! own work does: beside a server's packets per CPU-second it tells how far the server is from
+//! what the kernel allows that hour, not how to correct figures taken in different hours.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
