@@ -173,9 +173,11 @@ pub(crate) struct Participant {
     pub(crate) view: Option<Vec<(Pid, u32)>>,
     /// Downlink bandwidth estimate (bits per second) from the transport, once there is one.
     pub(crate) estimate: Option<u64>,
-    /// The estimator's latest unsmoothed estimate, sampled now and then: the budget is the
-    /// lower of the two, so a drop counts before the smoothed estimate has followed it.
+    /// The estimator's latest unsmoothed estimate, sampled now and then, and the sample before
+    /// it: a collapse counts before the smoothed estimate has followed it, and so does a rise
+    /// both samples confirm (see `COLLAPSE_PCT` and `RISE_PCT`).
     pub(crate) estimate_now: Option<u64>,
+    pub(crate) estimate_before: Option<u64>,
     /// Share of packets sent to the participant lost on the way, over the last second, and when
     /// the allocation last had its estimator restarted.
     pub(crate) loss: Option<f32>,

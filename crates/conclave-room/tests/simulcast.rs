@@ -596,6 +596,33 @@ fn an_unsmoothed_drop_lowers_the_layer_before_the_smoothed_estimate_follows() {
     assert_eq!(layer, Some(0));
 }
 
+/// After a probe the estimator's own estimate is far above the smoothed one, which follows only
+/// as older values leave its 3-second window: a rise both of two samples a second apart confirm
+/// is taken at once, one sample alone or a small rise is not.
+#[test]
+fn a_rise_two_unsmoothed_samples_confirm_raises_the_layer_before_the_smoothed_estimate() {
+    let mut s = Sim::new(RoomConfig::default());
+    let (a, b) = s.alice_and_bob();
+    s.steady_estimate(b, 400_000);
+    let (layer, _) = s.run(a, b, 4.0, 30);
+    assert_eq!(layer, Some(0));
+    // A third above: the current estimate saws that much at a cap. Not followed.
+    s.room.set_estimate_now(b, 540_000);
+    s.run(a, b, 1.0, 30);
+    s.room.set_estimate_now(b, 540_000);
+    let (layer, _) = s.run(a, b, 2.0, 30);
+    assert_eq!(layer, Some(0));
+    // A probe found 5 Mbit/s; the smoothed estimate still says 450 kbit/s. One sample: held.
+    s.room.set_estimate(b, 450_000);
+    s.room.set_estimate_now(b, 5_000_000);
+    let (layer, _) = s.run(a, b, 1.0, 30);
+    assert_eq!(layer, Some(0));
+    // The next sample a second later agrees: raised, to the lower of the two.
+    s.room.set_estimate_now(b, 4_000_000);
+    let (layer, _) = s.run(a, b, 2.0, 30);
+    assert_eq!(layer, Some(2));
+}
+
 #[test]
 fn under_heavy_loss_a_moderate_unsmoothed_drop_counts_too() {
     let mut s = Sim::new(RoomConfig::default());
@@ -692,7 +719,8 @@ fn an_estimate_held_down_by_random_loss_is_restarted_but_not_one_held_by_a_full_
             let frames = frames_to_layers(&mut s, &[a, c], viewer);
             assert!(frames.iter().all(|l| *l == 0), "raised to {frames:?}");
         }
-        s.room.set_estimate(viewer, 112_000);
+        // Held down again: its current estimate as well as the smoothed one.
+        s.steady_estimate(viewer, 112_000);
     }
     // Every 5 s at most (over about 22 s).
     assert!((3..=5).contains(&got.len()), "{got:?}");

@@ -159,6 +159,7 @@ impl Room {
             view: None,
             estimate: None,
             estimate_now: None,
+            estimate_before: None,
             loss: None,
             reset_at: None,
             random_loss_since: None,
