@@ -606,7 +606,7 @@ fn a_rise_two_unsmoothed_samples_confirm_raises_the_layer_before_the_smoothed_es
     s.steady_estimate(b, 400_000);
     let (layer, _) = s.run(a, b, 4.0, 30);
     assert_eq!(layer, Some(0));
-    // A third above: the current estimate saws that much at a cap. Not followed.
+    // A third above, more than a sawing estimate at a cap moves: still not followed.
     s.room.set_estimate_now(b, 540_000);
     s.run(a, b, 1.0, 30);
     s.room.set_estimate_now(b, 540_000);
