@@ -1634,6 +1634,17 @@ impl Rtc {
             return Ok(Some(Output::Timeout(self.poll_timeout())));
         }
 
+        // Once the walk below found nothing and media or feedback went out after it, nothing
+        // it looks at can have changed until something arms the readiness again: a drain of
+        // media goes straight to the datagrams, and ends where they do.
+        if self.readiness.events_walked() {
+            if let Some(t) = self.poll_datagram_output() {
+                return Ok(Some(t));
+            }
+            self.readiness.clear_events();
+            return Ok(Some(Output::Timeout(self.poll_timeout())));
+        }
+
         while let Some(e) = self.ice.poll_event() {
             match e {
                 IceAgentEvent::IceRestart(_) => {
@@ -1872,29 +1883,45 @@ impl Rtc {
             return Ok(Some(Output::Transmit(v)));
         }
 
-        if let Some(send) = &self.send_addr {
-            // These can only be sent after we got an ICE connection.
-            let datagram = None
-                .or_else(|| self.dtls.poll_packet())
-                .or_else(|| self.session.poll_datagram(self.last_now));
-
-            if let Some(contents) = datagram {
-                let t = net::Transmit {
-                    proto: send.proto,
-                    source: send.source,
-                    destination: send.destination,
-                    contents,
-                };
-                return Ok(Some(Output::Transmit(t)));
-            }
-        } else {
-            // Don't allow accumulated feedback to build up indefinitely
-            self.session.clear_feedback();
+        if let Some(t) = self.poll_datagram_output() {
+            return Ok(Some(t));
         }
 
         self.readiness.clear_events();
 
         Ok(Some(Output::Timeout(self.poll_timeout())))
+    }
+
+    /// The datagrams' part of `poll_output`: DTLS records first, then media and feedback.
+    fn poll_datagram_output(&mut self) -> Option<Output> {
+        let Some(send) = &self.send_addr else {
+            // Don't allow accumulated feedback to build up indefinitely
+            self.session.clear_feedback();
+            return None;
+        };
+        // These can only be sent after we got an ICE connection.
+        let contents = match self.dtls.poll_packet() {
+            // The DTLS pipeline may have more once walked again.
+            Some(d) => {
+                self.readiness.unset_events_walked();
+                d
+            }
+            None => {
+                let d = self.session.poll_datagram(self.last_now)?;
+                // Sending media or feedback queues no event, except for raw packet logging;
+                // closing drains DTLS and SCTP through the walk.
+                if self.state == RtcState::Alive && !self.session.logs_raw_packets() {
+                    self.readiness.set_events_walked();
+                }
+                d
+            }
+        };
+        Some(Output::Transmit(net::Transmit {
+            proto: send.proto,
+            source: send.source,
+            destination: send.destination,
+            contents,
+        }))
     }
 
     // Called only after the output pipeline has drained.

@@ -151,6 +151,10 @@ impl Drop for Mutation<'_> {
 pub(crate) struct Readiness {
     events: bool,
     timeout: bool,
+    /// The event pipeline has been walked to its end since `events` was last armed: only the
+    /// datagram section can have more output until something arms it again (see
+    /// [`Readiness::set_events_walked`]).
+    walked: bool,
 }
 
 impl Readiness {
@@ -159,6 +163,7 @@ impl Readiness {
         Readiness {
             events: true,
             timeout: true,
+            walked: false,
         }
     }
 
@@ -172,6 +177,26 @@ impl Readiness {
 
     pub(crate) fn clear_events(&mut self) {
         self.events = false;
+        self.walked = false;
+    }
+
+    /// Whether `poll_output` may go straight to the datagrams: it found no event or transmit
+    /// ahead of them since the last arming.
+    pub(crate) fn events_walked(&self) -> bool {
+        self.events && self.walked
+    }
+
+    /// Record that `poll_output` walked every event source, found nothing and then sent media
+    /// or feedback. Sending those queues no event, so until a mutation arms `events` again,
+    /// the next polls need not walk the sources (a receiver's dozens of streams and media,
+    /// several times over) once per datagram.
+    pub(crate) fn set_events_walked(&mut self) {
+        self.walked = true;
+    }
+
+    /// The next poll walks the event sources again.
+    pub(crate) fn unset_events_walked(&mut self) {
+        self.walked = false;
     }
 
     pub(crate) fn clear_timeout(&mut self) {
@@ -217,7 +242,10 @@ impl Wake<'_> {
 
 impl Drop for Wake<'_> {
     fn drop(&mut self) {
-        self.readiness.events |= self.events;
+        if self.events {
+            self.readiness.events = true;
+            self.readiness.walked = false;
+        }
         self.readiness.timeout |= self.timeout;
     }
 }
@@ -228,6 +256,7 @@ impl Readiness {
         Self {
             events: false,
             timeout: false,
+            walked: false,
         }
     }
 }
@@ -323,11 +352,134 @@ mod tests {
         }
     }
 
+    /// An idle `Rtc` with somewhere to send, so that written media comes out as datagrams.
+    fn sending_rtc() -> Rtc {
+        let mut rtc = idle_rtc();
+        rtc.send_addr = Some(crate::SendAddr {
+            proto: crate::net::Protocol::Udp,
+            source: "127.0.0.1:1000".parse().unwrap(),
+            destination: "127.0.0.1:2000".parse().unwrap(),
+        });
+        rtc
+    }
+
+    fn write_packets(rtc: &mut Rtc, first_seq: u64, count: u64) {
+        let now = rtc.last_now;
+        let mut api = rtc.direct_api();
+        let stream = api.stream_tx(&42.into()).unwrap();
+        for seq in first_seq..first_seq + count {
+            let write = crate::rtp::RtpWrite::new(
+                100.into(),
+                seq.into(),
+                seq as u32 * 3000,
+                now,
+                vec![seq as u8; 1000],
+            );
+            stream.write_rtp(write);
+        }
+    }
+
+    #[test]
+    fn events_walked_is_cleared_by_arming_and_kept_by_narrowed_wakes() {
+        let mut readiness = Readiness::armed();
+        readiness.set_events_walked();
+        assert!(readiness.events_walked());
+        {
+            let mut wake = readiness.wake();
+            wake.no_events();
+        }
+        assert!(
+            readiness.events_walked(),
+            "a wake that queued no event keeps the walk"
+        );
+        drop(readiness.wake());
+        assert!(
+            !readiness.events_walked(),
+            "a wake that may have queued one undoes it"
+        );
+        readiness.set_events_walked();
+        readiness.clear_events();
+        assert!(!readiness.events_walked());
+        assert!(!readiness.wants_events());
+    }
+
+    /// Poll until the `Rtc` wants time, then give it the time it asked for, until `count`
+    /// datagrams or more came out (the pacer lets a few out per burst; a new media may add
+    /// probes). Returns the events seen.
+    fn drain(rtc: &mut Rtc, count: usize) -> Vec<crate::Event> {
+        let mut sent = 0;
+        let mut events = vec![];
+        for _ in 0..1000 {
+            match rtc.poll_output().unwrap() {
+                Output::Transmit(_) => {
+                    sent += 1;
+                    assert!(
+                        rtc.readiness.events_walked(),
+                        "walked once before the datagram"
+                    );
+                }
+                Output::Event(e) => events.push(e),
+                Output::Timeout(at) => {
+                    assert!(!rtc.readiness.events_walked());
+                    if sent >= count {
+                        return events;
+                    }
+                    let at = at.max(rtc.last_now + std::time::Duration::from_millis(1));
+                    rtc.handle_input(Input::Timeout(at)).unwrap();
+                }
+            }
+        }
+        panic!("only {sent} of {count} datagrams came out");
+    }
+
+    #[test]
+    fn datagrams_after_the_first_skip_the_walk_and_all_come_out() {
+        let mut rtc = sending_rtc();
+        write_packets(&mut rtc, 1, 5);
+        let now = rtc.last_now + std::time::Duration::from_millis(1);
+        rtc.handle_input(Input::Timeout(now)).unwrap();
+        drain(&mut rtc, 5);
+    }
+
+    #[test]
+    fn an_event_queued_between_two_datagrams_comes_before_the_next() {
+        let mut rtc = sending_rtc();
+        write_packets(&mut rtc, 1, 3);
+        let now = rtc.last_now + std::time::Duration::from_millis(1);
+        rtc.handle_input(Input::Timeout(now)).unwrap();
+        while !matches!(rtc.poll_output().unwrap(), Output::Transmit(_)) {}
+        assert!(rtc.readiness.events_walked());
+
+        // A mutation through the API that queues an event (here: media announced to the
+        // application) arms the walk again.
+        {
+            let mut api = rtc.direct_api();
+            let media = api.declare_media("aud".into(), MediaKind::Audio);
+            media.need_open_event = true;
+        }
+        assert!(!rtc.readiness.events_walked());
+        match rtc.poll_output().unwrap() {
+            Output::Event(crate::Event::MediaAdded(added)) => assert_eq!(added.mid, "aud".into()),
+            other => panic!("expected the queued event before the next datagram, got {other:?}"),
+        }
+        let events = drain(&mut rtc, 2);
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, crate::Event::MediaAdded(_))),
+            "delivered once: {events:?}"
+        );
+    }
+
     #[test]
     fn narrowing_preserves_other_operations() {
         for events in [false, true] {
             for timeout in [false, true] {
-                let mut readiness = Readiness { events, timeout };
+                let mut readiness = Readiness {
+                    events,
+                    timeout,
+                    walked: false,
+                };
                 {
                     let mut wake = readiness.wake();
                     wake.no_events();

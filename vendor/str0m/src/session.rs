@@ -905,7 +905,10 @@ impl Session {
         let Some(srtp) = self.srtp_rx.as_mut() else {
             return;
         };
-        let max_seq = self.max_rx_seq_lookup.get(&header.ssrc).map(|s| s.max_seq());
+        let max_seq = self
+            .max_rx_seq_lookup
+            .get(&header.ssrc)
+            .map(|s| s.max_seq());
         let seq_no = header.sequence_number(max_seq);
         if srtp.unprotect_rtp(buf, header, *seq_no).is_none() {
             return;
@@ -1159,6 +1162,11 @@ impl Session {
         }
 
         Ok(None)
+    }
+
+    /// Whether sending a packet queues an event (raw packet logging).
+    pub fn logs_raw_packets(&self) -> bool {
+        self.raw_packets.is_some()
     }
 
     fn ready_for_srtp(&self) -> bool {

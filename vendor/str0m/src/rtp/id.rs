@@ -43,7 +43,11 @@ macro_rules! str_id {
             type Target = str;
 
             fn deref(&self) -> &Self::Target {
-                from_utf8(&self.0).expect("ascii id").trim()
+                // The padding is ASCII spaces: cutting it off bytewise first leaves `trim`
+                // little to do, where decoding the padding from the back cost ~1% of a
+                // forwarding server's CPU (one mid written into every packet). Only ASCII
+                // whitespace is cut, so what is valid UTF-8 and what is trimmed stay as before.
+                from_utf8(self.0.trim_ascii()).expect("ascii id").trim()
             }
         }
 
