@@ -151,9 +151,9 @@ impl Drop for Mutation<'_> {
 pub(crate) struct Readiness {
     events: bool,
     timeout: bool,
-    /// The event pipeline has been walked to its end since `events` was last armed: only the
-    /// datagram section can have more output until something arms it again (see
-    /// [`Readiness::set_events_walked`]).
+    /// Since `events` was last armed, the event pipeline was walked to its end and media or
+    /// feedback sent after it: only the datagrams can have more output until something arms
+    /// it again (see [`Readiness::set_events_walked`]).
     walked: bool,
 }
 

@@ -905,10 +905,7 @@ impl Session {
         let Some(srtp) = self.srtp_rx.as_mut() else {
             return;
         };
-        let max_seq = self
-            .max_rx_seq_lookup
-            .get(&header.ssrc)
-            .map(|s| s.max_seq());
+        let max_seq = self.max_rx_seq_lookup.get(&header.ssrc).map(|s| s.max_seq());
         let seq_no = header.sequence_number(max_seq);
         if srtp.unprotect_rtp(buf, header, *seq_no).is_none() {
             return;
