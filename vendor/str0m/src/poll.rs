@@ -471,6 +471,76 @@ mod tests {
         );
     }
 
+    /// Sequence numbers of the media (SSRC 42) in the datagrams that come out until the `Rtc`
+    /// wants time, each datagram asked of `poll_transmit` first when `transmit_first`, the
+    /// number of datagrams and how many of them came from `poll_transmit`.
+    fn drain_seqs(rtc: &mut Rtc, transmit_first: bool) -> (Vec<u16>, usize, usize) {
+        let mut seqs = vec![];
+        let mut datagrams = 0;
+        let mut from_transmit = 0;
+        let mut note = |contents: &[u8]| {
+            datagrams += 1;
+            if contents[8..12] == 42u32.to_be_bytes() {
+                seqs.push(u16::from_be_bytes([contents[2], contents[3]]));
+            }
+        };
+        loop {
+            if transmit_first {
+                if let Some(t) = rtc.poll_transmit() {
+                    from_transmit += 1;
+                    note(&t.contents);
+                    continue;
+                }
+            }
+            match rtc.poll_output().unwrap() {
+                Output::Transmit(t) => note(&t.contents),
+                Output::Event(_) => {}
+                Output::Timeout(_) => return (seqs, datagrams, from_transmit),
+            }
+        }
+    }
+
+    #[test]
+    fn poll_transmit_gives_what_poll_output_would_in_its_order() {
+        let mut by_output = sending_rtc();
+        let mut by_transmit = sending_rtc();
+        for rtc in [&mut by_output, &mut by_transmit] {
+            write_packets(rtc, 1, 5);
+            let now = rtc.last_now + std::time::Duration::from_millis(1);
+            rtc.handle_input(Input::Timeout(now)).unwrap();
+        }
+        assert!(
+            by_transmit.poll_transmit().is_none(),
+            "nothing before the event sources were walked"
+        );
+        let (expected, count, _) = drain_seqs(&mut by_output, false);
+        let (seqs, datagrams, from_transmit) = drain_seqs(&mut by_transmit, true);
+        assert!(expected.len() > 1);
+        assert_eq!(seqs, expected);
+        assert_eq!(datagrams, count);
+        assert_eq!(from_transmit, datagrams - 1, "all but the first, after the walk");
+        assert_eq!(by_transmit.peer_bytes_tx, by_output.peer_bytes_tx);
+        assert!(!by_transmit.readiness.wants_events());
+
+        // An event queued by the API between two datagrams stops `poll_transmit`, and
+        // `poll_output` gives it first.
+        write_packets(&mut by_transmit, 6, 3);
+        let now = by_transmit.last_now + std::time::Duration::from_millis(1);
+        by_transmit.handle_input(Input::Timeout(now)).unwrap();
+        while !matches!(by_transmit.poll_output().unwrap(), Output::Transmit(_)) {}
+        assert!(by_transmit.readiness.events_walked());
+        {
+            let mut api = by_transmit.direct_api();
+            let media = api.declare_media("aud".into(), MediaKind::Audio);
+            media.need_open_event = true;
+        }
+        assert!(by_transmit.poll_transmit().is_none());
+        assert!(matches!(
+            by_transmit.poll_output().unwrap(),
+            Output::Event(crate::Event::MediaAdded(_))
+        ));
+    }
+
     #[test]
     fn narrowing_preserves_other_operations() {
         for events in [false, true] {

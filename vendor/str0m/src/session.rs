@@ -440,7 +440,7 @@ impl Session {
                 padding_pt.is_none_or(|pt| p.pt() == pt)
                     && p.fb_transport_cc()
                     && p.spec().codec.is_audio() == media.kind().is_audio()
-                    && (media.remote_pts().is_empty() || media.remote_pts().contains(&p.pt()))
+                    && (media.remote_pts().is_empty() || media.has_remote_pt(p.pt()))
             })
             .map(|p| p.pt())
     }
@@ -1280,34 +1280,38 @@ impl Session {
         let twcc_enabled = exts.id_of(Extension::TransportSequenceNumber).is_some();
         let twcc = twcc_enabled.then_some(&mut self.twcc);
 
-        let receipt = stream.poll_packet(now, exts, twcc, params, buf)?;
+        let keep_header = self.raw_packets.is_some();
+        let receipt = stream.poll_packet(now, exts, twcc, params, buf, keep_header)?;
 
         let PacketReceipt {
+            ssrc,
+            sequence_number,
+            header_len,
             header,
             seq_no,
             is_padding,
             payload_size,
         } = receipt;
 
-        trace!(payload_size, is_padding, "Poll RTP: {:?}", header);
+        trace!(payload_size, is_padding, "Poll RTP: {:?} {}", ssrc, sequence_number);
 
         #[cfg(feature = "_internal_dont_use_log_stats")]
         {
             let kind = if is_padding { "padding" } else { "media" };
 
-            crate::log_stat!("PACKET_SENT", header.ssrc, payload_size, kind);
+            crate::log_stat!("PACKET_SENT", ssrc, payload_size, kind);
         }
 
         self.pacer.register_send(now, payload_size.into(), midrid);
 
         // The packet is the start of the buffer (see `StreamTx::poll_packet`).
-        let buf = &buf[..header.header_len + payload_size];
+        let buf = &buf[..header_len + payload_size];
 
-        if let Some(raw_packets) = &mut self.raw_packets {
-            raw_packets.push_back(Box::new(RawPacket::RtpTx(header.clone(), buf.to_vec())));
+        if let (Some(raw_packets), Some(header)) = (&mut self.raw_packets, header) {
+            raw_packets.push_back(Box::new(RawPacket::RtpTx(*header, buf.to_vec())));
         }
 
-        let protected = srtp_tx.protect_rtp(buf, &header, *seq_no);
+        let protected = srtp_tx.protect_rtp_with(buf, header_len, ssrc, sequence_number, *seq_no);
 
         if twcc_enabled {
             let packet_id = if let Some(cluster) = cluster_id {
@@ -1324,7 +1328,7 @@ impl Session {
             bwe.on_media_sent(payload_size.into(), is_padding, now);
         }
 
-        if !is_padding && !header.ssrc.is_probe() {
+        if !is_padding && !ssrc.is_probe() {
             self.media_bytes_tx += payload_size as u64;
         }
 
@@ -1591,10 +1595,22 @@ impl Session {
 }
 
 pub struct PacketReceipt {
-    pub header: RtpHeader,
+    pub ssrc: Ssrc,
+    pub sequence_number: u16,
+    pub header_len: usize,
+    /// The header as written, when asked for (raw packet logging). Boxed: the receipt is moved
+    /// on every packet sent, and the header is most of an `RtpPacket`'s size.
+    pub header: Option<Box<RtpHeader>>,
     pub seq_no: SeqNo,
     pub is_padding: bool,
     pub payload_size: usize,
+}
+
+#[cfg(test)]
+impl PacketReceipt {
+    pub fn header(&self) -> &RtpHeader {
+        self.header.as_deref().expect("header kept")
+    }
 }
 
 /// Find the PayloadParams for the given Pt, either when the Pt is the main Pt for the Codec or

@@ -107,6 +107,11 @@ pub struct Media {
     /// If this is empty, the m-line is disabled/rejected (port=0 in SDP).
     remote_pts: Vec<Pt>,
 
+    /// `remote_pts` as a set of the payload types below 128 (all valid ones). Which media a
+    /// probe can use is asked at every timeout, and scanning the list once per codec was a
+    /// percent of a busy server's time.
+    remote_pt_set: u128,
+
     /// Set when this m-line has been stopped via
     /// [`SdpApi::stop_media`](crate::change::SdpApi::stop_media) or
     /// rejected by the remote peer. Independent of `remote_pts` so that
@@ -657,7 +662,17 @@ impl Media {
         // TODO: We should verify the remote peer doesn't suddenly change the PT
         // order or removes/adds PTs that weren't there from the start.
         debug!("Mid ({}) remote PT order is: {:?}", self.mid, pts);
+        self.remote_pt_set = pt_set(&pts);
         self.remote_pts = pts;
+    }
+
+    /// Whether the remote side has this payload type (`remote_pts().contains(&pt)`).
+    pub(crate) fn has_remote_pt(&self, pt: Pt) -> bool {
+        if *pt < 128 {
+            self.remote_pt_set & (1 << *pt) != 0
+        } else {
+            self.remote_pts.contains(&pt)
+        }
     }
 
     pub(crate) fn set_remote_extmap(&mut self, exts: ExtensionMap) {
@@ -716,6 +731,13 @@ impl Media {
     }
 }
 
+/// The payload types below 128 in `pts` as a set (bit n for payload type n).
+fn pt_set(pts: &[Pt]) -> u128 {
+    pts.iter()
+        .filter(|pt| ***pt < 128)
+        .fold(0, |set, pt| set | 1 << **pt)
+}
+
 impl Default for Media {
     fn default() -> Self {
         Self {
@@ -726,6 +748,7 @@ impl Default for Media {
             msid: Msid::random(),
             kind: MediaKind::Video,
             remote_pts: vec![],
+            remote_pt_set: 0,
             stopped: false,
             remote_exts: ExtensionMap::empty(),
             remote_created: false,
@@ -783,6 +806,7 @@ impl Media {
             msid: a.msid,
             kind: a.kind,
             dir: a.dir,
+            remote_pt_set: pt_set(&a.pts),
             remote_pts: a.pts,
             remote_exts: a.exts,
             remote_created: false,
@@ -879,5 +903,39 @@ mod receive_timeout_test {
         assert_eq!(media.poll_receive_timeout(None), None);
         media.depayloaders.insert((pt1, rid1), blocked_buffer(base));
         assert_eq!(media.poll_receive_timeout(Some(Duration::ZERO)), Some(base));
+    }
+}
+
+#[cfg(test)]
+mod remote_pt_test {
+    use super::*;
+
+    #[test]
+    fn has_remote_pt_answers_as_the_list_does() {
+        let pts: Vec<Pt> = [0_u8, 8, 63, 64, 96, 111, 127, 200]
+            .into_iter()
+            .map(Pt::from)
+            .collect();
+        for media in [
+            {
+                let mut m = Media::default();
+                m.set_remote_pts(pts.clone());
+                m
+            },
+            Media {
+                remote_pt_set: pt_set(&pts),
+                remote_pts: pts.clone(),
+                ..Default::default()
+            },
+        ] {
+            for pt in 0..=255_u8 {
+                assert_eq!(
+                    media.has_remote_pt(pt.into()),
+                    media.remote_pts().contains(&pt.into()),
+                    "pt {pt}"
+                );
+            }
+        }
+        assert!(!Media::default().has_remote_pt(96.into()));
     }
 }

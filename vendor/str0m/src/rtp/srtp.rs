@@ -12,6 +12,7 @@ use crate::io::DATAGRAM_MAX_PACKET_SIZE;
 use crate::io::take_buffer as output_buffer;
 
 use super::header::RtpHeader;
+use super::Ssrc;
 
 // Common among various profiles(defined in RFC3711 Section 4.3)
 const LABEL_RTP_AES: u8 = 0;
@@ -251,6 +252,7 @@ impl DecryptWarnings {
 }
 
 impl SrtpContext {
+    #[cfg(any(test, feature = "_internal_test_exports"))]
     pub fn protect_rtp(
         &mut self,
         buf: &[u8],
@@ -284,7 +286,25 @@ impl SrtpContext {
         //  | +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+ |
         //  |                                                                   |
         //  +- Encrypted Portion*                      Authenticated Portion ---+
-        let hlen = header.header_len;
+        self.protect_rtp_with(
+            buf,
+            header.header_len,
+            header.ssrc,
+            header.sequence_number,
+            srtp_index,
+        )
+    }
+
+    /// As [`Self::protect_rtp`], given only the parts of the header it uses: the header's
+    /// length (it is the start of `buf`), its SSRC and sequence number.
+    pub fn protect_rtp_with(
+        &mut self,
+        buf: &[u8],
+        hlen: usize,
+        ssrc: Ssrc,
+        sequence_number: u16,
+        srtp_index: u64, // same as ext_seq
+    ) -> Vec<u8> {
         let input = &buf[hlen..];
 
         match &mut self.rtp {
@@ -292,7 +312,7 @@ impl SrtpContext {
                 // arbitrary body lengths are fine: the output buffer below is
                 // allocated with the CTR scratch the ciphers need and truncated
                 // after encryption, so no 16-byte alignment is required.
-                let iv = Aes128CmSha1_80::rtp_iv(*salt, *header.ssrc, srtp_index);
+                let iv = Aes128CmSha1_80::rtp_iv(*salt, *ssrc, srtp_index);
 
                 // Allocate buffer with CTR padding (aws-lc-rs requirement)
                 // HMAC_TAG_LEN is 10, CTR_BUFFER_PADDING is 15, so we need 5 extra bytes
@@ -316,7 +336,7 @@ impl SrtpContext {
             Derived::AeadAes128Gcm { salt, enc, .. } => {
                 let roc = (srtp_index >> 16) as u32;
 
-                let iv = AeadAes128Gcm::rtp_iv(*salt, *header.ssrc, roc, header.sequence_number);
+                let iv = AeadAes128Gcm::rtp_iv(*salt, *ssrc, roc, sequence_number);
                 let aad = &buf[..hlen];
 
                 // Input and output lengths for encryption:
@@ -332,7 +352,7 @@ impl SrtpContext {
             Derived::AeadAes256Gcm { salt, enc, .. } => {
                 let roc = (srtp_index >> 16) as u32;
 
-                let iv = AeadAes256Gcm::rtp_iv(*salt, *header.ssrc, roc, header.sequence_number);
+                let iv = AeadAes256Gcm::rtp_iv(*salt, *ssrc, roc, sequence_number);
                 let aad = &buf[..hlen];
 
                 // Input and output lengths for encryption:

@@ -1190,7 +1190,7 @@ mod touched_test {
                 for midrid in &midrids {
                     let stream = streams.stream_tx_to_send(*midrid).unwrap();
                     while stream
-                        .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf)
+                        .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf, false)
                         .is_some()
                     {}
                 }
@@ -1198,7 +1198,7 @@ mod touched_test {
                 for _ in 0..next(6) {
                     let midrid = midrids[next(20) as usize];
                     let stream = streams.stream_tx_to_send(midrid).unwrap();
-                    stream.poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf);
+                    stream.poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf, false);
                 }
             }
         }

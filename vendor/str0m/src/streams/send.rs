@@ -559,6 +559,9 @@ impl StreamTx {
         (self.ssrc.is_probe() || self.rtx.is_some()) && self.pt_for_padding.is_some()
     }
 
+    /// Writes the next packet to send into `buf` (from its start). The receipt carries the
+    /// header as written only when `keep_header` asks for it (raw packet logging, tests): a
+    /// regular packet's header is written from the queued packet itself, not from a copy.
     pub(crate) fn poll_packet(
         &mut self,
         now: Instant,
@@ -566,6 +569,7 @@ impl StreamTx {
         twcc: Option<&mut u64>,
         params: &[PayloadParams],
         buf: &mut Vec<u8>,
+        keep_header: bool,
     ) -> Option<PacketReceipt> {
         let mid = self.midrid.mid();
         let rid = self.midrid.rid();
@@ -629,7 +633,11 @@ impl StreamTx {
         let mut set_pt_for_padding = None;
         let mut set_cr = None;
 
-        let mut header = match next.kind {
+        // Resends and padding change a copy of the cached header; a regular packet is written
+        // from its own header (what it gains here, the transport sequence number and send time,
+        // a resend sets anew on its copy).
+        let mut copy: RtpHeader;
+        let header: &mut RtpHeader = match next.kind {
             NextPacketKind::Regular => {
                 // A RED-wrapped packet (pt_main is the RED PT) must not be nackable: an RTX
                 // resend carries the RTX PT with the primary codec's apt, so the peer would
@@ -664,16 +672,16 @@ impl StreamTx {
                 // Modify the original (and also cached) header value.
                 header_ref.ext_vals.rid_repair = None;
 
-                header_ref.clone()
+                header_ref
             }
             NextPacketKind::Blank(_) if is_probe => {
                 // Non-media probes use their negotiated main PT and own sequence
                 // counter, rather than rewriting the header for an RTX stream.
-                let mut header = header_ref.clone();
-                header.has_padding = true;
-                header.ssrc = 0.into();
-                header.sequence_number = *next.seq_no as u16;
-                header
+                copy = header_ref.clone();
+                copy.has_padding = true;
+                copy.ssrc = 0.into();
+                copy.sequence_number = *next.seq_no as u16;
+                &mut copy
             }
             NextPacketKind::Resend(_) | NextPacketKind::Blank(_) => {
                 // * For the Resend case, we will not have accepted/cached the packet unless
@@ -685,21 +693,21 @@ impl StreamTx {
                 let pt_rtx = param.resend().expect("PT for resend or blank");
 
                 // Clone header to not change the original (cached) header.
-                let mut header = header_ref.clone();
+                copy = header_ref.clone();
 
                 // Update clone of header (to not change the cached value).
-                header.payload_type = pt_rtx;
-                header.ssrc = ssrc_rtx.expect("Should have RTX SSRC for resends");
-                header.sequence_number = *next.seq_no as u16;
+                copy.payload_type = pt_rtx;
+                copy.ssrc = ssrc_rtx.expect("Should have RTX SSRC for resends");
+                copy.sequence_number = *next.seq_no as u16;
 
-                header.ext_vals.rid = None;
-                header.ext_vals.rid_repair = rid;
+                copy.ext_vals.rid = None;
+                copy.ext_vals.rid_repair = rid;
 
                 if !remote_acked_rtx_ssrc {
-                    header.ext_vals.mid = Some(mid);
+                    copy.ext_vals.mid = Some(mid);
                 }
 
-                header
+                &mut copy
             }
         };
 
@@ -727,6 +735,9 @@ impl StreamTx {
         let header_len = header.write_to(buf, exts);
         assert!(header_len % 4 == 0, "RTP header must be multiple of 4");
         header.header_len = header_len;
+        let ssrc = header.ssrc;
+        let sequence_number = header.sequence_number;
+        let header = keep_header.then(|| Box::new(header.clone()));
 
         let mut body_out = &mut buf[header_len..];
 
@@ -782,7 +793,7 @@ impl StreamTx {
             };
 
             if let Some(delay) = queued_at.map(|i| now.duration_since(i)) {
-                crate::log_stat!("QUEUE_DELAY", header.ssrc, delay.as_secs_f64() * 1000.0);
+                crate::log_stat!("QUEUE_DELAY", ssrc, delay.as_secs_f64() * 1000.0);
             }
         }
 
@@ -820,6 +831,9 @@ impl StreamTx {
         }
 
         Some(PacketReceipt {
+            ssrc,
+            sequence_number,
+            header_len,
             header,
             seq_no,
             is_padding,
@@ -1465,10 +1479,10 @@ mod test {
             let mut twcc = 42;
             let mut buf = vec![];
             let receipt = stream
-                .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf)
+                .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf, true)
                 .unwrap();
             assert_eq!(
-                receipt.header.ext_vals.abs_send_time,
+                receipt.header().ext_vals.abs_send_time,
                 negotiated.then_some(now)
             );
             let header = RtpHeader::parse(&buf, &exts).unwrap();
@@ -1495,7 +1509,7 @@ mod test {
             stream.send_queue.handle_timeout(now);
             if i >= 5 {
                 stream
-                    .poll_packet(now, &exts, None, codecs.params(), &mut buf)
+                    .poll_packet(now, &exts, None, codecs.params(), &mut buf, true)
                     .expect("a queued packet to send");
             }
         }
@@ -1517,22 +1531,22 @@ mod test {
         let exts = ExtensionMap::standard();
         sender.generate_padding(241);
         let first = sender
-            .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf)
+            .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf, true)
             .unwrap();
         assert_eq!(first.payload_size, 240);
-        assert!(first.header.has_padding);
-        assert_eq!(first.header.ext_vals.abs_send_time, Some(now));
+        assert!(first.header().has_padding);
+        assert_eq!(first.header().ext_vals.abs_send_time, Some(now));
         assert_eq!(*first.seq_no, 65_535);
         let second = sender
-            .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf)
+            .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf, true)
             .unwrap();
         assert_eq!(*second.seq_no, 65_536);
-        assert_eq!(second.header.sequence_number, 0);
-        assert_eq!(second.header.ext_vals.transport_cc, Some(0));
+        assert_eq!(second.header().sequence_number, 0);
+        assert_eq!(second.header().ext_vals.transport_cc, Some(0));
         assert_eq!(second.payload_size, SRTP_BLOCK_SIZE);
-        let end = second.header.header_len + second.payload_size;
+        let end = second.header().header_len + second.payload_size;
         assert!(
-            RtpHeader::unpad_payload(&buf[second.header.header_len..end])
+            RtpHeader::unpad_payload(&buf[second.header().header_len..end])
                 .unwrap()
                 .is_empty()
         );
@@ -1557,9 +1571,9 @@ mod test {
         let stream = streams.stream_tx_by_midrid(queue).unwrap();
         stream.generate_padding(480);
         let first = stream
-            .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf)
+            .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf, true)
             .unwrap();
-        assert_eq!(first.header.ext_vals.mid, Some("aud".into()));
+        assert_eq!(first.header().ext_vals.mid, Some("aud".into()));
 
         // Ending a cluster must drop any unsent padding and remove its source
         // from selection, without resetting the SRTP index for the next cluster.
@@ -1571,17 +1585,73 @@ mod test {
         let stream = streams.stream_tx_by_midrid(queue).unwrap();
         assert!(
             stream
-                .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf)
+                .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf, true)
                 .is_none()
         );
         stream.generate_padding(240);
         let second = stream
-            .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf)
+            .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf, true)
             .unwrap();
         assert_eq!(*second.seq_no, *first.seq_no + 1);
-        assert_eq!(second.header.ext_vals.transport_cc, Some(1));
-        assert_eq!(second.header.ext_vals.mid, Some("vid".into()));
-        assert_eq!(second.header.payload_type, 96.into());
+        assert_eq!(second.header().ext_vals.transport_cc, Some(1));
+        assert_eq!(second.header().ext_vals.mid, Some("vid".into()));
+        assert_eq!(second.header().payload_type, 96.into());
+    }
+
+    #[test]
+    fn a_packet_is_written_from_its_own_header_and_a_resend_from_a_copy() {
+        let now = Instant::now();
+        let codecs = CodecConfig::new_with_defaults();
+        let param = codecs.params().iter().find(|p| p.resend().is_some()).unwrap();
+        let (pt, rtx_pt) = (param.pt(), param.resend().unwrap());
+        let exts = ExtensionMap::standard();
+        let mut streams = crate::streams::Streams::new(false, 1200, Duration::from_millis(1500));
+        let stream =
+            streams.declare_stream_tx(42.into(), Some(44.into()), MidRid("vid".into(), None));
+        let write = RtpWrite::new(pt, 7.into(), 0, now, vec![1_u8; 1000]).nackable(true);
+        stream.write_rtp(write);
+        stream.send_queue.handle_timeout(now);
+        let mut twcc = 10;
+        let mut buf = vec![];
+
+        let sent = stream
+            .poll_packet(now, &exts, Some(&mut twcc), codecs.params(), &mut buf, false)
+            .unwrap();
+        assert!(sent.header.is_none(), "no copy of the header unless asked for");
+        let header = RtpHeader::parse(&buf, &exts).unwrap();
+        assert_eq!(header.ssrc, 42.into());
+        assert_eq!(header.ext_vals.transport_cc, Some(10));
+        assert!(header.ext_vals.abs_send_time.is_some());
+        assert_eq!(
+            (sent.ssrc, sent.sequence_number, sent.header_len),
+            (header.ssrc, header.sequence_number, header.header_len)
+        );
+        let body = &buf[sent.header_len..sent.header_len + sent.payload_size];
+        assert_eq!(body, &[1_u8; 1000][..]);
+
+        // Asked for again (a NACK): the resend has its own SSRC, payload type and transport
+        // sequence number, and the original sequence number before the payload.
+        stream.resends.push_back(Resend {
+            seq_no: sent.seq_no,
+            queued_at: now,
+            payload_size: 1000,
+        });
+        let later = now + Duration::from_millis(20);
+        let resent = stream
+            .poll_packet(later, &exts, Some(&mut twcc), codecs.params(), &mut buf, true)
+            .unwrap();
+        let header = RtpHeader::parse(&buf, &exts).unwrap();
+        assert_eq!(header.ssrc, 44.into());
+        assert_eq!(header.payload_type, rtx_pt);
+        assert_eq!(header.ext_vals.transport_cc, Some(11));
+        assert!(header.ext_vals.abs_send_time.is_some());
+        assert_eq!(resent.header().ssrc, 44.into());
+        assert_eq!(
+            (resent.ssrc, resent.sequence_number, resent.header_len),
+            (header.ssrc, header.sequence_number, header.header_len)
+        );
+        let original = (*sent.seq_no as u16).to_be_bytes();
+        assert_eq!(&buf[resent.header_len..resent.header_len + 2], &original);
     }
 
     #[test]
