@@ -492,8 +492,7 @@ impl Worker {
         let mut sent = 0;
         if self.gso {
             // GSO needs a destination's datagrams adjacent; the sort is stable, keeping their order.
-            // Keyed by plain integers: comparing `SocketAddr`s goes through their enums.
-            packets.sort_by_key(|p| addr_key(&p.0));
+            packets.sort_by_key(|p| p.0);
             let (n, err) = conclave_udp::send_batch_gso(fd, &packets);
             sent = n;
             if let Some(e) = err.filter(|e| e.kind() != std::io::ErrorKind::WouldBlock) {
@@ -719,13 +718,4 @@ fn poll_peer(out: &mut Vec<Transmit>, host: &mut RoomHost, pid: Pid) -> Vec<Even
         }
     }
     events
-}
-
-/// A sort key for grouping datagrams by destination. Only an IPv4 address and its (deprecated)
-/// IPv4-compatible IPv6 form share a key; those would merely stay apart in their order.
-fn addr_key(addr: &SocketAddr) -> (u128, u16) {
-    match addr {
-        SocketAddr::V4(a) => (u32::from(*a.ip()) as u128, a.port()),
-        SocketAddr::V6(a) => (u128::from(*a.ip()), a.port()),
-    }
 }
