@@ -734,8 +734,9 @@ impl Media {
 /// The payload types below 128 in `pts` as a set (bit n for payload type n).
 fn pt_set(pts: &[Pt]) -> u128 {
     pts.iter()
-        .filter(|pt| ***pt < 128)
-        .fold(0, |set, pt| set | 1 << **pt)
+        .map(|pt| **pt)
+        .filter(|&pt| pt < 128)
+        .fold(0, |set, pt| set | 1 << pt)
 }
 
 impl Default for Media {
