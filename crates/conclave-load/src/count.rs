@@ -24,6 +24,9 @@ pub struct SeqCounter {
     /// the probe SSRC 0. A server's bandwidth probes are sent this way; they are not forwarded
     /// media, so they count neither as forwarded packets nor towards loss.
     pub resent: u64,
+    /// Packets that came after one with a higher sequence number of their stream (a receiver's
+    /// jitter buffer has to wait for them).
+    pub reordered: u64,
 }
 
 impl SeqCounter {
@@ -43,6 +46,9 @@ impl SeqCounter {
         match self.streams.iter_mut().find(|s| s.ssrc == ssrc) {
             Some(s) => {
                 let ext = extend_seq(s.max, seq);
+                if ext < s.max {
+                    self.reordered += 1;
+                }
                 s.max = s.max.max(ext);
                 s.first = s.first.min(ext);
                 s.packets += 1;
@@ -274,6 +280,16 @@ mod tests {
         assert_eq!(c.lost(), 3);
         assert_eq!(c.packets, 8);
         assert_eq!(c.streams(), 2);
+    }
+
+    #[test]
+    fn counts_packets_that_come_after_a_later_one() {
+        let mut c = SeqCounter::default();
+        for seq in [65534u16, 0, 65535, 1, 2, 4, 3] {
+            c.count(&rtp(7, seq), &[]);
+        }
+        // 65535 after 0, 3 after 4; nothing missing.
+        assert_eq!((c.reordered, c.lost()), (2, 0));
     }
 
     #[test]

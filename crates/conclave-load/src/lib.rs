@@ -285,6 +285,7 @@ pub async fn run(cfg: LoadConfig) -> Result<Summary, LoadError> {
         totals.rx_packets += r.rx_packets;
         totals.rx_bytes += r.rx_bytes;
         totals.rx_lost += r.rx_lost;
+        totals.rx_reordered += r.rx_reordered;
         totals.rx_resent += r.rx_resent;
         totals.rx_streams += r.rx_streams;
         totals.tx_packets += r.tx_packets;

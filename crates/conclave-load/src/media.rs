@@ -108,6 +108,7 @@ pub struct ThreadReport {
     pub rx_packets: u64,
     pub rx_bytes: u64,
     pub rx_lost: u64,
+    pub rx_reordered: u64,
     /// Retransmissions and padding received (not in `rx_packets`).
     pub rx_resent: u64,
     pub rx_streams: u64,
@@ -283,6 +284,7 @@ impl MediaThread {
                     r.rx_packets += sim.seq.packets;
                     r.rx_bytes += sim.seq.bytes;
                     r.rx_lost += sim.seq.lost();
+                    r.rx_reordered += sim.seq.reordered;
                     r.rx_resent += sim.seq.resent;
                     r.rx_streams += sim.seq.streams() as u64;
                     r.tx_packets += sim.sent;

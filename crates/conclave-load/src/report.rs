@@ -86,6 +86,8 @@ pub struct Forwarded {
     /// Gaps in RTP sequence numbers.
     pub lost: u64,
     pub loss_pct: f64,
+    /// Packets that came after a later one of their stream.
+    pub reordered: u64,
     /// Retransmissions and padding (bandwidth probes) received: not in `packets`.
     pub resent_packets: u64,
 }
@@ -203,6 +205,7 @@ impl Summary {
                 avg_packet_bytes: t.rx_bytes as f64 / t.rx_packets.max(1) as f64,
                 lost: t.rx_lost,
                 loss_pct: pct(t.rx_lost, t.rx_packets + t.rx_lost),
+                reordered: t.rx_reordered,
                 resent_packets: t.rx_resent,
             },
             verified: VerifiedFigures {
@@ -295,6 +298,7 @@ impl Summary {
             "loss (RTP seq, all)",
             format!("{} ({:.3}%)", f.lost, f.loss_pct),
         );
+        row("out of order (RTP seq)", format!("{}", f.reordered));
         row(
             "loss (payloads, verified)",
             format!(

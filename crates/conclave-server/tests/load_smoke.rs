@@ -42,6 +42,7 @@ async fn load_generator_smoke() {
         s.forwarded.packets
     );
     assert_eq!(s.forwarded.lost, 0, "no loss on loopback");
+    assert_eq!(s.forwarded.reordered, 0, "every stream in order");
     assert!(s.verified.payloads > 100);
     assert_eq!(
         s.verified.payloads, s.verified.expected,
@@ -70,6 +71,7 @@ async fn load_generator_simulcast() {
     assert_eq!(s.streams_forwarded, 4);
     assert!(s.forwarded.packets > 100, "packets flowed");
     assert_eq!(s.forwarded.lost, 0, "no loss on loopback");
+    assert_eq!(s.forwarded.reordered, 0, "every stream in order");
     assert_eq!(
         s.verified.payloads, s.verified.expected,
         "payloads complete"
