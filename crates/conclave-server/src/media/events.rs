@@ -6,7 +6,7 @@ use std::cell::OnceCell;
 use std::time::Instant;
 
 use conclave_room::codec::{h264_starts_keyframe, vp8_starts_keyframe};
-use conclave_room::{Forward, Mid as RoomMid, PacketIn, PictureId, Pid, Vp8Ids};
+use conclave_room::{Mid as RoomMid, PacketIn, PictureId, Pid, Vp8Ids};
 use str0m::bwe::BweKind;
 use str0m::format::Codec;
 use str0m::rtp::Vp8Descriptor;
@@ -24,7 +24,7 @@ pub(super) fn handle_event(
     metrics: &WorkerMetrics,
 ) {
     match ev {
-        Event::RtpPacket(pkt) => forward(host, pid, pkt),
+        Event::RtpPacket(pkt) => forward(host, pid, pkt, metrics),
         Event::MediaAdded(m) => {
             let Some(peer) = host.peers.get_mut(&pid) else {
                 return;
@@ -129,7 +129,7 @@ fn vp8_ids(d: &Vp8Descriptor, payload: &[u8]) -> Vp8Ids {
 }
 
 /// Hot path: one RTP packet from `pid` to every subscriber the room core names.
-fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket) {
+fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket, metrics: &WorkerMetrics) {
     let Some(peer) = host.peers.get_mut(&pid) else {
         return;
     };
@@ -175,10 +175,6 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket) {
     };
     let mut forwards = std::mem::take(&mut host.forwards);
     host.core.on_rtp(pid, room_mid, meta, &mut forwards);
-    if forwards.is_empty() {
-        host.forwards = forwards;
-        return;
-    }
     // The receiver's transport-wide sequence number is the receiving side's business, and the
     // publisher's stream ids mean nothing on the receiver's m-line (a rid there could even make
     // the browser drop the packet).
@@ -186,71 +182,34 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket) {
     pkt.header.ext_vals.rid = None;
     pkt.header.ext_vals.rid_repair = None;
     pkt.header.ext_vals.mid = None;
-    let index = host.deferred.packets.len() as u32;
-    host.deferred.packets.push(ForwardedPacket {
+    let out = ForwardedPacket {
         codec,
         red,
         pt,
-        payload: pkt.payload,
+        payload: &pkt.payload,
         primary: OnceCell::new(),
         marker: pkt.header.marker,
-        ext_vals: pkt.header.ext_vals,
+        ext_vals: &pkt.header.ext_vals,
         wallclock: pkt.timestamp,
         nackable: codec.codec.is_video(),
         vp8,
-    });
-    host.deferred
-        .writes
-        .extend(forwards.drain(..).map(|f| (index, f)));
-    host.forwards = forwards;
-}
-
-/// The packets the room core forwarded while a batch of input was handled, written to their
-/// subscribers at the batch's end one subscriber at a time.
-///
-/// Written as each packet came, every packet would visit every subscriber's state (its entry,
-/// payload types, send stream and queue: several cache misses each), and a video frame's ten
-/// packets would visit it ten times. One subscriber's packets keep the order they came in.
-#[derive(Default)]
-pub(super) struct Deferred {
-    packets: Vec<ForwardedPacket>,
-    /// (index into `packets`, where it goes), in the order the room core decided them.
-    writes: Vec<(u32, Forward)>,
-}
-
-impl Deferred {
-    pub(super) fn is_empty(&self) -> bool {
-        self.packets.is_empty()
-    }
-}
-
-/// Write the deferred packets (see [`Deferred`]); the subscribers written to wait to be polled.
-pub(super) fn write_deferred(host: &mut RoomHost, metrics: &WorkerMetrics) {
-    let Deferred { packets, writes } = &mut host.deferred;
-    // Stable: a subscriber's packets stay in the order they were decided.
-    writes.sort_by_key(|(_, f)| f.to);
-    let (mut sent, mut bytes) = (0, 0);
-    for group in writes.chunk_by(|a, b| a.1.to == b.1.to) {
-        let to = group[0].1.to;
-        let Some(sub) = host.peers.get_mut(&to) else {
+    };
+    let mut sent = 0;
+    for f in &forwards {
+        let Some(sub) = host.peers.get_mut(&f.to) else {
             continue;
         };
-        let mut written = false;
-        for (index, f) in group {
-            let pkt = &packets[*index as usize];
-            if sub.write_forward(f, pkt) {
-                written = true;
-                sent += 1;
-                bytes += pkt.payload.len() as u64;
+        if sub.write_forward(f, &out) {
+            sent += 1;
+            if !sub.pending {
+                sub.pending = true;
+                host.pending.push(f.to);
             }
         }
-        if written && !sub.pending {
-            sub.pending = true;
-            host.pending.push(to);
-        }
     }
-    writes.clear();
-    packets.clear();
     metrics.packets_forwarded.inc_by(sent);
-    metrics.bytes_forwarded.inc_by(bytes);
+    metrics
+        .bytes_forwarded
+        .inc_by(sent * pkt.payload.len() as u64);
+    host.forwards = forwards;
 }

@@ -256,7 +256,7 @@ impl Peer {
 
     /// Write one forwarded packet to this subscriber. Returns false if it could not be sent
     /// (slot not negotiated yet, codec not supported by this subscriber).
-    pub fn write_forward(&mut self, f: &Forward, pkt: &ForwardedPacket) -> bool {
+    pub fn write_forward(&mut self, f: &Forward, pkt: &ForwardedPacket<'_>) -> bool {
         if self.dead {
             return false;
         }
@@ -270,7 +270,7 @@ impl Peer {
         };
         let (pt, payload) = match (pkt.red, red_pt) {
             (true, Some(red)) => match self.pt_for(&pkt.codec) {
-                Some(pt) if pt == pkt.pt => (red, &pkt.payload),
+                Some(pt) if pt == pkt.pt => (red, pkt.payload),
                 // This subscriber numbers the codec differently: so must the block headers.
                 Some(pt) => {
                     let mut copy = pkt.payload.to_vec();
@@ -287,7 +287,7 @@ impl Peer {
                 _ => return false,
             },
             (false, _) => match self.pt_for(&pkt.codec) {
-                Some(pt) => (pt, &pkt.payload),
+                Some(pt) => (pt, pkt.payload),
                 None => return false,
             },
         };
@@ -492,30 +492,30 @@ fn build_rtc(
 }
 
 /// The parts of an incoming packet that go out again unchanged.
-pub struct ForwardedPacket {
+pub struct ForwardedPacket<'a> {
     pub codec: CodecSpec,
     /// The payload is RED-wrapped `codec`.
     pub red: bool,
     /// The publisher's payload type of `codec`: a RED payload's primary block must be of it.
     pub pt: Pt,
-    pub payload: Arc<[u8]>,
+    pub payload: &'a Arc<[u8]>,
     /// The primary block of a RED payload, cut out once for the subscribers without RED.
     pub primary: OnceCell<Option<Arc<[u8]>>>,
     pub marker: bool,
-    pub ext_vals: ExtensionValues,
+    pub ext_vals: &'a ExtensionValues,
     pub wallclock: Instant,
     pub nackable: bool,
     /// The VP8 payload descriptor, parsed, to renumber per receiver.
     pub vp8: Option<Vp8Descriptor>,
 }
 
-impl ForwardedPacket {
+impl ForwardedPacket<'_> {
     /// The primary block of a RED payload, if its headers are readable and it carries the
     /// publisher's codec (an end-to-end encrypted payload whose headers were encrypted is not).
     fn primary(&self) -> Option<&Arc<[u8]>> {
         self.primary
             .get_or_init(|| {
-                let (pt, range) = red_primary(&self.payload)?;
+                let (pt, range) = red_primary(self.payload)?;
                 (pt == *self.pt).then(|| Arc::from(&self.payload[range]))
             })
             .as_ref()

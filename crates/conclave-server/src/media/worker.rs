@@ -26,7 +26,7 @@ use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Event, IceConnectionState, Input, Output};
 use tokio::sync::mpsc::UnboundedSender;
 
-use super::events::{Deferred, handle_event, write_deferred};
+use super::events::handle_event;
 use super::peer::Peer;
 use super::udp::Remote;
 use super::{ConnId, MediaAddrs, Routes, SettingsUpdate, TcpConns, WorkerInput, stun};
@@ -105,8 +105,6 @@ pub(super) struct RoomHost {
     /// Subscribers written to since they were last polled (each once: `Peer::pending`).
     pub(super) pending: Vec<Pid>,
     pub(super) forwards: Vec<Forward>,
-    /// Packets forwarded in this batch of input, not yet written to their subscribers.
-    pub(super) deferred: Deferred,
     /// No peer's str0m timeout is earlier than this: a lower bound kept as peers are polled,
     /// made exact by each sweep, so the loop need not scan every peer on every wake-up.
     peers_due: Option<Instant>,
@@ -130,7 +128,6 @@ impl RoomHost {
             dirty: Vec::new(),
             pending: Vec::new(),
             forwards: Vec::new(),
-            deferred: Deferred::default(),
             peers_due: None,
             core_due: None,
             core_stale: true,
@@ -147,7 +144,7 @@ impl RoomHost {
 
     /// When this room next needs the worker: written subscribers wait to be polled at once.
     fn due(&mut self, now: Instant) -> Option<Instant> {
-        if !self.pending.is_empty() || !self.deferred.is_empty() {
+        if !self.pending.is_empty() {
             return Some(now);
         }
         let core = self.core_due();
@@ -550,9 +547,6 @@ impl Worker {
                     }
                     Err(e) => tracing::error!(error = %e, "could not create a media transport"),
                 }
-            }
-            if with_pending && host.dirty.is_empty() && !host.deferred.is_empty() {
-                write_deferred(host, &self.metrics);
             }
             let Some(pid) = host.dirty.pop().or_else(|| {
                 with_pending
