@@ -178,6 +178,9 @@ pub(crate) struct Participant {
     /// both samples confirm (see `COLLAPSE_PCT` and `RISE_PCT`).
     pub(crate) estimate_now: Option<u64>,
     pub(crate) estimate_before: Option<u64>,
+    /// How long media has waited in the transport's pacer for this participant and the
+    /// estimate as it stood then, sampled before each timeout (see `PACER_DELAY_LIMIT`).
+    pub(crate) pacer: Option<(Duration, u64)>,
     /// Share of packets sent to the participant lost on the way, over the last second, and when
     /// the allocation last had its estimator restarted.
     pub(crate) loss: Option<f32>,

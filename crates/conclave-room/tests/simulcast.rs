@@ -623,6 +623,34 @@ fn a_rise_two_unsmoothed_samples_confirm_raises_the_layer_before_the_smoothed_es
     assert_eq!(layer, Some(2));
 }
 
+/// A receiver's estimator that took a moment of delay for congestion sits a little below what is
+/// sent, far from a collapse, while the smoothed estimate still has room: what does not fit then
+/// waits in the transport's pacer, and once it has waited long, the layer is lowered so the queue
+/// drains; it comes back after the hold once nothing waits.
+#[test]
+fn media_waiting_long_in_the_pacer_lowers_the_layer_until_the_queue_is_gone() {
+    let mut s = Sim::new(RoomConfig::default());
+    let (a, b) = s.alice_and_bob();
+    s.steady_estimate(b, 2_000_000);
+    let (layer, _) = s.run(a, b, 4.0, 30);
+    assert_eq!(layer, Some(2));
+    // 70 % of the smoothed estimate, below what the top layer needs; a short wait is a burst.
+    s.room.set_estimate_now(b, 1_400_000);
+    s.room
+        .set_pacer_delay(b, Duration::from_millis(40), 1_400_000);
+    let (layer, _) = s.run(a, b, 2.0, 30);
+    assert_eq!(layer, Some(2), "a short wait in the pacer changes nothing");
+    s.room
+        .set_pacer_delay(b, Duration::from_millis(180), 1_400_000);
+    let (layer, _) = s.run(a, b, 2.0, 30);
+    assert_eq!(layer, Some(1), "a long wait lowers the layer");
+    // The queue is gone and the estimate is back.
+    s.room.set_pacer_delay(b, Duration::ZERO, 2_000_000);
+    s.steady_estimate(b, 2_000_000);
+    let (layer, _) = s.run(a, b, 6.0, 30);
+    assert_eq!(layer, Some(2));
+}
+
 #[test]
 fn under_heavy_loss_a_moderate_unsmoothed_drop_counts_too() {
     let mut s = Sim::new(RoomConfig::default());

@@ -1476,6 +1476,14 @@ impl Session {
         self.streams.remove_streams_by_mid(mid);
     }
 
+    pub(crate) fn current_estimate(&self) -> Option<Bitrate> {
+        self.bwe.as_ref().and_then(|bwe| bwe.last_estimate())
+    }
+
+    pub(crate) fn pacer_delay(&self, now: Instant) -> Duration {
+        self.pacer.queue_delay(now)
+    }
+
     fn configure_pacer(&mut self) {
         let Some(bwe) = self.bwe.as_mut() else {
             return;

@@ -160,6 +160,7 @@ impl Room {
             estimate: None,
             estimate_now: None,
             estimate_before: None,
+            pacer: None,
             loss: None,
             reset_at: None,
             random_loss_since: None,

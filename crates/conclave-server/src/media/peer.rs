@@ -368,6 +368,16 @@ impl Peer {
         }
     }
 
+    /// For a peer paced to a downlink estimate: how long its oldest paced packet has waited, as
+    /// of `now`, and the estimate as it stands.
+    pub fn pacer_delay(&mut self, now: Instant) -> Option<(Duration, u64)> {
+        if !self.twcc {
+            return None;
+        }
+        let bwe = self.rtc.bwe();
+        Some((bwe.pacer_delay(now), bwe.current_estimate()?.as_u64()))
+    }
+
     /// What the room would like to send this peer: the estimator probes up towards it.
     pub fn set_desired_bitrate(&mut self, bps: u64) {
         self.rtc

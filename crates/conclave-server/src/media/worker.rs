@@ -380,6 +380,11 @@ impl Worker {
                 host.peers_due = later;
             }
             if host.core_due().is_some_and(|t| t <= now) {
+                for (pid, peer) in host.peers.iter_mut() {
+                    if let Some((waited, bps)) = peer.pacer_delay(now) {
+                        host.core.set_pacer_delay(*pid, waited, bps);
+                    }
+                }
                 host.core.handle_timeout(now);
             }
             self.process(&name, now);

@@ -1,5 +1,7 @@
 //! Bandwidth estimation.
 
+use std::time::{Duration, Instant};
+
 use crate::poll::RtcMut;
 use crate::{Rtc, rtp_::Mid};
 
@@ -103,5 +105,20 @@ impl<'a> Bwe<'a> {
         m.session.reset_bwe(init_bitrate);
         // Resetting the estimator moves no output, only timers.
         m.no_events();
+    }
+
+    /// The estimate as it stands, before the smoothing of
+    /// [`Event::EgressBitrateEstimate`][crate::Event::EgressBitrateEstimate]; `None` without BWE
+    /// or before its first estimate.
+    pub fn current_estimate(&self) -> Option<Bitrate> {
+        self.0.session.current_estimate()
+    }
+
+    /// How long the paced media packet that has waited longest in the pacer's queues has
+    /// waited, as of the pacer's last timeout and seen at `now`. What is sent faster than the
+    /// estimate allows waits here, and a receiver sees it that much later; zero without a
+    /// pacer or with nothing waiting.
+    pub fn pacer_delay(&self, now: Instant) -> Duration {
+        self.0.session.pacer_delay(now)
     }
 }

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 use super::Pacer;
 use super::PaddingRequest;
 use super::QueueState;
+use super::QueuePriority;
 use crate::Reason;
 use crate::bwe_::ProbeClusterConfig;
 use crate::bwe_::ProbeClusterState;
@@ -245,6 +246,18 @@ impl LeakyBucketPacer {
     /// Get the cluster ID of the active probe, if any.
     pub(crate) fn active_cluster(&self) -> Option<TwccClusterId> {
         self.probe_queue.front().map(|p| p.config().cluster())
+    }
+
+    /// How long the paced media packet that has waited longest has waited, from the queue
+    /// states of the last `handle_timeout` (given at least every `PACING`).
+    pub(crate) fn queue_delay(&self, now: Instant) -> Duration {
+        (self.queue_states.iter())
+            .filter(|q| !q.unpaced && q.snapshot.packet_count > 0)
+            .filter(|q| q.snapshot.priority == QueuePriority::Media)
+            .filter_map(|q| q.snapshot.first_unsent)
+            .map(|t| now.saturating_duration_since(t))
+            .max()
+            .unwrap_or(Duration::ZERO)
     }
 
     /// Check if the active probe is complete and should be finished.
@@ -1001,6 +1014,43 @@ mod test {
         assert_eq!(state.snapshot.last_emitted, Some(now + duration_ms(500)));
         assert_eq!(state.snapshot.first_unsent, Some(now + duration_ms(19)));
         assert_eq!(state.snapshot.priority, QueuePriority::Media);
+    }
+
+    #[test]
+    fn queue_delay_is_the_longest_wait_of_paced_media() {
+        let now = Instant::now();
+        let state = |mid: &str, unpaced: bool, waited_ms: Option<u64>| QueueState {
+            midrid: MidRid(Mid::from(mid), None),
+            unpaced,
+            use_for_padding: false,
+            snapshot: QueueSnapshot {
+                created_at: now,
+                byte_size: if waited_ms.is_some() { 1200 } else { 0 },
+                packet_count: u32::from(waited_ms.is_some()),
+                total_queue_time_origin: Duration::ZERO,
+                last_emitted: None,
+                first_unsent: waited_ms.map(|ms| now - duration_ms(ms)),
+                priority: if waited_ms.is_some() {
+                    QueuePriority::Media
+                } else {
+                    QueuePriority::Empty
+                },
+            },
+        };
+        let mut pacer = LeakyBucketPacer::new(Bitrate::mbps(1));
+        assert_eq!(pacer.queue_delay(now), Duration::ZERO, "nothing given yet");
+        let queues = [
+            state("001", false, Some(40)),
+            state("002", false, Some(120)),
+            // Audio is not paced: its wait is not the pacer's.
+            state("003", true, Some(300)),
+            state("004", false, None),
+        ];
+        pacer.handle_timeout(now, queues.into_iter());
+        assert_eq!(pacer.queue_delay(now), duration_ms(120));
+        assert_eq!(pacer.queue_delay(now + duration_ms(5)), duration_ms(125));
+        pacer.handle_timeout(now, [state("004", false, None)].into_iter());
+        assert_eq!(pacer.queue_delay(now), Duration::ZERO, "all sent");
     }
 
     #[test]

@@ -47,6 +47,14 @@ impl PacerImpl {
         }
     }
 
+    /// How long the oldest paced media packet has waited (see `LeakyBucketPacer::queue_delay`).
+    pub fn queue_delay(&self, now: Instant) -> std::time::Duration {
+        match self {
+            PacerImpl::Null(_) => std::time::Duration::ZERO,
+            PacerImpl::LeakyBucket(v) => v.queue_delay(now),
+        }
+    }
+
     pub fn check_probe_complete(&mut self, now: Instant) -> Option<TwccClusterId> {
         match self {
             PacerImpl::Null(_) => None,
