@@ -1437,7 +1437,7 @@ impl Session {
 
         snapshot.tx = self.media_bytes_tx;
         snapshot.rx = self.media_bytes_rx;
-        snapshot.bwe_tx = self.bwe.as_ref().and_then(|bwe| bwe.last_estimate());
+        snapshot.bwe_tx = self.current_estimate();
 
         snapshot.egress_loss_fraction = self.twcc_tx_register.loss(Duration::from_secs(1), now);
         snapshot.rtt = self.twcc_tx_register.rtt();

@@ -1,4 +1,4 @@
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::Reason;
 use crate::bwe_::ProbeClusterConfig;
@@ -48,9 +48,9 @@ impl PacerImpl {
     }
 
     /// How long the oldest paced media packet has waited (see `LeakyBucketPacer::queue_delay`).
-    pub fn queue_delay(&self, now: Instant) -> std::time::Duration {
+    pub fn queue_delay(&self, now: Instant) -> Duration {
         match self {
-            PacerImpl::Null(_) => std::time::Duration::ZERO,
+            PacerImpl::Null(_) => Duration::ZERO,
             PacerImpl::LeakyBucket(v) => v.queue_delay(now),
         }
     }
