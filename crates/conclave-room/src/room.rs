@@ -13,6 +13,7 @@ use crate::mid::Mid;
 use crate::munger::{Munger, SeqTs, Vp8Ids};
 
 mod allocation;
+mod feedback;
 mod forwarding;
 mod membership;
 mod relay;

@@ -10,6 +10,7 @@ use std::net::UdpSocket;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Datagrams per system call.
 pub const BATCH: usize = 64;
@@ -22,6 +23,9 @@ const GRO_BUF: usize = 65_535;
 /// `UDP_GRO` from `linux/udp.h`: the socket option, and the control message with the size of
 /// the datagrams coalesced into one message.
 const UDP_GRO: libc::c_int = 104;
+/// `SO_TIMESTAMPNS` (`SO_TIMESTAMPNS_OLD` in `asm-generic/socket.h`, a native `timespec` where
+/// `time_t` is 64 bits): the socket option, and the control message with a datagram's arrival.
+const SO_TIMESTAMPNS: libc::c_int = 35;
 
 /// Receive buffers reused across calls: no allocation per datagram.
 pub struct RecvBatch {
@@ -33,6 +37,8 @@ pub struct RecvBatch {
     ctrl: Vec<[u64; 8]>,
     /// Size of the datagrams coalesced into each message; 0 when it holds one.
     segs: Vec<usize>,
+    /// When the kernel queued each message, on a socket with [`enable_timestamps`].
+    stamps: Vec<Option<SystemTime>>,
     count: usize,
 }
 
@@ -52,6 +58,7 @@ impl RecvBatch {
             lens: vec![0; messages],
             ctrl: vec![[0; 8]; messages],
             segs: vec![0; messages],
+            stamps: vec![None; messages],
             count: 0,
         }
     }
@@ -121,7 +128,7 @@ impl RecvBatch {
         let n = n as usize;
         for (i, msg) in msgs[..n].iter().enumerate() {
             self.lens[i] = (msg.msg_len as usize).min(self.slot);
-            self.segs[i] = gro_segment(&msg.msg_hdr);
+            (self.segs[i], self.stamps[i]) = control(&msg.msg_hdr);
         }
         self.count = n;
         Ok(n)
@@ -138,6 +145,15 @@ impl RecvBatch {
         Some((&self.buf[start..start + self.lens[i]], addr))
     }
 
+    /// When the kernel queued the `i`th message of the last call, on a socket with
+    /// [`enable_timestamps`] (wall-clock time: compare with `SystemTime::now()`).
+    pub fn queued_at(&self, i: usize) -> Option<SystemTime> {
+        if i >= self.count {
+            return None;
+        }
+        self.stamps[i]
+    }
+
     /// The datagrams of the `i`th message and their source: one, or on a socket with
     /// [`enable_gro`] all that the kernel coalesced (same source, equal sizes but the last).
     pub fn datagrams(&self, i: usize) -> Option<(std::slice::Chunks<'_, u8>, SocketAddr)> {
@@ -150,21 +166,36 @@ impl RecvBatch {
     }
 }
 
-/// The datagram size from a message's `UDP_GRO` control message, 0 if it has none.
-fn gro_segment(hdr: &libc::msghdr) -> usize {
+/// From a message's control messages: the datagram size of `UDP_GRO` (0 without it), and when
+/// the kernel queued it (`SO_TIMESTAMPNS`).
+fn control(hdr: &libc::msghdr) -> (usize, Option<SystemTime>) {
+    let (mut seg, mut stamp) = (0, None);
     // SAFETY: the kernel filled `msg_control` up to `msg_controllen`; the CMSG macros stay
-    // within it, and a UDP_GRO message carries one c_int.
+    // within it, a UDP_GRO message carries one c_int and an SO_TIMESTAMPNS one a timespec.
     unsafe {
         let mut c = libc::CMSG_FIRSTHDR(hdr);
         while !c.is_null() {
             if (*c).cmsg_level == SOL_UDP && (*c).cmsg_type == UDP_GRO {
                 let v = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
-                return v.max(0) as usize;
+                seg = v.max(0) as usize;
+            } else if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == SO_TIMESTAMPNS {
+                let t = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::timespec);
+                stamp = (t.tv_sec >= 0).then(|| {
+                    UNIX_EPOCH
+                        + Duration::new(t.tv_sec as u64, t.tv_nsec.clamp(0, 999_999_999) as u32)
+                });
             }
             c = libc::CMSG_NXTHDR(hdr, c);
         }
     }
-    0
+    (seg, stamp)
+}
+
+/// Have the kernel note when it queued each datagram (`SO_TIMESTAMPNS`), read back with
+/// [`RecvBatch::queued_at`]: how long a datagram waited for a busy reader. Returns whether the
+/// kernel agreed.
+pub fn enable_timestamps(fd: RawFd) -> bool {
+    set_int(fd, libc::SOL_SOCKET, SO_TIMESTAMPNS, 1).is_ok()
 }
 
 /// Let the kernel hand over datagrams from one sender as one message where it can (`UDP_GRO`):
@@ -624,6 +655,30 @@ mod tests {
         }
         assert_eq!(got, payloads);
         assert_eq!(batch.recv(b.as_raw_fd()).unwrap(), 0);
+    }
+
+    #[test]
+    fn a_timestamped_socket_tells_how_long_a_datagram_waited() {
+        let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(enable_timestamps(b.as_raw_fd()));
+        a.send_to(b"late", b.local_addr().unwrap()).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        let mut batch = RecvBatch::default();
+        let mut n = 0;
+        while n == 0 {
+            n = batch.recv(b.as_raw_fd()).unwrap();
+        }
+        let waited = SystemTime::now()
+            .duration_since(batch.queued_at(0).expect("a timestamp"))
+            .unwrap();
+        assert!(waited >= Duration::from_millis(50), "{waited:?}");
+        assert_eq!(batch.get(0).unwrap().0, b"late");
+        // Without the option, no timestamp.
+        let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+        c.send_to(b"plain", a.local_addr().unwrap()).unwrap();
+        while batch.recv(a.as_raw_fd()).unwrap() == 0 {}
+        assert_eq!(batch.queued_at(0), None);
     }
 
     #[test]

@@ -69,7 +69,7 @@ const COLLAPSE_PCT: u64 = 50;
 /// smoothed one stayed at 12–14 Mbit/s for 3 s more, holding it to lower layers. Far above, not
 /// just above: at a cap the current estimate saws within 15 % around the smoothed one.
 const RISE_PCT: u64 = 150;
-const OVERFILLED: f32 = RANDOM_LOSS.end;
+pub(super) const OVERFILLED: f32 = RANDOM_LOSS.end;
 /// When paced media has waited this long in a receiver's transport, what the room sends does
 /// not fit the estimate as it stands, whatever the smoothed estimate says: the budget is then
 /// what lets the pacer empty its queue within DRAIN_WITHIN (see `drain_budget`). An estimator
@@ -122,7 +122,7 @@ const RED_ON_PCT: u64 = 125;
 /// the lowest layers keep flowing, steadily, rather than switching up and down.
 /// The losses must have looked random for RANDOM_FOR in a row: a link at its cap loses packets
 /// now and then too (a probe, a keyframe), not every second.
-const RANDOM_LOSS: std::ops::Range<f32> = 0.01..0.10;
+pub(super) const RANDOM_LOSS: std::ops::Range<f32> = 0.01..0.10;
 const RANDOM_FOR: Duration = Duration::from_secs(3);
 const RESET_EVERY: Duration = Duration::from_secs(5);
 /// An estimate can also stick below the lowest layers with nothing lost. A loss-based estimator
@@ -229,78 +229,6 @@ fn any_layer_sent(t: &Track, now: Instant) -> bool {
 }
 
 impl Room {
-    /// What the client shows: publishers (by id) and drawn heights, most important first.
-    /// Unknown ids are ignored.
-    pub fn set_view(
-        &mut self,
-        now: Instant,
-        pid: Pid,
-        tiles: &[(conclave_proto::ParticipantId, u32)],
-    ) {
-        let ids: HashMap<&conclave_proto::ParticipantId, Pid> =
-            self.participants.iter().map(|(p, x)| (&x.id, *p)).collect();
-        let view: Vec<(Pid, u32)> = tiles
-            .iter()
-            .filter_map(|(id, h)| Some((*ids.get(id)?, *h)))
-            .collect();
-        let Some(p) = self.participants.get_mut(&pid) else {
-            return;
-        };
-        if p.view.as_ref() == Some(&view) {
-            return;
-        }
-        p.view = Some(view);
-        // Only this participant's view changed: clients send it on every layout change, so a
-        // large room must not re-run everyone's allocation for it.
-        self.allocate_only(now, Some(pid));
-    }
-
-    /// The participant's downlink bandwidth estimate, from its transport. Used at the next tick.
-    pub fn set_estimate(&mut self, pid: Pid, bps: u64) {
-        if let Some(p) = self.participants.get_mut(&pid) {
-            p.estimate = Some(bps);
-        }
-    }
-
-    /// The estimator's current estimate before smoothing, when the transport has a sample of it
-    /// (the smoothed one from [`Room::set_estimate`] trails a sudden drop by seconds). Until the
-    /// next sample, when it is far below the smoothed one (see `COLLAPSE_PCT`) it is the budget:
-    /// a collapse is acted on at once. A rise counts once two samples in a row are far above the
-    /// smoothed estimate (see `RISE_PCT`), else as fast as the smoothed estimate follows.
-    pub fn set_estimate_now(&mut self, pid: Pid, bps: u64) {
-        if let Some(p) = self.participants.get_mut(&pid) {
-            p.estimate_before = p.estimate_now.replace(bps);
-        }
-    }
-
-    /// How long media has waited in the participant's transport pacer (its oldest paced packet)
-    /// and the estimator's estimate as it stands, both as of `now`; for transports that pace
-    /// to an estimate, before each [`Room::handle_timeout`]. While the wait exceeds
-    /// `PACER_DELAY_LIMIT`, the allocation budgets what drains the queue.
-    pub fn set_pacer_delay(&mut self, pid: Pid, waited: Duration, estimate_bps: u64) {
-        if let Some(p) = self.participants.get_mut(&pid) {
-            p.pacer = Some((waited, estimate_bps));
-        }
-    }
-
-    /// The share (0 to 1) of packets sent to the participant that were lost, over the last
-    /// second, as its transport measured it.
-    pub fn set_downlink_loss(&mut self, now: Instant, pid: Pid, fraction: f32) {
-        if let Some(p) = self.participants.get_mut(&pid) {
-            p.loss = Some(fraction);
-            if RANDOM_LOSS.contains(&fraction) {
-                p.random_loss_since.get_or_insert(now);
-            } else {
-                p.random_loss_since = None;
-            }
-            if fraction >= OVERFILLED {
-                p.heavy_loss_since.get_or_insert(now);
-            } else {
-                p.heavy_loss_since = None;
-            }
-        }
-    }
-
     /// The active speaker, if anyone has spoken.
     pub fn active_speaker(&self) -> Option<Pid> {
         self.speaker.current()
@@ -363,7 +291,7 @@ impl Room {
     }
 
     /// [`Room::allocate`] for one participant (`Some`) or everyone (`None`).
-    fn allocate_only(&mut self, now: Instant, only: Option<Pid>) {
+    pub(super) fn allocate_only(&mut self, now: Instant, only: Option<Pid>) {
         let admitted = self.admitted();
         let mut by_owner: BTreeMap<Pid, Vec<TrackKey>> = BTreeMap::new();
         let mut spoke: HashMap<Pid, Instant> = HashMap::new();

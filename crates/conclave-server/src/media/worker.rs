@@ -18,7 +18,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use conclave_proto::ServerMessage;
 use conclave_room::{Forward, Output as RoomOutput, Pid, Room, RoomConfig};
@@ -42,6 +42,11 @@ const FLUSH_AT: usize = 4096;
 /// of the loop, so one peer cannot hold the worker.
 const IMMEDIATE_TIMEOUTS: usize = 64;
 /// How stale the room, participant and track gauges in /metrics may be.
+/// Media that waited longer than this in a participant's socket is dropped unread: the
+/// worker is behind, and forwarding media that late costs the time it needs to catch up.
+/// A socket's buffer (`PARTICIPANT_RECV_BUFFER`) holds seconds of one publisher's media; a
+/// room at the limit of its worker's core held packets up to 9 s and grew to 2 GB.
+const MAX_INPUT_AGE: Duration = Duration::from_millis(250);
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Worker {
@@ -232,6 +237,7 @@ impl Worker {
             return;
         }
         conclave_udp::set_recv_buffer(sock.as_raw_fd(), super::PARTICIPANT_RECV_BUFFER);
+        conclave_udp::enable_timestamps(sock.as_raw_fd());
         let slot = match self.conn_socks.iter().position(Option::is_none) {
             Some(i) => i,
             None => {
@@ -271,7 +277,29 @@ impl Worker {
             loop {
                 let n = batch.recv(fd).unwrap_or(0);
                 let at = Instant::now();
+                let wall = SystemTime::now();
                 for i in 0..n {
+                    let waited = batch
+                        .queued_at(i)
+                        .and_then(|t| wall.duration_since(t).ok())
+                        .unwrap_or_default();
+                    // Only media (RTP/RTCP, first byte 128-191 by RFC 7983): a dropped STUN or
+                    // DTLS datagram costs a join a retransmission timeout, seconds in a storm.
+                    let media = batch
+                        .get(i)
+                        .and_then(|(d, _)| d.first())
+                        .is_some_and(|b| (128..=191).contains(b));
+                    if media && waited > MAX_INPUT_AGE {
+                        let dropped = self.metrics.datagrams_dropped_late.inc() + 1;
+                        if dropped.is_power_of_two() {
+                            tracing::warn!(
+                                worker = self.index,
+                                dropped,
+                                "media worker overloaded: dropping datagrams that waited too long"
+                            );
+                        }
+                        continue;
+                    }
                     if let Some((data, from)) = batch.get(i) {
                         self.datagram(Protocol::Udp, super::udp::canonical(from), data, at);
                     }
