@@ -133,9 +133,10 @@ async fn lost_video_packets_are_retransmitted() {
 
 /// The server stops for 1.5 s (a busy machine) while two participants keep sending:
 /// their datagrams wait in the kernel's receive buffers, so no audio, which is never
-/// retransmitted, is lost when it runs again.
+/// retransmitted, is lost when it runs again. Video that waited that long is dropped unread
+/// (the operator is told), and the picture goes on after the stall.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_server_loses_no_audio() {
+async fn a_stalled_server_loses_no_audio_and_skips_stale_video() {
     let server = common::Server::start(&[]);
     let mut tasks = Vec::new();
     for name in ["alice", "bob"] {
@@ -161,7 +162,27 @@ async fn a_stalled_server_loses_no_audio() {
             "audio flowed before and after the stall"
         );
         assert_eq!(audio.lost(), 0, "audio lost across the stall");
+        let video = received(&report, Kind::Video);
+        println!(
+            "video across a 1.5 s stall: {} packets, {} lost of {}",
+            video.packets,
+            video.lost(),
+            video.expected
+        );
+        // 60 packets/s for 5 s: the last ones seen were sent well after the stall.
+        assert!(
+            video.expected >= 240,
+            "video went on after the stall: {} packets sent up to the last seen",
+            video.expected
+        );
     }
+    assert!(
+        server
+            .log()
+            .contains("media worker overloaded: dropping video that waited too long"),
+        "stale video was dropped and logged:\n{}",
+        server.log()
+    );
 }
 
 /// What a participant received of one kind (from the only other participant sending it).

@@ -222,6 +222,14 @@ impl Peer {
         })
     }
 
+    /// Whether an incoming payload type is video: a video codec's, or its retransmission's.
+    pub fn is_video_pt(&self, pt: Pt) -> bool {
+        self.rtc.codec_config().params().iter().any(|p| {
+            p.spec().codec.is_video()
+                && (p.pt() == pt || p.resend() == Some(pt) || p.red() == Some(pt))
+        })
+    }
+
     /// This peer's payload type for `spec` wrapped in RED, if it negotiated RED.
     fn red_pt_for(&self, spec: &CodecSpec) -> Option<Pt> {
         self.rtc

@@ -41,12 +41,14 @@ const FLUSH_AT: usize = 4096;
 /// Due timeouts given to a peer within one poll (see [`poll_peer`]); more wait for the next turn
 /// of the loop, so one peer cannot hold the worker.
 const IMMEDIATE_TIMEOUTS: usize = 64;
-/// How stale the room, participant and track gauges in /metrics may be.
-/// Media that waited longer than this in a participant's socket is dropped unread: the
-/// worker is behind, and forwarding media that late costs the time it needs to catch up.
+/// Video that waited longer than this in a participant's socket is dropped unread: the
+/// worker is behind, and forwarding video that late costs the time it needs to catch up (the
+/// publisher's retransmission or next keyframe repairs the gap). Audio and RTCP are always read:
+/// a server stalled for over a second must not cut a sentence.
 /// A socket's buffer (`PARTICIPANT_RECV_BUFFER`) holds seconds of one publisher's media; a
 /// room at the limit of its worker's core held packets up to 9 s and grew to 2 GB.
 const MAX_INPUT_AGE: Duration = Duration::from_millis(250);
+/// How stale the room, participant and track gauges in /metrics may be.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Worker {
@@ -279,29 +281,17 @@ impl Worker {
                 let at = Instant::now();
                 let wall = SystemTime::now();
                 for i in 0..n {
-                    let waited = batch
+                    let late = batch
                         .queued_at(i)
                         .and_then(|t| wall.duration_since(t).ok())
-                        .unwrap_or_default();
-                    // Only media (RTP/RTCP, first byte 128-191 by RFC 7983): a dropped STUN or
-                    // DTLS datagram costs a join a retransmission timeout, seconds in a storm.
-                    let media = batch
-                        .get(i)
-                        .and_then(|(d, _)| d.first())
-                        .is_some_and(|b| (128..=191).contains(b));
-                    if media && waited > MAX_INPUT_AGE {
-                        let dropped = self.metrics.datagrams_dropped_late.inc() + 1;
-                        if dropped.is_power_of_two() {
-                            tracing::warn!(
-                                worker = self.index,
-                                dropped,
-                                "media worker overloaded: dropping datagrams that waited too long"
-                            );
-                        }
-                        continue;
-                    }
+                        .is_some_and(|waited| waited > MAX_INPUT_AGE);
                     if let Some((data, from)) = batch.get(i) {
-                        self.datagram(Protocol::Udp, super::udp::canonical(from), data, at);
+                        let from = super::udp::canonical(from);
+                        if late && self.late_video(Protocol::Udp, from, data) {
+                            self.dropped_late();
+                            continue;
+                        }
+                        self.datagram(Protocol::Udp, from, data, at);
                     }
                 }
                 if n < batch.capacity() {
@@ -437,6 +427,38 @@ impl Worker {
                 }
             }
             WorkerInput::Command(cmd) => self.command(cmd),
+        }
+    }
+
+    /// Whether a datagram is a video RTP packet (or its retransmission) of a known
+    /// participant. Only those are dropped when late: audio is cheap and a gap in it is heard,
+    /// RTCP carries the feedback that recovers from the drop (NACK, PLI), and a lost STUN or DTLS
+    /// datagram costs a join a retransmission timeout.
+    fn late_video(&self, proto: Protocol, from: SocketAddr, data: &[u8]) -> bool {
+        // RTP by RFC 7983 (first byte 128-191) and not RTCP (packet types 192-223, RFC 5761).
+        let (Some(&first), Some(&second)) = (data.first(), data.get(1)) else {
+            return false;
+        };
+        if !(128..=191).contains(&first) || (192..=223).contains(&second) {
+            return false;
+        }
+        let Some((room, pid)) = self.by_addr.get(&(proto, from)) else {
+            return false;
+        };
+        let Some(peer) = self.rooms.get(room).and_then(|h| h.peers.get(pid)) else {
+            return false;
+        };
+        peer.is_video_pt((second & 0x7f).into())
+    }
+
+    fn dropped_late(&self) {
+        let dropped = self.metrics.datagrams_dropped_late.inc() + 1;
+        if dropped.is_power_of_two() {
+            tracing::warn!(
+                worker = self.index,
+                dropped,
+                "media worker overloaded: dropping video that waited too long"
+            );
         }
     }
 
