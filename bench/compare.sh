@@ -19,6 +19,8 @@
 #   JANUS_DEBUG  Janus log level (0-7)                 [3]
 #   LOGS         keep each run's server log in this directory  [not kept]
 #   LOAD_ARGS    more conclave-load options, e.g. --no-gro      [none]
+#   CONCLAVE_ARGS  more options for Conclave's server, e.g. --audio-last-n 20 so that it
+#                forwards every microphone as Janus does                 [none]
 #   RUNS         runs of every load; with more than one, run k goes to OUT/rk and the report
 #                shows the median run of each load                  [1]
 #   CEILING      seconds of the machine's own ceiling measured before each run's loads
@@ -38,6 +40,7 @@ OUT=${OUT:-bench/results}
 JANUS_DEBUG=${JANUS_DEBUG:-3}
 LOGS=${LOGS:-}
 LOAD_ARGS=${LOAD_ARGS:-}
+CONCLAVE_ARGS=${CONCLAVE_ARGS:-}
 RUNS=${RUNS:-1}
 CEILING=${CEILING:-5}
 NS=conclave-bench
@@ -148,7 +151,7 @@ start_server() {
   case $1 in
     conclave)
       ip netns exec "$NS" "$BIN/conclave" --listen "$IP:$HTTP_PORT" --udp "$IP:40000" --workers "$WORKERS" \
-        >"$TMP/conclave.log" 2>&1 &
+        $CONCLAVE_ARGS >"$TMP/conclave.log" 2>&1 &
       ;;
     janus)
       ip netns exec "$NS" janus -C "$TMP/janus.jcfg" -F "$TMP" -o >"$TMP/janus.log" 2>&1 &
