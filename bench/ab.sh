@@ -4,7 +4,8 @@
 #
 # Usage: bench/ab.sh BINARY_A BINARY_B [...]
 # Environment: RUNS [3], PUBLISHERS [1], SUBSCRIBERS [200], VIDEO_KBPS [500], DURATION [15s],
-#              WORKERS [number of cores], LOAD [target/release/conclave-load], OUT [temp dir]
+#              WORKERS [number of cores], LOAD [target/release/conclave-load], OUT [temp dir],
+#              LOAD_ARGS [more conclave-load options, e.g. "--simulcast --twcc"]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,7 @@ DURATION=${DURATION:-15s}
 WORKERS=${WORKERS:-$(nproc)}
 LOAD=${LOAD:-target/release/conclave-load}
 OUT=${OUT:-$(mktemp -d)}
+LOAD_ARGS=${LOAD_ARGS:-}
 mkdir -p "$OUT"
 [ $# -ge 1 ] || { echo "usage: $0 BINARY..." >&2; exit 2; }
 
@@ -30,7 +32,7 @@ for run in $(seq 1 "$RUNS"); do
     PID=$!
     for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/18090) 2>/dev/null && break; sleep 0.1; done
     "$LOAD" --url 127.0.0.1:18090 --publishers "$PUBLISHERS" --subscribers "$SUBSCRIBERS" \
-      --video-kbps "$VIDEO_KBPS" --duration "$DURATION" --ramp 100 --server-pid "$PID" \
+      --video-kbps "$VIDEO_KBPS" --duration "$DURATION" --ramp 100 --server-pid "$PID" $LOAD_ARGS \
       --json "$OUT/$i-$run.json" >/dev/null 2>&1 || echo "run $run of $bin failed" >&2
     kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
   done

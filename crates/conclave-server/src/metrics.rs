@@ -49,7 +49,7 @@ pub struct WorkerMetrics {
     pub nacks_sent: Counter,
     /// Packets publishers' streams lost on the way to the server, as the server measured it.
     pub packets_lost: Counter,
-    /// Incoming datagrams dropped unread because they had waited too long for the worker.
+    /// Incoming video datagrams dropped unread because they had waited too long for the worker.
     pub datagrams_dropped_late: Counter,
     pub busy_seconds: Counter<f64, AtomicU64>,
 }
@@ -98,7 +98,7 @@ impl Metrics {
             nacks_received: Counter, "nacks_received", "NACKs (retransmission requests) from subscribers";
             nacks_sent: Counter, "nacks_sent", "NACKs sent to publishers";
             packets_lost: Counter, "packets_lost", "Packets lost from publishers to the server";
-            datagrams_dropped_late: Counter, "datagrams_dropped_late", "Incoming datagrams dropped because they waited too long for a busy media worker";
+            datagrams_dropped_late: Counter, "datagrams_dropped_late", "Incoming video datagrams dropped because they waited too long for a busy media worker";
             busy_seconds: Counter<f64, AtomicU64>, "worker_busy_seconds", "Time media workers spent working (not waiting)";
         };
         Self {

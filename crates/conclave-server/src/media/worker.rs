@@ -43,10 +43,10 @@ const FLUSH_AT: usize = 4096;
 const IMMEDIATE_TIMEOUTS: usize = 64;
 /// Video that waited longer than this in a participant's socket is dropped unread: the
 /// worker is behind, and forwarding video that late costs the time it needs to catch up (the
-/// publisher's retransmission or next keyframe repairs the gap). Audio and RTCP are always read:
-/// a server stalled for over a second must not cut a sentence.
-/// A socket's buffer (`PARTICIPANT_RECV_BUFFER`) holds seconds of one publisher's media; a
-/// room at the limit of its worker's core held packets up to 9 s and grew to 2 GB.
+/// publisher's retransmission or next keyframe repairs the gap). A socket's buffer
+/// (`PARTICIPANT_RECV_BUFFER`) holds seconds of one publisher's media: without the limit, a room
+/// at the limit of its worker's core held packets up to 9 s and grew to 2 GB. Audio is always
+/// read: a server stalled for over a second must not cut a sentence.
 const MAX_INPUT_AGE: Duration = Duration::from_millis(250);
 /// How stale the room, participant and track gauges in /metrics may be.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
