@@ -15,7 +15,7 @@ cargo fmt --all --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo clippy -p conclave-server --features tap --all-targets --locked -- -D warnings
+cargo clippy -p conclave-server --features tap,fault --all-targets --locked -- -D warnings
 
 step "cargo test (unit, protocol doc, integration)"
 cargo test --workspace --locked
@@ -24,8 +24,12 @@ step "end-to-end encryption unit tests (node): SFrame RFC vectors, key manager, 
 # The rotation benchmark runs at 10 and 50 members here; CONCLAVE_BENCH_SIZES=10,50,100,200 for all.
 CONCLAVE_BENCH_SIZES="${CONCLAVE_BENCH_SIZES:-10,50}" node --test tests/unit/
 
+step "panic containment (a test build that panics on purpose: one participant's transport, one room)"
+# The same build serves as the tap build below (the features act only when their variables are set).
+cargo test -p conclave-server --features tap,fault --locked --test containment
+
 step "build the server binaries the browser tests run (a tap build for the encryption proof, and the impairment relay)"
-cargo build -p conclave-server --features tap --locked
+cargo build -p conclave-server --features tap,fault --locked
 cp target/debug/conclave target/debug/conclave-tap
 cargo build -p conclave-server -p conclave-netsim --locked
 export CONCLAVE_BIN="$PWD/target/debug/conclave"

@@ -5,6 +5,7 @@ mod api;
 mod auth;
 mod cli;
 mod config;
+mod fault;
 mod http;
 mod ids;
 mod lifecycle;

@@ -94,6 +94,8 @@ const OTHER_VARIABLES: &[&str] = &[
     "CONCLAVE_ROOM_PASSWORD",
     // Test builds with the `tap` feature only.
     "CONCLAVE_TAP_DIR",
+    // Test builds with the `fault` feature only.
+    "CONCLAVE_FAULT",
 ];
 
 /// `CONCLAVE_…` environment variables that are no setting (a typo, or a setting of another

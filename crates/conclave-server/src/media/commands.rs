@@ -43,11 +43,19 @@ impl Worker {
                             .into(),
                     },
                     Some(peer) => {
-                        match peer.accept_offer(now, &addrs, &sdp, screen_mid.as_deref()) {
-                            Ok(sdp) => ServerMessage::Answer { sdp },
-                            Err(e) => ServerMessage::Error {
+                        match peer
+                            .guarded(|p| p.accept_offer(now, &addrs, &sdp, screen_mid.as_deref()))
+                        {
+                            Some(Ok(sdp)) => ServerMessage::Answer { sdp },
+                            Some(Err(e)) => ServerMessage::Error {
                                 code: ErrorCode::InvalidSdp,
                                 message: e.to_string(),
+                            },
+                            // The transport failed on this offer: the drive below closes it
+                            // and the connection, and the client reconnects.
+                            None => ServerMessage::Error {
+                                code: ErrorCode::InvalidSdp,
+                                message: "the offer failed on the server".into(),
                             },
                         }
                     }
@@ -187,6 +195,7 @@ impl Worker {
             .rooms
             .entry(room.to_owned())
             .or_insert_with(|| RoomHost::new(Room::new(room, self.room_config.clone(), stored)));
+        let faulty = crate::fault::joining(room, &name, host.core.participant_count());
         let req = JoinRequest {
             id: ParticipantId(ids::participant_id()),
             resume_token: ids::resume_token(),
@@ -217,6 +226,9 @@ impl Worker {
         };
         // A resumed participant's old transport ends here; replacing its connection drops the
         // old signaling channel, which closes the old WebSocket.
+        if faulty {
+            crate::fault::arm(room, joined.pid.0);
+        }
         let old = host.peers.remove(&joined.pid);
         host.conns.insert(joined.pid, Conn { id: conn, events });
         let participants = host.core.participant_count();

@@ -32,8 +32,12 @@ pub(super) fn handle_event(
             if !peer.mids.iter().any(|(mid, _)| *mid == m.mid) {
                 peer.mids.push((m.mid, m.kind));
             }
-            peer.tune_send_streams();
-            let (published, slots) = peer.media_lists();
+            let Some((published, slots)) = peer.guarded(|p| {
+                p.tune_send_streams();
+                p.media_lists()
+            }) else {
+                return;
+            };
             host.core.set_media(now, pid, &published, &slots);
         }
         Event::MediaChanged(_) => {
@@ -41,8 +45,12 @@ pub(super) fn handle_event(
                 return;
             };
             // A receive-only m-line turned send-receive gets its send stream now.
-            peer.tune_send_streams();
-            let (published, slots) = peer.media_lists();
+            let Some((published, slots)) = peer.guarded(|p| {
+                p.tune_send_streams();
+                p.media_lists()
+            }) else {
+                return;
+            };
             host.core.set_media(now, pid, &published, &slots);
         }
         Event::KeyframeRequest(req) => {
@@ -54,7 +62,7 @@ pub(super) fn handle_event(
         Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
             if let Some(peer) = host.peers.get_mut(&pid) {
                 peer.dead = true;
-                peer.rtc.disconnect();
+                peer.guarded(|p| p.rtc.disconnect());
             }
             host.core.transport_closed(now, pid);
         }
@@ -134,16 +142,17 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket, metric
         return;
     };
     let ssrc = pkt.header.ssrc;
-    let Some((mid, rid)) = peer
-        .rtc
-        .direct_api()
-        .stream_rx(&ssrc)
-        .map(|s| (s.mid(), s.rid()))
-    else {
-        return;
-    };
-    let layer = peer.layer_of(mid, rid);
-    let Some((codec, pt, red)) = peer.codec_of(pkt.header.payload_type) else {
+    let pt = pkt.header.payload_type;
+    // The publisher's transport: a panic here fails this participant only (`contain.rs`).
+    let Some(Some((mid, layer, (codec, pt, red)))) = peer.guarded(|peer| {
+        peer.fault.on_rtp();
+        let (mid, rid) = peer
+            .rtc
+            .direct_api()
+            .stream_rx(&ssrc)
+            .map(|s| (s.mid(), s.rid()))?;
+        Some((mid, peer.layer_of(mid, rid), peer.codec_of(pt)?))
+    }) else {
         return;
     };
     let Some(room_mid) = RoomMid::new(&mid) else {
@@ -199,7 +208,7 @@ fn forward(host: &mut RoomHost, pid: Pid, mut pkt: str0m::rtp::RtpPacket, metric
         let Some(sub) = host.peers.get_mut(&f.to) else {
             continue;
         };
-        if sub.write_forward(f, &out) {
+        if sub.guarded(|s| s.write_forward(f, &out)) == Some(true) {
             sent += 1;
             if !sub.pending {
                 sub.pending = true;

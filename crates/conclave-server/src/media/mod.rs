@@ -16,6 +16,7 @@
 //! socket keeps whatever has no connected socket (new participants, a changed address).
 
 mod commands;
+mod contain;
 mod events;
 mod peer;
 mod stun;
@@ -195,6 +196,26 @@ pub enum Command {
         room: String,
         reply: oneshot::Sender<bool>,
     },
+}
+
+impl Command {
+    /// The room the command is for; `None` for the worker as a whole.
+    fn room(&self) -> Option<&str> {
+        match self {
+            Command::Join { room, .. }
+            | Command::Peek { room, .. }
+            | Command::Offer { room, .. }
+            | Command::MediaState { room, .. }
+            | Command::Leave { room, .. }
+            | Command::Relay { room, .. }
+            | Command::ConnectionLost { room, .. }
+            | Command::Moderate { room, .. }
+            | Command::View { room, .. }
+            | Command::Connected { room, .. }
+            | Command::EndMeeting { room, .. } => Some(room),
+            Command::Meetings { .. } => None,
+        }
+    }
 }
 
 /// A live meeting as the operator sees it: no participant names, ids or addresses.

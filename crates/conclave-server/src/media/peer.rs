@@ -84,6 +84,10 @@ pub struct Peer {
     pub pending: bool,
     /// The transport ended (ICE failed, DTLS closed); the participant may still be in the room.
     pub dead: bool,
+    /// A panic inside this transport (`contain.rs`): it is never touched again, only closed.
+    pub failed: bool,
+    /// Test builds only: a fault to inject (`fault.rs`).
+    pub fault: crate::fault::Armed,
     /// Last cumulative (NACKs, packets) str0m reported per stream and direction (true: ingress),
     /// so metrics count only what is new.
     stats_seen: HashMap<(Mid, Option<Rid>, bool), (u64, u64)>,
@@ -106,6 +110,8 @@ impl Peer {
             tx: Vec::new(),
             pending: false,
             dead: false,
+            failed: false,
+            fault: Default::default(),
             stats_seen: HashMap::new(),
         })
     }

@@ -26,6 +26,7 @@ use str0m::net::{Protocol, Receive, Transmit};
 use str0m::{Event, IceConnectionState, Input, Output};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::contain;
 use super::events::handle_event;
 use super::peer::Peer;
 use super::udp::Remote;
@@ -379,34 +380,63 @@ impl Worker {
             .filter_map(|(name, h)| h.due(now).is_some_and(|t| t <= now).then(|| name.clone()))
             .collect();
         for name in due {
-            let host = self.rooms.get_mut(&name).expect("name from map");
-            if host.peers_due.is_some_and(|t| t <= now) {
-                let mut later: Option<Instant> = None;
-                for (pid, peer) in host.peers.iter_mut() {
-                    match peer.next_timeout {
-                        Some(t) if t <= now => {
-                            if peer.rtc.handle_input(Input::Timeout(now)).is_err() {
-                                peer.dead = true;
-                            }
-                            host.dirty.push(*pid);
-                        }
-                        Some(t) => later = Some(later.map_or(t, |l| l.min(t))),
-                        None => {}
-                    }
-                }
-                // The peers just given time report their next timeouts when polled below.
-                host.peers_due = later;
+            if !contain::room(self, |w| w.room_timeouts(&name, now)) {
+                self.close_failed_room(&name);
             }
-            if host.core_due().is_some_and(|t| t <= now) {
-                for (pid, peer) in host.peers.iter_mut() {
-                    if let Some((waited, bps)) = peer.pacer_delay(now) {
-                        host.core.set_pacer_delay(*pid, waited, bps);
-                    }
-                }
-                host.core.handle_timeout(now);
-            }
-            self.process(&name, now);
         }
+    }
+
+    fn room_timeouts(&mut self, name: &str, now: Instant) {
+        let Some(host) = self.rooms.get_mut(name) else {
+            return;
+        };
+        if host.peers_due.is_some_and(|t| t <= now) {
+            let mut later: Option<Instant> = None;
+            for (pid, peer) in host.peers.iter_mut() {
+                match peer.next_timeout {
+                    Some(t) if t <= now => {
+                        if let Some(Err(_)) =
+                            peer.guarded(|p| p.rtc.handle_input(Input::Timeout(now)))
+                        {
+                            peer.dead = true;
+                        }
+                        host.dirty.push(*pid);
+                    }
+                    Some(t) => later = Some(later.map_or(t, |l| l.min(t))),
+                    None => {}
+                }
+            }
+            // The peers just given time report their next timeouts when polled below.
+            host.peers_due = later;
+        }
+        if host.core_due().is_some_and(|t| t <= now) {
+            for (pid, peer) in host.peers.iter_mut() {
+                if let Some(Some((waited, bps))) = peer.guarded(|p| p.pacer_delay(now)) {
+                    host.core.set_pacer_delay(*pid, waited, bps);
+                }
+            }
+            host.core.handle_timeout(now);
+        }
+        self.process(name, now);
+    }
+
+    /// A panic while handling this room, not owed to one participant's transport
+    /// (`contain.rs`): what it left may be inconsistent, so the room ends. Its participants'
+    /// connections close; their clients reconnect and open it afresh (stored settings stay).
+    fn close_failed_room(&mut self, room: &str) {
+        let Some(host) = self.rooms.remove(room) else {
+            return;
+        };
+        self.metrics.rooms_failed.inc();
+        tracing::error!(
+            worker = self.index,
+            participants = host.conns.len(),
+            "a room failed with an internal error and was closed; its participants can rejoin"
+        );
+        for peer in host.peers.values() {
+            self.forget_peer(peer);
+        }
+        // Dropping the room drops its participants' signaling channels, closing their WebSockets.
     }
 
     fn handle(&mut self, input: WorkerInput) {
@@ -426,7 +456,15 @@ impl Worker {
                     self.datagram(Protocol::Udp, from, data, burst.at);
                 }
             }
-            WorkerInput::Command(cmd) => self.command(cmd),
+            WorkerInput::Command(cmd) => {
+                let room = cmd.room().map(str::to_owned);
+                if !contain::room(self, |w| w.command(cmd)) {
+                    match room {
+                        Some(room) => self.close_failed_room(&room),
+                        None => tracing::error!(worker = self.index, "a command failed"),
+                    }
+                }
+            }
         }
     }
 
@@ -472,7 +510,14 @@ impl Worker {
             },
         };
         let (room, pid) = key;
-        let Some(host) = self.rooms.get_mut(&room) else {
+        if !contain::room(self, |w| w.datagram_for(&room, pid, remote, data, at)) {
+            self.close_failed_room(&room);
+        }
+    }
+
+    fn datagram_for(&mut self, room: &str, pid: Pid, remote: Remote, data: &[u8], at: Instant) {
+        let (proto, from) = remote;
+        let Some(host) = self.rooms.get_mut(room) else {
             return;
         };
         let Some(peer) = host.peers.get_mut(&pid) else {
@@ -490,24 +535,29 @@ impl Worker {
                 contents,
             },
         );
-        if !peer.rtc.accepts(&input) {
-            return;
-        }
-        let new_remote = !peer.addrs.contains(&remote);
-        if new_remote {
-            peer.addrs.push(remote);
-            self.by_addr.insert(remote, (room.clone(), pid));
-            self.routes.add_addr(remote, self.index);
-        }
-        if let Err(e) = peer.rtc.handle_input(input) {
-            tracing::debug!(error = %e, "peer input error");
-            peer.dead = true;
+        let mut new_remote = false;
+        match peer.guarded(|p| p.rtc.accepts(&input)) {
+            Some(false) => return,
+            // Failed just now: the drive below closes it.
+            None => {}
+            Some(true) => {
+                new_remote = !peer.addrs.contains(&remote);
+                if new_remote {
+                    peer.addrs.push(remote);
+                    self.by_addr.insert(remote, (room.to_owned(), pid));
+                    self.routes.add_addr(remote, self.index);
+                }
+                if let Some(Err(e)) = peer.guarded(|p| p.rtc.handle_input(input)) {
+                    tracing::debug!(error = %e, "peer input error");
+                    peer.dead = true;
+                }
+            }
         }
         host.dirty.push(pid);
         if new_remote {
             self.connect_remote(remote);
         }
-        self.process_input(&room, Instant::now());
+        self.process_input(room, Instant::now());
     }
 
     pub(super) fn forget_peer(&mut self, peer: &Peer) {
@@ -588,13 +638,19 @@ impl Worker {
         let mut effects = Effects::default();
         loop {
             drain_core(host, &mut effects, &self.metrics);
+            if contain::take_failed() {
+                fail_peers(self.index, &self.metrics, host, now, &mut effects);
+                // Their closing produced outputs (tracks ended) to drain first.
+                continue;
+            }
             // New transports first: the welcome just queued leads to an offer for them.
             for pid in effects.admitted.drain(..) {
                 if host.peers.contains_key(&pid) {
                     continue;
                 }
                 match Peer::new(now, &self.addrs) {
-                    Ok(peer) => {
+                    Ok(mut peer) => {
+                        peer.fault = crate::fault::transport(room, pid.0);
                         self.by_ufrag
                             .insert(peer.ufrag.clone(), (room.to_owned(), pid));
                         self.routes.add_ufrag(&peer.ufrag, self.index);
@@ -613,7 +669,9 @@ impl Worker {
                             // Written media waits in str0m until time moves: give it the
                             // time now, or the poll below would first ask for it (and get it
                             // in `poll_peer`), costing one more poll.
-                            if p.rtc.handle_input(Input::Timeout(now)).is_err() {
+                            if let Some(Err(_)) =
+                                p.guarded(|p| p.rtc.handle_input(Input::Timeout(now)))
+                            {
                                 p.dead = true;
                             }
                         }
@@ -621,7 +679,10 @@ impl Worker {
             }) else {
                 break;
             };
-            let events = poll_peer(&mut self.out, host, pid);
+            let mut events = Vec::new();
+            let out = &mut self.out;
+            contain::peer(host, pid, |host| events = poll_peer(out, host, pid));
+            // Outside the participant's ring: a panic in the room core here ends the room.
             for ev in events {
                 handle_event(host, pid, ev, now, &self.metrics);
             }
@@ -656,6 +717,39 @@ fn to_v6(a: SocketAddr) -> SocketAddr {
     }
 }
 
+/// Close the transports that panicked (`contain.rs`) and their participants' signaling
+/// connections; the clients come back with their resume tokens to fresh transports.
+fn fail_peers(
+    worker: usize,
+    metrics: &WorkerMetrics,
+    host: &mut RoomHost,
+    now: Instant,
+    effects: &mut Effects,
+) {
+    let failed: Vec<Pid> = host
+        .peers
+        .iter()
+        .filter_map(|(pid, p)| p.failed.then_some(*pid))
+        .collect();
+    for pid in failed {
+        metrics.transports_failed.inc();
+        tracing::error!(
+            worker,
+            participant = pid.0,
+            "a participant's media transport failed with an internal error and was closed; \
+             the participant can reconnect"
+        );
+        if let Some(peer) = host.peers.remove(&pid) {
+            effects.removed.push(peer);
+        }
+        host.conns.remove(&pid);
+        host.dirty.retain(|d| *d != pid);
+        host.pending.retain(|d| *d != pid);
+        host.core.transport_closed(now, pid);
+        host.core.connection_lost(now, pid);
+    }
+}
+
 /// What draining the room core asks of the worker beyond the room itself.
 #[derive(Default)]
 struct Effects {
@@ -676,21 +770,21 @@ fn drain_core(host: &mut RoomHost, effects: &mut Effects, metrics: &WorkerMetric
             } => {
                 if let Some(p) = host.peers.get_mut(&publisher) {
                     metrics.keyframe_requests_sent.inc();
-                    p.request_keyframe(mid, layer);
+                    p.guarded(|p| p.request_keyframe(mid, layer));
                     host.dirty.push(publisher);
                 }
             }
             RoomOutput::DesiredBitrate { to, bps } => {
                 tracing::debug!(participant = to.0, kbps = bps / 1000, "desired bitrate");
                 if let Some(p) = host.peers.get_mut(&to) {
-                    p.set_desired_bitrate(bps);
+                    p.guarded(|p| p.set_desired_bitrate(bps));
                     host.dirty.push(to);
                 }
             }
             RoomOutput::ResetEstimate { to, bps } => {
                 tracing::debug!(participant = to.0, kbps = bps / 1000, "estimator restarted");
                 if let Some(p) = host.peers.get_mut(&to) {
-                    p.reset_estimate(bps);
+                    p.guarded(|p| p.reset_estimate(bps));
                     host.dirty.push(to);
                 }
             }
@@ -705,7 +799,7 @@ fn drain_core(host: &mut RoomHost, effects: &mut Effects, metrics: &WorkerMetric
                 // Dropping the connection's sender ends its WebSocket after what was queued.
                 host.conns.remove(&pid);
                 if let Some(mut p) = host.peers.remove(&pid) {
-                    p.rtc.disconnect();
+                    p.guarded(|p| p.rtc.disconnect());
                     effects.removed.push(p);
                 }
                 host.dirty.retain(|d| *d != pid);

@@ -38,7 +38,18 @@ impl Server {
     }
 
     fn start_at(data_dir: &std::path::Path, ip: std::net::IpAddr, extra: &[&str]) -> Self {
-        Self::start_bound(data_dir, ip, ip, extra)
+        Self::start_bound(data_dir, ip, ip, &[], extra)
+    }
+
+    /// Start with extra environment variables (test-build switches such as `CONCLAVE_FAULT`).
+    pub fn start_with_env(env: &[(&str, &str)], extra: &[&str]) -> Self {
+        let data_dir = std::env::temp_dir().join(format!(
+            "conclave-test-data-{}-{}",
+            std::process::id(),
+            next_id()
+        ));
+        let ip = std::net::Ipv4Addr::LOCALHOST.into();
+        Self::start_bound(&data_dir, ip, ip, env, extra)
     }
 
     /// HTTP on IPv4 loopback, media on one dual-stack socket (`[::]`) announcing 127.0.0.1 and ::1.
@@ -54,6 +65,7 @@ impl Server {
             &data_dir,
             std::net::Ipv4Addr::LOCALHOST.into(),
             std::net::Ipv6Addr::UNSPECIFIED.into(),
+            &[],
             &args,
         )
     }
@@ -62,6 +74,7 @@ impl Server {
         data_dir: &std::path::Path,
         ip: std::net::IpAddr,
         media_ip: std::net::IpAddr,
+        env: &[(&str, &str)],
         extra: &[&str],
     ) -> Self {
         let http = TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap();
@@ -80,6 +93,7 @@ impl Server {
             .arg("--data-dir")
             .arg(data_dir)
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::from(log.try_clone().unwrap()))
             .stderr(Stdio::from(log))
             .spawn()
