@@ -22,8 +22,10 @@ fn free_tcp_port(ip: &str) -> u16 {
 }
 
 /// One participant over UDP, one over ICE-TCP only; each must receive the other's audio and
-/// video.
-async fn udp_and_tcp_participants(http: SocketAddr, room: &str) -> (Report, Report) {
+/// video. On failure, the server's account of its ICE-TCP connections is shown (the server runs
+/// with `--log conclave=debug`, which says why each one ended).
+async fn udp_and_tcp_participants(server: &common::Server, room: &str) -> (Report, Report) {
+    let http = server.http;
     let mut udp = ParticipantConfig::new(http, room, "udp");
     udp.duration = Duration::from_secs(4);
     let mut tcp = ParticipantConfig::new(http, room, "tcp");
@@ -31,9 +33,18 @@ async fn udp_and_tcp_participants(http: SocketAddr, room: &str) -> (Report, Repo
     tcp.duration = Duration::from_secs(4);
     let a = tokio::spawn(run_participant(udp));
     let b = tokio::spawn(run_participant(tcp));
-    let a = a.await.unwrap().expect("UDP participant");
-    let b = b.await.unwrap().expect("ICE-TCP participant");
-    (a, b)
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    if a.is_err() || b.is_err() {
+        let log = server.log();
+        let tcp: Vec<&str> = log.lines().filter(|l| l.contains("ICE-TCP")).collect();
+        panic!(
+            "UDP participant: {:?}\nICE-TCP participant: {:?}\nserver on ICE-TCP:\n{}",
+            a.err(),
+            b.err(),
+            tcp.join("\n")
+        );
+    }
+    (a.unwrap(), b.unwrap())
 }
 
 fn assert_receives(r: &Report, from: &Report, who: &str) {
@@ -65,8 +76,13 @@ fn assert_receives(r: &Report, from: &Report, who: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ice_tcp_participant_exchanges_media_with_udp_participant() {
     let port = free_tcp_port("127.0.0.1");
-    let server = common::Server::start(&["--ice-tcp", &format!("127.0.0.1:{port}")]);
-    let (udp, tcp) = udp_and_tcp_participants(server.http, "icetcp").await;
+    let server = common::Server::start(&[
+        "--ice-tcp",
+        &format!("127.0.0.1:{port}"),
+        "--log",
+        "conclave=debug",
+    ]);
+    let (udp, tcp) = udp_and_tcp_participants(&server, "icetcp").await;
     assert_receives(&tcp, &udp, "ICE-TCP participant");
     assert_receives(&udp, &tcp, "UDP participant");
 }
@@ -74,9 +90,9 @@ async fn ice_tcp_participant_exchanges_media_with_udp_participant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_loopback_over_udp_and_tcp() {
     // Default ICE-TCP: the UDP port number, over TCP, on ::1.
-    let server = common::Server::start_v6(&[]);
+    let server = common::Server::start_v6(&["--log", "conclave=debug"]);
     assert!(server.http.is_ipv6());
-    let (udp, tcp) = udp_and_tcp_participants(server.http, "ipv6").await;
+    let (udp, tcp) = udp_and_tcp_participants(&server, "ipv6").await;
     assert_receives(&tcp, &udp, "IPv6 ICE-TCP participant");
     assert_receives(&udp, &tcp, "IPv6 UDP participant");
 }
@@ -118,7 +134,12 @@ async fn one_dual_stack_socket_serves_ipv4_and_ipv6() {
 async fn a_frame_for_nobody_closes_only_that_connection() {
     use std::io::{Read, Write};
     let port = free_tcp_port("127.0.0.1");
-    let server = common::Server::start(&["--ice-tcp", &format!("127.0.0.1:{port}")]);
+    let server = common::Server::start(&[
+        "--ice-tcp",
+        &format!("127.0.0.1:{port}"),
+        "--log",
+        "conclave=debug",
+    ]);
     let tcp = SocketAddr::from(([127, 0, 0, 1], port));
     // An oversized frame, and a well-formed frame that is no ICE request for anyone.
     for frame in [vec![0xff, 0xff, 1, 2, 3], vec![0, 4, 1, 2, 3, 4]] {
@@ -130,7 +151,7 @@ async fn a_frame_for_nobody_closes_only_that_connection() {
         assert!(matches!(s.read(&mut buf), Ok(0) | Err(_)));
     }
     // Meetings over ICE-TCP still work.
-    let (udp, tcp) = udp_and_tcp_participants(server.http, "after-bad-frames").await;
+    let (udp, tcp) = udp_and_tcp_participants(&server, "after-bad-frames").await;
     assert_receives(&tcp, &udp, "ICE-TCP participant");
 }
 
