@@ -208,10 +208,13 @@ impl Verified {
         if t.seen.len() <= word {
             t.seen.resize(word + 1, 0);
         }
-        if t.seen[word] & (1 << bit) == 0 {
-            t.seen[word] |= 1 << bit;
-            t.unique += 1;
+        if t.seen[word] & (1 << bit) != 0 {
+            // A repeat: a retransmission of what had arrived, or a server's bandwidth probe
+            // made of an old packet. The receiver had the payload already; its age is no delay.
+            return;
         }
+        t.seen[word] |= 1 << bit;
+        t.unique += 1;
         let lat = now_us.saturating_sub(sent_us).min(u32::MAX as u64) as u32;
         self.latencies_us.push(lat);
     }
@@ -323,7 +326,7 @@ mod tests {
             v.record(1, &p, conclave_client::unix_micros());
         }
         assert_eq!(v.totals(), (3, 4));
-        assert_eq!(v.latencies_us.len(), 4);
+        assert_eq!(v.latencies_us.len(), 3, "a repeat is no latency sample");
     }
 
     #[test]
