@@ -182,6 +182,8 @@ pub(crate) struct Participant {
     /// How long media has waited in the transport's pacer for this participant and the
     /// estimate as it stood then, sampled before each timeout (see `PACER_DELAY_LIMIT`).
     pub(crate) pacer: Option<(Duration, u64)>,
+    /// When the video waiting in its transport was last dropped (see `Room::video_dropped`).
+    pub(crate) video_dropped_at: Option<Instant>,
     /// Share of packets sent to the participant lost on the way, over the last second, and when
     /// the allocation last had its estimator restarted.
     pub(crate) loss: Option<f32>,

@@ -652,6 +652,67 @@ fn media_waiting_long_in_the_pacer_lowers_the_layer_until_the_queue_is_gone() {
 }
 
 #[test]
+fn after_queued_video_is_dropped_the_receiver_resumes_at_a_keyframe() {
+    let mut s = Sim::new(RoomConfig::default());
+    let (a, b) = s.alice_and_bob();
+    s.steady_estimate(b, 2_000_000);
+    let (layer, _) = s.run(a, b, 4.0, 30);
+    assert_eq!(layer, Some(2));
+    let last = s
+        .frame(a, 1000)
+        .into_iter()
+        .filter(|(f, _)| f.to == b)
+        .map(|(f, _)| f.out.seq)
+        .max()
+        .expect("bob receives");
+
+    // A wait in the pacer that a capped link's queue gives is sent; a stall's is dropped.
+    s.room
+        .set_pacer_delay(b, Duration::from_millis(500), 300_000);
+    assert!(!s.room.paced_video_stale(s.now, b));
+    s.room
+        .set_pacer_delay(b, Duration::from_millis(900), 300_000);
+    assert!(s.room.paced_video_stale(s.now, b));
+
+    // What waited for Bob was dropped (say 5 packets after `last`): a keyframe is asked for at
+    // once, and nothing more reaches him until it comes.
+    s.room.video_dropped(s.now, b);
+    assert!(
+        !s.room.paced_video_stale(s.now, b),
+        "what follows a drop is sent (a keyframe too large for the link is dropped once)"
+    );
+    s.room.set_pacer_delay(b, Duration::ZERO, 2_000_000);
+    let asked: Vec<Output> = std::iter::from_fn(|| s.room.poll_output()).collect();
+    assert!(
+        asked.iter().any(|o| matches!(
+            o,
+            Output::RequestKeyframe { publisher, layer: 2, .. } if *publisher == a
+        )),
+        "a keyframe is asked for: {asked:?}"
+    );
+    s.frame = 1;
+    for _ in 0..5 {
+        let to_bob = s
+            .frame(a, 1000)
+            .into_iter()
+            .filter(|(f, _)| f.to == b)
+            .count();
+        assert_eq!(to_bob, 0, "frames that cannot be decoded are not sent");
+    }
+    // The keyframe: Bob gets it, numbered on from the last packet forwarded to him.
+    s.frame = 0;
+    let resumed: Vec<u64> = s
+        .frame(a, 1000)
+        .into_iter()
+        .filter(|(f, _)| f.to == b)
+        .map(|(f, _)| f.out.seq)
+        .collect();
+    assert_eq!(resumed.first(), Some(&(last + 1)));
+    let (layer, _) = s.run(a, b, 2.0, 30);
+    assert_eq!(layer, Some(2), "and plays on");
+}
+
+#[test]
 fn under_heavy_loss_a_moderate_unsmoothed_drop_counts_too() {
     let mut s = Sim::new(RoomConfig::default());
     let (a, b) = s.alice_and_bob();

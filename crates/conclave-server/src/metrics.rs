@@ -51,6 +51,8 @@ pub struct WorkerMetrics {
     pub packets_lost: Counter,
     /// Incoming video datagrams dropped unread because they had waited too long for the worker.
     pub datagrams_dropped_late: Counter,
+    /// Video packets dropped from receivers' pacers after waiting too long.
+    pub paced_video_dropped: Counter,
     /// Participants' transports closed after a panic inside them (`media/contain.rs`).
     pub transports_failed: Counter,
     /// Rooms closed after a panic while handling them.
@@ -103,6 +105,7 @@ impl Metrics {
             nacks_sent: Counter, "nacks_sent", "NACKs sent to publishers";
             packets_lost: Counter, "packets_lost", "Packets lost from publishers to the server";
             datagrams_dropped_late: Counter, "datagrams_dropped_late", "Incoming video datagrams dropped because they waited too long for a busy media worker";
+            paced_video_dropped: Counter, "paced_video_dropped", "Video packets dropped after waiting too long in a receiver's pacer (the receiver resumes at a keyframe)";
             transports_failed: Counter, "transports_failed", "Participants' media transports closed after an internal error (the participant can reconnect)";
             rooms_failed: Counter, "rooms_failed", "Rooms closed after an internal error (their participants can rejoin)";
             busy_seconds: Counter<f64, AtomicU64>, "worker_busy_seconds", "Time media workers spent working (not waiting)";

@@ -5,8 +5,20 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use conclave_proto::Kind;
+
 use super::allocation::{OVERFILLED, RANDOM_LOSS};
 use super::{Pid, Room};
+
+/// Video that waited this long in a receiver's pacer is no longer worth sending (see
+/// [`Room::paced_video_stale`]). When a receiver's estimate falls (a collapse, or a moment of
+/// delay taken for congestion) what was sent at the old rate stays in its pacer, which drains it
+/// at the new rate over up to 2 s: the picture lagged by as much (`docs/benchmarks.md`, fifteenth
+/// round). Lowering layers (from 100 ms of wait, `PACER_DELAY_LIMIT`) stops new media from
+/// adding to the queue, not what is in it; dropping it and resuming at a keyframe does.
+const STALE_PACED_VIDEO: Duration = Duration::from_millis(700);
+/// Least time between two drops for one receiver: what follows a drop (a keyframe) is sent.
+const DROP_INTERVAL: Duration = Duration::from_secs(2);
 
 impl Room {
     /// What the client shows: publishers (by id) and drawn heights, most important first.
@@ -60,6 +72,47 @@ impl Room {
     pub fn set_pacer_delay(&mut self, pid: Pid, waited: Duration, estimate_bps: u64) {
         if let Some(p) = self.participants.get_mut(&pid) {
             p.pacer = Some((waited, estimate_bps));
+        }
+    }
+
+    /// Whether the video waiting in the participant's transport pacer should be dropped (then
+    /// [`Room::video_dropped`]): it has waited `STALE_PACED_VIDEO` (as last given to
+    /// [`Room::set_pacer_delay`]), and none was dropped for `DROP_INTERVAL`, so what follows a
+    /// drop (a keyframe) is always sent: a keyframe too large for a slow link is dropped at most
+    /// once, and by then the allocation has lowered the layer for the wait.
+    pub fn paced_video_stale(&self, now: Instant, pid: Pid) -> bool {
+        self.participants.get(&pid).is_some_and(|p| {
+            p.pacer
+                .is_some_and(|(waited, _)| waited >= STALE_PACED_VIDEO)
+                && p.video_dropped_at.is_none_or(|t| now >= t + DROP_INTERVAL)
+        })
+    }
+
+    /// The video waiting in the participant's transport to be sent was dropped: it had waited
+    /// so long behind a collapsed downlink that it was no longer worth sending. What follows it
+    /// cannot be decoded without it, so each of the participant's video slots stops, asks for a
+    /// keyframe of its layer, and resumes there (numbering continuous after what was dropped:
+    /// the receiver sees the dropped packets as lost).
+    pub fn video_dropped(&mut self, now: Instant, pid: Pid) {
+        let Some(p) = self.participants.get_mut(&pid) else {
+            return;
+        };
+        p.video_dropped_at = Some(now);
+        let mut resume = Vec::new();
+        for slot in p.slots.iter_mut().filter(|s| s.kind == Kind::Video) {
+            if slot.current.take().is_none() {
+                continue;
+            }
+            if let (Some(track), Some(layer)) = (slot.track, slot.target) {
+                resume.push((track, layer));
+            }
+        }
+        if resume.is_empty() {
+            return;
+        }
+        self.may_wait.set(true);
+        for (track, layer) in resume {
+            self.request_keyframe(now, track, layer);
         }
     }
 

@@ -161,6 +161,7 @@ impl Room {
             estimate_now: None,
             estimate_before: None,
             pacer: None,
+            video_dropped_at: None,
             loss: None,
             reset_at: None,
             random_loss_since: None,

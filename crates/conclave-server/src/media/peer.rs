@@ -392,6 +392,17 @@ impl Peer {
         Some((bwe.pacer_delay(now), bwe.current_estimate()?.as_u64()))
     }
 
+    /// Drop the video waiting in this peer's pacer; returns how many packets (see the worker's
+    /// `STALE_PACED_VIDEO`).
+    pub fn drop_queued_video(&mut self) -> usize {
+        let mut api = self.rtc.direct_api();
+        self.mids
+            .iter()
+            .filter(|(_, kind)| *kind == MediaKind::Video)
+            .filter_map(|(mid, _)| api.stream_tx_by_mid(*mid, None).map(|s| s.drop_queued()))
+            .sum()
+    }
+
     /// What the room would like to send this peer: the estimator probes up towards it.
     pub fn set_desired_bitrate(&mut self, bps: u64) {
         self.rtc

@@ -49,6 +49,8 @@ const IMMEDIATE_TIMEOUTS: usize = 64;
 /// at the limit of its worker's core held packets up to 9 s and grew to 2 GB. Audio is always
 /// read: a server stalled for over a second must not cut a sentence.
 const MAX_INPUT_AGE: Duration = Duration::from_millis(250);
+/// A receiver's pacer holding media this long is worth a debug line.
+const PACER_BEHIND: Duration = Duration::from_millis(100);
 /// How stale the room, participant and track gauges in /metrics may be.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -411,8 +413,30 @@ impl Worker {
         }
         if host.core_due().is_some_and(|t| t <= now) {
             for (pid, peer) in host.peers.iter_mut() {
-                if let Some(Some((waited, bps))) = peer.guarded(|p| p.pacer_delay(now)) {
-                    host.core.set_pacer_delay(*pid, waited, bps);
+                let Some(Some((waited, bps))) = peer.guarded(|p| p.pacer_delay(now)) else {
+                    continue;
+                };
+                host.core.set_pacer_delay(*pid, waited, bps);
+                if waited >= PACER_BEHIND {
+                    tracing::debug!(
+                        participant = pid.0,
+                        waited_ms = waited.as_millis() as u64,
+                        kbps = bps / 1000,
+                        "media waits in a receiver's pacer"
+                    );
+                }
+                if host.core.paced_video_stale(now, *pid)
+                    && let Some(dropped @ 1..) = peer.guarded(|p| p.drop_queued_video())
+                {
+                    tracing::debug!(
+                        participant = pid.0,
+                        dropped,
+                        waited_ms = waited.as_millis() as u64,
+                        "video waiting in a receiver's pacer dropped"
+                    );
+                    self.metrics.paced_video_dropped.inc_by(dropped as u64);
+                    host.core.video_dropped(now, *pid);
+                    host.dirty.push(*pid);
                 }
             }
             host.core.handle_timeout(now);

@@ -487,6 +487,14 @@ impl StreamTx {
         self.unpaced = Some(unpaced);
     }
 
+    /// Drop the media packets waiting in this stream's send queue, for a receiver so far behind
+    /// that they are no longer worth sending (resends and padding are not touched). Their
+    /// sequence numbers stay used: the receiver sees them lost, and NACKs for them find nothing
+    /// to resend. Returns how many were dropped.
+    pub fn drop_queued(&mut self) -> usize {
+        self.send_queue.drop_waiting()
+    }
+
     /// Write RTP packet to a send stream.
     ///
     /// The write command carries the RTP payload and optional RTP metadata.

@@ -117,6 +117,15 @@ impl SendQueue {
         }
     }
 
+    /// Drop every packet waiting to be sent; returns how many. Unlike [`Self::clear`], the
+    /// stream goes on: when it last emitted is kept.
+    pub(crate) fn drop_waiting(&mut self) -> usize {
+        let n = self.queue.len();
+        self.queue.clear();
+        self.total.clear();
+        n
+    }
+
     pub(crate) fn clear(&mut self) {
         self.queue.clear();
         self.total.clear();
@@ -288,6 +297,47 @@ mod test {
         );
 
         assert!(queue.pop(Instant::now()).is_some());
+    }
+
+    #[test]
+    fn dropped_packets_leave_an_empty_queue_that_goes_on() {
+        let mut queue = SendQueue::new();
+        let start = Instant::now();
+        let packet = |seq: u64| RtpPacket {
+            seq_no: seq.into(),
+            time: MediaTime::from_90khz(10),
+            header: RtpHeader::default(),
+            payload: [7; 100].into(),
+            vp8_patch: None,
+            timestamp: start,
+            last_sender_info: None,
+            nackable: true,
+        };
+        queue.push(packet(0));
+        queue.push(packet(1));
+        queue.handle_timeout(start);
+        // One more written since the last timeout: dropped too.
+        queue.push(packet(2));
+        assert!(queue.pop(start).is_some());
+        queue.last_emitted = Some(start);
+
+        assert_eq!(queue.drop_waiting(), 2);
+        assert!(queue.peek().is_none());
+        assert!(queue.is_idle());
+        assert!(!queue.need_timeout());
+        let later = start + Duration::from_secs(1);
+        let snapshot = queue.snapshot(later);
+        assert_eq!(snapshot.packet_count, 0);
+        assert_eq!(snapshot.byte_size, 0);
+        assert_eq!(snapshot.total_queue_time_origin, Duration::ZERO);
+        assert_eq!(snapshot.last_emitted, Some(start));
+
+        // Packets written afterwards are queued and sent as before.
+        queue.push(packet(3));
+        queue.handle_timeout(later);
+        assert_eq!(queue.snapshot(later).packet_count, 1);
+        assert_eq!(queue.pop(later).map(|p| *p.seq_no), Some(3));
+        assert!(queue.is_idle());
     }
 
     #[test]
