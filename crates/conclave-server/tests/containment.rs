@@ -27,8 +27,8 @@ fn track<'a>(r: &'a Report, from: &ParticipantId, kind: Kind) -> &'a TrackReport
         .unwrap_or_else(|| panic!("no {kind:?} from {from:?}"))
 }
 
-/// The other meeting on the worker went on through the panic: `seconds` of both kinds of media,
-/// each way, with no audio lost.
+/// The other meeting on the worker went on through the panic: both kinds of media each way for
+/// a meeting of `seconds`, with no audio lost.
 fn unaffected(a: &Report, b: &Report, seconds: u64) {
     for (to, from) in [(a, b), (b, a)] {
         let from = from.participant_id.as_ref().unwrap();
@@ -41,14 +41,15 @@ fn unaffected(a: &Report, b: &Report, seconds: u64) {
             video.packets,
             video.lost()
         );
-        // 50 audio packets a second; a second is allowed for connecting.
+        // 50 audio packets a second. The fault comes a second or two in: half the meeting's
+        // length, without a gap, is media past it (a busy machine connects late, so not more).
         assert!(
-            audio.packets >= 50 * (seconds - 1),
+            audio.packets >= 25 * seconds,
             "audio stopped: {} packets",
             audio.packets
         );
         assert_eq!(audio.lost(), 0, "audio lost in the other meeting");
-        assert!(video.packets >= 50 * (seconds - 1), "video stopped");
+        assert!(video.packets >= 25 * seconds, "video stopped");
     }
 }
 

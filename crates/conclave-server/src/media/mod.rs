@@ -19,6 +19,7 @@ mod commands;
 mod contain;
 mod events;
 mod peer;
+mod sockets;
 mod stun;
 mod tcp;
 mod udp;
