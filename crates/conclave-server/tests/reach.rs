@@ -14,11 +14,16 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
 fn free_tcp_port(ip: &str) -> u16 {
-    TcpListener::bind((ip, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = TcpListener::bind((ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if common::claim_port(port) {
+            return port;
+        }
+    }
 }
 
 /// One participant over UDP, one over ICE-TCP only; each must receive the other's audio and

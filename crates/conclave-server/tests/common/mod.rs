@@ -77,11 +77,22 @@ impl Server {
         env: &[(&str, &str)],
         extra: &[&str],
     ) -> Self {
-        let http = TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap();
-        let udp = UdpSocket::bind((media_ip, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap();
+        let http = loop {
+            let a = TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap();
+            if claim_port(a.port()) {
+                break a;
+            }
+        };
+        // The media port doubles as the default ICE-TCP port.
+        let udp = loop {
+            let a = UdpSocket::bind((media_ip, 0))
+                .unwrap()
+                .local_addr()
+                .unwrap();
+            if claim_port(a.port()) {
+                break a;
+            }
+        };
         let log_path = std::env::temp_dir().join(format!(
             "conclave-test-{}-{}.log",
             std::process::id(),
@@ -154,6 +165,20 @@ impl Server {
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
     }
+}
+
+/// Whether `port` was not handed to another server of this test process yet. A free port is
+/// found by binding port 0 and letting go, so two servers starting at once can be offered the
+/// same one; the media socket binds with `SO_REUSEPORT`, so both would get it and share each
+/// other's datagrams (and one would lose its ICE-TCP listener).
+pub fn claim_port(port: u16) -> bool {
+    static CLAIMED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut claimed = CLAIMED.lock().unwrap();
+    if claimed.contains(&port) {
+        return false;
+    }
+    claimed.push(port);
+    true
 }
 
 fn next_id() -> u64 {
