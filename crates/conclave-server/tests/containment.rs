@@ -12,13 +12,18 @@ use std::time::Duration;
 use conclave_client::{ParticipantConfig, Report, TrackReport, run_participant};
 use conclave_proto::{Kind, ParticipantId};
 
-/// Loopback ports for a metrics listener.
-fn metrics_addr() -> String {
-    TcpListener::bind("127.0.0.1:0")
+/// A fault-injecting server with one media worker (every room on it) and its metrics address.
+fn server_with_fault(fault: &str) -> (common::Server, String) {
+    let metrics = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .to_string()
+        .to_string();
+    let server = common::Server::start_with_env(
+        &[("CONCLAVE_FAULT", fault)],
+        &["--workers", "1", "--metrics-listen", &metrics],
+    );
+    (server, metrics)
 }
 
 fn track<'a>(r: &'a Report, from: &ParticipantId, kind: Kind) -> &'a TrackReport {
@@ -80,11 +85,7 @@ async fn run(server: std::net::SocketAddr, room: &str, name: &str, secs: u64) ->
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_transport_closes_only_that_participant() {
-    let metrics = metrics_addr();
-    let mut server = common::Server::start_with_env(
-        &[("CONCLAVE_FAULT", "transport:mallory")],
-        &["--workers", "1", "--metrics-listen", &metrics],
-    );
+    let (mut server, metrics) = server_with_fault("transport:mallory");
     let http = server.http;
     let carol = tokio::spawn(async move { run(http, "council", "carol", 7).await });
     let dave = tokio::spawn(async move { run(http, "council", "dave", 7).await });
@@ -120,11 +121,7 @@ async fn a_failed_transport_closes_only_that_participant() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_room_closes_only_that_room() {
-    let metrics = metrics_addr();
-    let mut server = common::Server::start_with_env(
-        &[("CONCLAVE_FAULT", "room:consultation")],
-        &["--workers", "1", "--metrics-listen", &metrics],
-    );
+    let (mut server, metrics) = server_with_fault("room:consultation");
     let http = server.http;
     let carol = tokio::spawn(async move { run(http, "council", "carol", 6).await });
     let dave = tokio::spawn(async move { run(http, "council", "dave", 6).await });

@@ -17,8 +17,10 @@
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Instant;
 
 use conclave_room::Pid;
+use str0m::Input;
 
 use super::peer::Peer;
 use super::worker::RoomHost;
@@ -45,6 +47,14 @@ impl Peer {
                 self.fail();
                 None
             }
+        }
+    }
+
+    /// Give the transport the time (str0m needs it to let written media out and to run its
+    /// timers), inside the participant's ring; an error ends the transport.
+    pub(super) fn give_time(&mut self, now: Instant) {
+        if let Some(Err(_)) = self.guarded(|p| p.rtc.handle_input(Input::Timeout(now))) {
+            self.dead = true;
         }
     }
 

@@ -12,7 +12,7 @@ use str0m::format::Codec;
 use str0m::rtp::Vp8Descriptor;
 use str0m::{Event, IceConnectionState};
 
-use super::peer::ForwardedPacket;
+use super::peer::{ForwardedPacket, Peer};
 use super::worker::RoomHost;
 use crate::metrics::WorkerMetrics;
 
@@ -32,10 +32,7 @@ pub(super) fn handle_event(
             if !peer.mids.iter().any(|(mid, _)| *mid == m.mid) {
                 peer.mids.push((m.mid, m.kind));
             }
-            let Some((published, slots)) = peer.guarded(|p| {
-                p.tune_send_streams();
-                p.media_lists()
-            }) else {
+            let Some((published, slots)) = peer.guarded(Peer::media_changed) else {
                 return;
             };
             host.core.set_media(now, pid, &published, &slots);
@@ -45,10 +42,7 @@ pub(super) fn handle_event(
                 return;
             };
             // A receive-only m-line turned send-receive gets its send stream now.
-            let Some((published, slots)) = peer.guarded(|p| {
-                p.tune_send_streams();
-                p.media_lists()
-            }) else {
+            let Some((published, slots)) = peer.guarded(Peer::media_changed) else {
                 return;
             };
             host.core.set_media(now, pid, &published, &slots);

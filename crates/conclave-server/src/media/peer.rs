@@ -188,9 +188,16 @@ impl Peer {
         (published, slots)
     }
 
+    /// After an m-line was added or changed: its send stream tuned, and the lists the room
+    /// needs (see [`Self::media_lists`]).
+    pub fn media_changed(&mut self) -> (Vec<Published>, MediaList) {
+        self.tune_send_streams();
+        self.media_lists()
+    }
+
     /// Size the retransmission buffer of send streams declared since the last call. Audio is
     /// never retransmitted (no RTX is negotiated for Opus), so its buffer is turned off.
-    pub fn tune_send_streams(&mut self) {
+    fn tune_send_streams(&mut self) {
         let mut api = self.rtc.direct_api();
         for (mid, kind) in &self.mids {
             let Some(stream) = api.stream_tx_by_mid(*mid, None) else {

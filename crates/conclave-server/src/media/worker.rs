@@ -156,6 +156,15 @@ impl RoomHost {
         }
     }
 
+    /// Take a participant's transport and signaling connection out of the room's lists.
+    /// Dropping the connection's sender ends its WebSocket after what was queued.
+    fn detach(&mut self, pid: Pid) -> Option<Peer> {
+        self.conns.remove(&pid);
+        self.dirty.retain(|d| *d != pid);
+        self.pending.retain(|d| *d != pid);
+        self.peers.remove(&pid)
+    }
+
     pub(super) fn send(&self, pid: Pid, msg: ServerMessage) {
         if let Some(c) = self.conns.get(&pid) {
             let _ = c.events.send(msg);
@@ -299,11 +308,7 @@ impl Worker {
             for (pid, peer) in host.peers.iter_mut() {
                 match peer.next_timeout {
                     Some(t) if t <= now => {
-                        if let Some(Err(_)) =
-                            peer.guarded(|p| p.rtc.handle_input(Input::Timeout(now)))
-                        {
-                            peer.dead = true;
-                        }
+                        peer.give_time(now);
                         host.dirty.push(*pid);
                     }
                     Some(t) => later = Some(later.map_or(t, |l| l.min(t))),
@@ -513,11 +518,7 @@ impl Worker {
                             // Written media waits in str0m until time moves: give it the
                             // time now, or the poll below would first ask for it (and get it
                             // in `poll_peer`), costing one more poll.
-                            if let Some(Err(_)) =
-                                p.guarded(|p| p.rtc.handle_input(Input::Timeout(now)))
-                            {
-                                p.dead = true;
-                            }
+                            p.give_time(now);
                         }
                     })
             }) else {
@@ -575,12 +576,8 @@ fn fail_peers(
             "a participant's media transport failed with an internal error and was closed; \
              the participant can reconnect"
         );
-        if let Some(peer) = host.peers.remove(&pid) {
-            effects.removed.push(peer);
-        }
-        host.conns.remove(&pid);
-        host.dirty.retain(|d| *d != pid);
-        host.pending.retain(|d| *d != pid);
+        // A failed transport is dropped untouched (no `disconnect`).
+        effects.removed.extend(host.detach(pid));
         host.core.transport_closed(now, pid);
         host.core.connection_lost(now, pid);
     }
@@ -632,14 +629,10 @@ fn drain_core(host: &mut RoomHost, effects: &mut Effects, metrics: &WorkerMetric
             }
             RoomOutput::Admitted { pid } => effects.admitted.push(pid),
             RoomOutput::Removed { pid } => {
-                // Dropping the connection's sender ends its WebSocket after what was queued.
-                host.conns.remove(&pid);
-                if let Some(mut p) = host.peers.remove(&pid) {
+                if let Some(mut p) = host.detach(pid) {
                     p.guarded(|p| p.rtc.disconnect());
                     effects.removed.push(p);
                 }
-                host.dirty.retain(|d| *d != pid);
-                host.pending.retain(|d| *d != pid);
                 effects.admitted.retain(|a| *a != pid);
             }
             RoomOutput::SaveSettings {
