@@ -149,8 +149,12 @@ fn serve(s: Settings) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         let udp = s.server.udp.value();
         // Shareable: each participant's address gets a socket of its own on this port.
-        let socket = conclave_udp::bind_shared(udp, None)
-            .map_err(|e| format!("cannot bind UDP {udp}: {e}"))?;
+        let socket = conclave_udp::bind_shared_first(udp).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => {
+                format!("cannot bind UDP {udp}: the port is in use (another server running?)")
+            }
+            _ => format!("cannot bind UDP {udp}: {e}"),
+        })?;
         conclave_udp::set_recv_buffer(socket.as_raw_fd(), media::SHARED_RECV_BUFFER);
         raise_open_files();
         let udp_port = socket

@@ -80,3 +80,54 @@ async fn sighup_without_tls_keeps_serving() {
     assert!(common::http_get(server.http, "/readyz").starts_with("HTTP/1.1 200"));
     assert!(server.terminate().success());
 }
+
+/// A second server started on a running one's media port by mistake stops with a clear error
+/// instead of sharing that port's datagrams with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_media_port_in_use_is_refused() {
+    let mut server = common::Server::start(&[]);
+    let http = loop {
+        let a = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        if common::claim_port(a.port()) {
+            break a;
+        }
+    };
+    let data_dir = std::env::temp_dir().join(format!("conclave-test-port-{}", std::process::id()));
+    let out_path = data_dir.with_extension("log");
+    let out = std::fs::File::create(&out_path).unwrap();
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
+        .args([
+            "--listen",
+            &http.to_string(),
+            "--udp",
+            &server.udp.to_string(),
+        ])
+        .arg("--data-dir")
+        .arg(&data_dir)
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            second.kill().unwrap();
+            panic!("a second server started on a media port in use");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let out = std::fs::read_to_string(&out_path).unwrap();
+    assert!(!status.success(), "{out}");
+    assert!(out.contains("the port is in use"), "{out}");
+    assert!(server.alive());
+    assert!(common::http_get(server.http, "/readyz").starts_with("HTTP/1.1 200"));
+    assert!(server.terminate().success());
+    let _ = std::fs::remove_dir_all(data_dir);
+    let _ = std::fs::remove_file(out_path);
+}

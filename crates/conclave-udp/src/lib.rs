@@ -381,6 +381,18 @@ pub fn set_recv_buffer(fd: RawFd, bytes: usize) {
     }
 }
 
+/// The port's first socket, bound like [`bind_shared`] with no peer, after making sure that no
+/// other socket holds the port: `SO_REUSEPORT` would otherwise let a second process (a server
+/// started twice by mistake) share it silently, each getting part of the other's datagrams.
+/// Binding once without the option first fails with `AddrInUse` if anything holds the port; a
+/// port of 0 takes the one the kernel picked for that first bind.
+pub fn bind_shared_first(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let probe = UdpSocket::bind(addr)?;
+    let addr = SocketAddr::new(addr.ip(), probe.local_addr()?.port());
+    drop(probe);
+    bind_shared(addr, None)
+}
+
 /// A UDP socket bound to `addr` with `SO_REUSEPORT`, so that sockets connected to single peers
 /// can share the port; `remote`: connect it to that peer. The kernel hands a connected socket
 /// the datagrams from its peer, and the rest to the unconnected one.

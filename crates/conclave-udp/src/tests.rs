@@ -166,6 +166,22 @@ fn a_connected_shared_socket_gets_its_peers_datagrams_only() {
 }
 
 #[test]
+fn a_port_in_use_is_refused_to_a_second_first_socket() {
+    let first = bind_shared_first("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = first.local_addr().unwrap();
+    // Another server on the same port would share datagrams silently; it must fail instead.
+    let err = bind_shared_first(port).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+    // The port's own connected sockets still join it.
+    let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
+    bind_shared(port, Some(peer.local_addr().unwrap())).unwrap();
+    // A plain socket holding a port keeps it too.
+    let plain = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let err = bind_shared_first(plain.local_addr().unwrap()).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+}
+
+#[test]
 fn wake_reaches_a_sleeping_waiter_only() {
     let epoll = Epoll::new().unwrap();
     let wake = std::sync::Arc::new(Wake::new().unwrap());
