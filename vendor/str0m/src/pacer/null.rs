@@ -1,4 +1,5 @@
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Instant;
 
 use super::Pacer;
@@ -11,7 +12,10 @@ use crate::rtp_::{Bitrate, DataSize, MidRid, TwccClusterId};
 /// A null pacer that doesn't pace.
 #[derive(Debug, Default)]
 pub struct NullPacer {
-    last_sends: HashMap<MidRid, Instant>,
+    /// Looked up for each packet sent: keyed with a cheap hash of the mid and rid rather than
+    /// SipHash, which cost more than the lookup itself. The keys are this session's own
+    /// negotiated mids, a handful per peer, so flooding is no concern.
+    last_sends: HashMap<MidRid, Instant, BuildHasherDefault<MidRidHasher>>,
     /// Snapshots from the last `handle_timeout`. `poll_queue` counts off
     /// each packet it hands out.
     queue_states: Vec<QueueState>,
@@ -49,11 +53,19 @@ impl Pacer for NullPacer {
 
     fn poll_queue(&mut self) -> Option<(MidRid, Option<TwccClusterId>)> {
         // Pick a queue using round robin, prioritize the least recently sent on queue.
-        let queue = self
+        // Usually one queue has packets (the one just written to): no lookup is needed then.
+        let mut waiting = self
             .queue_states
             .iter_mut()
-            .filter(|q| q.snapshot.packet_count > 0)
-            .min_by_key(|q| self.last_sends.get(&q.midrid))?;
+            .filter(|q| q.snapshot.packet_count > 0);
+        let first = waiting.next()?;
+        let queue = match waiting.next() {
+            None => first,
+            Some(second) => [first, second]
+                .into_iter()
+                .chain(waiting)
+                .min_by_key(|q| self.last_sends.get(&q.midrid))?,
+        };
 
         queue.snapshot.packet_count -= 1;
         self.unsent_since = Some(queue.snapshot.created_at);
@@ -65,6 +77,48 @@ impl Pacer for NullPacer {
         self.unsent_since = None;
         let e = self.last_sends.entry(from).or_insert(now);
         *e = now;
+    }
+}
+
+/// A multiply-rotate hash (as in rustc's FxHasher) over the mid's and rid's bytes.
+#[derive(Default)]
+struct MidRidHasher(u64);
+
+impl MidRidHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for MidRidHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(last));
+        }
+    }
+
+    #[inline]
+    fn write_u8(&mut self, n: u8) {
+        self.add(n as u64);
+    }
+
+    #[inline]
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -137,5 +191,28 @@ mod test {
         );
 
         assert_eq!(pacer.poll_queue(), Some((MidRid("a".into(), None), None)));
+    }
+
+    #[test]
+    fn round_robin_among_several_queues_and_layers() {
+        let now = Instant::now();
+        let mut pacer = NullPacer::default();
+        let ms = |n| now + std::time::Duration::from_millis(n);
+        let layer = |rid: &str| MidRid("v".into(), Some(rid.into()));
+        pacer.register_send(ms(3), DataSize::bytes(100), layer("h"));
+        pacer.register_send(ms(1), DataSize::bytes(100), layer("l"));
+        pacer.register_send(ms(2), DataSize::bytes(100), MidRid("a".into(), None));
+        let mut states = [queue("a", 1, ms(3)), queue("v", 1, ms(3)), queue("v", 1, ms(3))];
+        states[1].midrid = layer("h");
+        states[2].midrid = layer("l");
+        pacer.handle_timeout(ms(3), states.into_iter());
+
+        // The least recently sent first; layers of one mid are queues of their own.
+        let mut order = vec![];
+        while let Some((midrid, _)) = pacer.poll_queue() {
+            pacer.register_send(ms(5), DataSize::bytes(100), midrid);
+            order.push(midrid);
+        }
+        assert_eq!(order, [layer("l"), MidRid("a".into(), None), layer("h")]);
     }
 }
