@@ -2057,6 +2057,28 @@ impl Rtc {
         false
     }
 
+    /// Let out the media written with [`DirectApi::write_rtp`][crate::change::DirectApi::write_rtp]
+    /// since the last time input, as [`Input::Timeout`] at `now` would, and do nothing else
+    /// a timeout does (ICE, DTLS, SCTP, reports, retransmission requests, statistics). Those
+    /// wait for the next timeout, which [`Rtc::poll_output`] asks for when it is due, so
+    /// nothing is lost or late; a server that writes a burst of packets to many receivers
+    /// spares each of them a whole timeout and the walk of every event source after it.
+    ///
+    /// `false` when this is not possible (not in RTP mode, with a bandwidth estimator, before
+    /// the first timeout of a stream written to, or `now` before the last time input): give
+    /// [`Input::Timeout`] instead.
+    pub fn release_written(&mut self, now: Instant) -> bool {
+        if self.state != RtcState::Alive || self.need_init_time || now < self.last_now {
+            return false;
+        }
+        if !self.session.release_written(now) {
+            return false;
+        }
+        self.last_now = now;
+        self.readiness.set_datagrams_ready();
+        true
+    }
+
     /// Provide input to this `Rtc` instance. Input is either a [`Input::Timeout`] for some
     /// time that was previously obtained from [`Rtc::poll_output()`], or [`Input::Receive`]
     /// for network data.

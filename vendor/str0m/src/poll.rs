@@ -199,6 +199,16 @@ impl Readiness {
         self.walked = false;
     }
 
+    /// Written media was released: datagrams are ready, and nothing else is new. A quiescent
+    /// tree's next poll goes straight to them; one already armed is walked as it would be.
+    pub(crate) fn set_datagrams_ready(&mut self) {
+        if !self.events {
+            self.events = true;
+            self.walked = true;
+        }
+        self.timeout = true;
+    }
+
     pub(crate) fn clear_timeout(&mut self) {
         self.timeout = false;
     }
@@ -539,6 +549,100 @@ mod tests {
             by_transmit.poll_output().unwrap(),
             Output::Event(crate::Event::MediaAdded(_))
         ));
+    }
+
+    use std::time::Duration;
+
+    /// Like [`sending_rtc`], as a forwarding server runs it: RTP mode, no estimator.
+    fn forwarding_rtc() -> Rtc {
+        let now = Instant::now();
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(now);
+        let profile = SrtpProfile::AEAD_AES_128_GCM;
+        let mat = KeyingMaterial::new(&vec![0; profile.keying_material_len()]);
+        rtc.session
+            .set_keying_material(mat, crate::crypto::test_default_provider(), profile, true);
+        rtc.direct_api()
+            .declare_media("vid".into(), MediaKind::Video);
+        rtc.direct_api()
+            .declare_stream_tx(42.into(), None, "vid".into(), None);
+        rtc.handle_input(Input::Timeout(now)).unwrap();
+        while !matches!(rtc.poll_output().unwrap(), Output::Timeout(_)) {}
+        rtc.send_addr = Some(crate::SendAddr {
+            proto: crate::net::Protocol::Udp,
+            source: "127.0.0.1:1000".parse().unwrap(),
+            destination: "127.0.0.1:2000".parse().unwrap(),
+        });
+        rtc
+    }
+
+    fn write_packets_narrowly(rtc: &mut Rtc, first_seq: u64, count: u64) {
+        let now = rtc.last_now;
+        for seq in first_seq..first_seq + count {
+            let write = crate::rtp::RtpWrite::new(
+                100.into(),
+                seq.into(),
+                seq as u32 * 3000,
+                now,
+                vec![seq as u8; 1000],
+            );
+            assert!(rtc.direct_api().write_rtp(&42.into(), write).is_ok());
+        }
+    }
+
+    #[test]
+    fn release_written_lets_out_what_a_timeout_would_without_a_walk() {
+        let mut by_timeout = forwarding_rtc();
+        let mut by_release = forwarding_rtc();
+        for round in 0..3 {
+            for rtc in [&mut by_timeout, &mut by_release] {
+                write_packets_narrowly(rtc, 1 + round * 5, 5);
+                assert!(!rtc.readiness.wants_events(), "writing queues no event");
+                assert!(rtc.readiness.wants_timeout());
+            }
+            let now = by_timeout.last_now.max(by_release.last_now) + Duration::from_millis(1);
+            by_timeout.handle_input(Input::Timeout(now)).unwrap();
+            assert!(by_release.release_written(now));
+            assert_eq!(by_release.last_now, now);
+            let (expected, _, _) = drain_seqs(&mut by_timeout, false);
+            let (seqs, datagrams, from_transmit) = drain_seqs(&mut by_release, true);
+            assert_eq!(expected.len(), 5);
+            assert_eq!(seqs, expected, "the same media in the same order");
+            // The timeout may also have sent a report that was due; that waits for the next.
+            assert_eq!(datagrams, 5, "the media alone");
+            assert_eq!(from_transmit, datagrams, "no walk of the event sources");
+            assert!(!by_release.readiness.wants_events());
+        }
+        // What a timeout does besides is asked for when due: the sender reports, here.
+        let Output::Timeout(due) = by_release.poll_output().unwrap() else {
+            panic!("quiescent");
+        };
+        assert!(due <= by_release.last_now, "a report is due");
+        by_release.handle_input(Input::Timeout(by_release.last_now)).unwrap();
+        let (seqs, datagrams, _) = drain_seqs(&mut by_release, false);
+        assert!(seqs.is_empty() && datagrams >= 1, "the report goes out");
+    }
+
+    #[test]
+    fn release_written_refuses_where_only_a_timeout_will_do() {
+        // With an estimator (its pacer binds probes at timeouts).
+        let mut rtc = sending_rtc();
+        write_packets(&mut rtc, 1, 2);
+        let now = rtc.last_now + Duration::from_millis(1);
+        assert!(!rtc.release_written(now));
+        // A stream that has not had its first timeout.
+        let mut rtc = forwarding_rtc();
+        rtc.direct_api()
+            .declare_stream_tx(43.into(), None, "vid".into(), None);
+        let write = crate::rtp::RtpWrite::new(100.into(), 1.into(), 0, now, vec![0; 10]);
+        assert!(rtc.direct_api().write_rtp(&43.into(), write).is_ok());
+        assert!(!rtc.release_written(rtc.last_now + Duration::from_millis(1)));
+        // Time going backwards.
+        let mut rtc = forwarding_rtc();
+        let before = rtc.last_now - Duration::from_millis(1);
+        assert!(!rtc.release_written(before));
+        // No such stream to write to.
+        let write = crate::rtp::RtpWrite::new(100.into(), 1.into(), 0, now, vec![0; 10]);
+        assert!(rtc.direct_api().write_rtp(&44.into(), write).is_err());
     }
 
     #[test]

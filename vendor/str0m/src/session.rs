@@ -354,6 +354,20 @@ impl Session {
         Ok(())
     }
 
+    /// Let out media written through the direct API since the last time input, without the
+    /// rest of a timeout (see [`crate::Rtc::release_written`]). Only in RTP mode without a
+    /// bandwidth estimator: its pacer binds probes at timeouts. `false`: a full timeout is needed.
+    pub fn release_written(&mut self, now: Instant) -> bool {
+        if self.rtp_closing || !self.rtp_mode || self.bwe.is_some() || self.srtp_tx.is_none() {
+            return false;
+        }
+        if !self.streams.release_written(now) {
+            return false;
+        }
+        self.update_queue_state(now, None);
+        true
+    }
+
     fn handle_timeout_bwe(&mut self, now: Instant) -> Option<(Mid, Pt)> {
         self.bwe.as_ref()?;
 

@@ -58,6 +58,17 @@ impl Peer {
         }
     }
 
+    /// Let out the media written to the transport since it last had the time, without the rest
+    /// of a timeout (str0m's `release_written`): its timers run when they are due, as the
+    /// transport's next timeout asks. Where str0m cannot (with a bandwidth estimator, a stream
+    /// not yet started), the whole time is given.
+    pub(super) fn release_written(&mut self, now: Instant) {
+        match self.guarded(|p| p.rtc.release_written(now)) {
+            Some(true) | None => {}
+            Some(false) => self.give_time(now),
+        }
+    }
+
     fn fail(&mut self) {
         self.failed = true;
         self.dead = true;

@@ -328,10 +328,15 @@ impl Peer {
         };
         let mut api = self.rtc.direct_api();
         let ssrc = self.tx.iter().find(|(m, _)| *m == f.mid).map(|(_, s)| *s);
-        if let Some(stream) = ssrc.and_then(|s| api.stream_tx(&s)) {
-            stream.write_rtp(write);
-            return true;
-        }
+        // Written as a packet alone (not through the whole stream), so that the release below
+        // can let it out without walking the transport's event sources again.
+        let write = match ssrc {
+            Some(s) => match api.write_rtp(&s, write) {
+                Ok(()) => return true,
+                Err(write) => write,
+            },
+            None => write,
+        };
         let Some(stream) = api.stream_tx_by_mid(f.mid.as_str().into(), None) else {
             return false;
         };

@@ -515,10 +515,10 @@ impl Worker {
                     .inspect(|pid| {
                         if let Some(p) = host.peers.get_mut(pid) {
                             p.pending = false;
-                            // Written media waits in str0m until time moves: give it the
-                            // time now, or the poll below would first ask for it (and get it
+                            // Written media waits in str0m until time moves: release it
+                            // now, or the poll below would first ask for the time (and get it
                             // in `poll_peer`), costing one more poll.
-                            p.give_time(now);
+                            p.release_written(now);
                         }
                     })
             }) else {

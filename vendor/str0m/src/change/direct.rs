@@ -12,7 +12,9 @@ use crate::poll::RtcMut;
 use crate::rtp_::MidRid;
 use crate::rtp_::{Mid, Rid, Ssrc};
 use crate::sctp::{ChannelConfig, SctpInitData};
-use crate::streams::{DEFAULT_RTX_CACHE_DURATION, DEFAULT_RTX_RATIO_CAP, StreamRx, StreamTx};
+use crate::streams::{
+    DEFAULT_RTX_CACHE_DURATION, DEFAULT_RTX_RATIO_CAP, RtpWrite, StreamRx, StreamTx,
+};
 
 /// Direct change strategy.
 ///
@@ -356,6 +358,24 @@ impl<'a> DirectApi<'a> {
     /// The stream must first be declared using [`DirectApi::declare_stream_tx`].
     pub fn stream_tx(&mut self, ssrc: &Ssrc) -> Option<&mut StreamTx> {
         self.rtc.session.streams.stream_tx(ssrc)
+    }
+
+    /// Write an RTP packet to the send stream `ssrc` ([`StreamTx::write_rtp`]); if there is no
+    /// such stream, the packet is given back.
+    ///
+    /// Unlike writing through [`DirectApi::stream_tx`], which may change anything about the
+    /// stream, this tells str0m that only a packet was queued: it waits for time to pass and
+    /// queues no event or datagram by itself, so a drain under way is not walked again for it,
+    /// and [`Rtc::release_written`] can let it out.
+    pub fn write_rtp(&mut self, ssrc: &Ssrc, rtp: RtpWrite) -> Result<(), RtpWrite> {
+        let mut m = self.rtc.mutate();
+        m.no_events();
+        let Some(stream) = m.session.streams.stream_tx(ssrc) else {
+            m.no_timeout();
+            return Err(rtp);
+        };
+        stream.write_rtp(rtp);
+        Ok(())
     }
 
     /// Obtain a send stream by looking it up via mid/rid.

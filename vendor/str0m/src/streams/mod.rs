@@ -172,6 +172,10 @@ pub(crate) struct Streams {
     /// `None` when it is not known (too many, or all streams were handed out): visit all.
     touched_tx: Option<Vec<Ssrc>>,
 
+    /// How many of `touched_tx` [`Streams::release_written`] has stamped since the last
+    /// `handle_timeout` (which still visits them all, as it would without it).
+    touched_released: usize,
+
     /// Send streams that may have something to send: those the last pass over the queues
     /// found with packets, and every stream handed out since (to write to, to send or pad
     /// from, or given feedback that may ask for resends). An idle stream gets something to
@@ -243,6 +247,7 @@ impl Streams {
             sender_report_due: None,
             tx_requests: false,
             touched_tx: None,
+            touched_released: 0,
             busy_tx: None,
             busy_states: Vec::new(),
         }
@@ -484,7 +489,11 @@ impl Streams {
 
     pub(crate) fn send_stream(&self) -> Option<Instant> {
         let need = match &self.touched_tx {
+            // Those `release_written` stamped have nothing waiting unless written to again,
+            // which touches them anew.
             Some(touched) => touched
+                .get(self.touched_released..)
+                .unwrap_or(touched)
                 .iter()
                 .any(|ssrc| self.streams_tx.get(ssrc).is_some_and(|s| s.need_timeout())),
             None => self.streams_tx.values().any(|s| s.need_timeout()),
@@ -559,6 +568,7 @@ impl Streams {
                     due = due.min(stream.sender_report_at(intervals));
                 }
                 self.sender_report_due = Some(due);
+                self.touched_released = 0;
                 self.finish_timeout(now);
                 return;
             }
@@ -585,7 +595,30 @@ impl Streams {
         }
         self.sender_report_due = Some(sender_report_due);
         self.touched_tx = Some(Vec::new());
+        self.touched_released = 0;
         self.finish_timeout(now);
+    }
+
+    /// Stamp what was written to send streams since the last time input, so the pacer may let
+    /// it out, and nothing else of a timeout (reports, NACKs and other timers wait for the next
+    /// one, which `poll_timeout` asks for when due). `false` when the written streams are not
+    /// known, or one has not had its first timeout: then only a full timeout will do.
+    pub(crate) fn release_written(&mut self, now: Instant) -> bool {
+        let Some(touched) = &self.touched_tx else {
+            return false;
+        };
+        let Some(fresh) = touched.get(self.touched_released..) else {
+            return false;
+        };
+        for ssrc in fresh {
+            if let Some(stream) = self.streams_tx.get_mut(ssrc) {
+                if !stream.release_written(now) {
+                    return false;
+                }
+            }
+        }
+        self.touched_released = touched.len();
+        true
     }
 
     fn finish_timeout(&mut self, now: Instant) {

@@ -1329,6 +1329,17 @@ impl StreamTx {
         self.send_queue.need_timeout()
     }
 
+    /// Stamp the packets written since the last time input, so the pacer may let them out: the
+    /// part of [`StreamTx::handle_timeout`] that writing needs. `false` if this stream has not
+    /// had its first timeout yet (it sets the stream's kind and pacing).
+    pub(crate) fn release_written(&mut self, now: Instant) -> bool {
+        if self.kind.is_none() {
+            return false;
+        }
+        self.send_queue.handle_timeout(now);
+        true
+    }
+
     pub(crate) fn handle_timeout<'a>(
         &mut self,
         now: Instant,
