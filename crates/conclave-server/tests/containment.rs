@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use conclave_client::{ParticipantConfig, Report, TrackReport, run_participant};
@@ -14,11 +13,7 @@ use conclave_proto::{Kind, ParticipantId};
 
 /// A fault-injecting server with one media worker (every room on it) and its metrics address.
 fn server_with_fault(fault: &str) -> (common::Server, String) {
-    let metrics = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let metrics = common::free_tcp_addr(std::net::Ipv4Addr::LOCALHOST.into()).to_string();
     let server = common::Server::start_with_env(
         &[("CONCLAVE_FAULT", fault)],
         &["--workers", "1", "--metrics-listen", &metrics],

@@ -86,15 +86,7 @@ async fn sighup_without_tls_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_media_port_in_use_is_refused() {
     let mut server = common::Server::start(&[]);
-    let http = loop {
-        let a = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        if common::claim_port(a.port()) {
-            break a;
-        }
-    };
+    let http = common::free_tcp_addr(std::net::Ipv4Addr::LOCALHOST.into());
     let data_dir = std::env::temp_dir().join(format!("conclave-test-port-{}", std::process::id()));
     let out_path = data_dir.with_extension("log");
     let out = std::fs::File::create(&out_path).unwrap();

@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::time::Duration;
 
 use conclave_client::{ParticipantConfig, run_participant};
@@ -18,10 +17,7 @@ fn total(text: &str, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_a_meeting_and_identify_nobody() {
-    let metrics_addr = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let metrics_addr = common::free_tcp_addr(std::net::Ipv4Addr::LOCALHOST.into());
     let server = common::Server::start(&["--metrics-listen", &metrics_addr.to_string()]);
     let room = "metrics-audit-room";
     let names = ["Quentin Metric-Person", "Rosalind Metric-Person"];

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,16 +14,7 @@ use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
 fn free_tcp_port(ip: &str) -> u16 {
-    loop {
-        let port = TcpListener::bind((ip, 0))
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if common::claim_port(port) {
-            return port;
-        }
-    }
+    common::free_tcp_addr(ip.parse().unwrap()).port()
 }
 
 /// One participant over UDP, one over ICE-TCP only; each must receive the other's audio and

@@ -77,22 +77,9 @@ impl Server {
         env: &[(&str, &str)],
         extra: &[&str],
     ) -> Self {
-        let http = loop {
-            let a = TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap();
-            if claim_port(a.port()) {
-                break a;
-            }
-        };
+        let http = free_tcp_addr(ip);
         // The media port doubles as the default ICE-TCP port.
-        let udp = loop {
-            let a = UdpSocket::bind((media_ip, 0))
-                .unwrap()
-                .local_addr()
-                .unwrap();
-            if claim_port(a.port()) {
-                break a;
-            }
-        };
+        let udp = free_udp_addr(media_ip);
         let log_path = std::env::temp_dir().join(format!(
             "conclave-test-{}-{}.log",
             std::process::id(),
@@ -171,7 +158,7 @@ impl Server {
 /// found by binding port 0 and letting go, so two servers starting at once can be offered the
 /// same one; the media socket binds with `SO_REUSEPORT`, so both would get it and share each
 /// other's datagrams (and one would lose its ICE-TCP listener).
-pub fn claim_port(port: u16) -> bool {
+fn claim_port(port: u16) -> bool {
     static CLAIMED: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     let mut claimed = CLAIMED.lock().unwrap();
     if claimed.contains(&port) {
@@ -179,6 +166,26 @@ pub fn claim_port(port: u16) -> bool {
     }
     claimed.push(port);
     true
+}
+
+/// A free TCP port on `ip` that no other server of this test process was given.
+pub fn free_tcp_addr(ip: std::net::IpAddr) -> SocketAddr {
+    loop {
+        let a = TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap();
+        if claim_port(a.port()) {
+            return a;
+        }
+    }
+}
+
+/// A free UDP port on `ip` that no other server of this test process was given.
+pub fn free_udp_addr(ip: std::net::IpAddr) -> SocketAddr {
+    loop {
+        let a = UdpSocket::bind((ip, 0)).unwrap().local_addr().unwrap();
+        if claim_port(a.port()) {
+            return a;
+        }
+    }
 }
 
 fn next_id() -> u64 {
