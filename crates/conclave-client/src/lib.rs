@@ -117,6 +117,8 @@ pub struct TrackReport {
     pub latencies_us: Vec<u64>,
     /// Packets that started a keyframe.
     pub keyframes: u64,
+    /// When the newest packet received was sent (sender's clock, µs since the Unix epoch).
+    pub last_sent_us: u64,
     first_counter: Option<u32>,
     last_counter: u32,
     seen: std::collections::HashSet<u32>,
@@ -494,6 +496,7 @@ impl State {
                     let first = *r.first_counter.get_or_insert(counter);
                     r.last_counter = r.last_counter.max(counter);
                     r.expected = (r.last_counter - first.min(r.last_counter)) as u64 + 1;
+                    r.last_sent_us = r.last_sent_us.max(sent_us);
                     let now_us = unix_micros();
                     r.latencies_us.push(now_us.saturating_sub(sent_us));
                 }

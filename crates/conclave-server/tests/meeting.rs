@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use conclave_client::{ParticipantConfig, Report, TrackReport, run_participant};
+use conclave_client::{ParticipantConfig, Report, TrackReport, run_participant, unix_micros};
 use conclave_proto::Kind;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -141,13 +141,14 @@ async fn a_stalled_server_loses_no_audio_and_skips_stale_video() {
     let mut tasks = Vec::new();
     for name in ["alice", "bob"] {
         let mut cfg = ParticipantConfig::new(server.http, "stall", name);
-        cfg.duration = Duration::from_secs(5);
+        cfg.duration = Duration::from_secs(6);
         tasks.push(tokio::spawn(run_participant(cfg)));
     }
     tokio::time::sleep(Duration::from_millis(2500)).await;
     server.signal("STOP");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     server.signal("CONT");
+    let resumed_us = unix_micros();
     for t in tasks {
         let report = t.await.unwrap().expect("participant ran");
         let audio = received(&report, Kind::Audio);
@@ -169,11 +170,13 @@ async fn a_stalled_server_loses_no_audio_and_skips_stale_video() {
             video.lost(),
             video.expected
         );
-        // 60 packets/s for 5 s: the last ones seen were sent well after the stall.
+        // How many packets were sent before the subscription began varies with the machine's
+        // speed; what a user sees is that the picture moves again once the server runs.
+        let after_ms = video.last_sent_us.saturating_sub(resumed_us) / 1000;
+        println!("video sent {after_ms} ms after the server resumed was received");
         assert!(
-            video.expected >= 240,
-            "video went on after the stall: {} packets sent up to the last seen",
-            video.expected
+            after_ms >= 500,
+            "video went on after the stall: the newest received was sent {after_ms} ms after it"
         );
     }
     assert!(
