@@ -507,8 +507,8 @@ async fn moderator_commands_are_enforced_and_removed_sessions_stay_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn persistent_room_from_the_cli() {
-    let data = std::env::temp_dir().join(format!("conclave-persist-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
+    let scratch = common::Scratch::new("persist");
+    let data = scratch.join("data");
     let d = data.to_str().unwrap();
     let env = [("CONCLAVE_MODERATOR_PASSWORD", "chair-pass-123")];
     let (ok, out) = common::run_cli(&["rooms", "add", "board", "--lobby", "--data-dir", d], &env);
@@ -581,7 +581,6 @@ async fn persistent_room_from_the_cli() {
     assert!(ok);
     let (_, list) = common::run_cli(&["rooms", "list", "--data-dir", d], &[]);
     assert!(list.contains("No persistent rooms"), "{list}");
-    let _ = std::fs::remove_dir_all(&data);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

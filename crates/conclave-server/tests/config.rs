@@ -7,12 +7,12 @@ use std::path::PathBuf;
 
 use common::run_cli;
 
-fn write_config(name: &str, text: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("conclave-config-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// The file, in a directory removed when the returned guard is dropped.
+fn write_config(name: &str, text: &str) -> (common::Scratch, PathBuf) {
+    let dir = common::Scratch::new("config");
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
-    path
+    (dir, path)
 }
 
 /// `conclave <args> config check` (setting flags go before the subcommand).
@@ -34,7 +34,7 @@ fn no_configuration_means_the_built_in_defaults() {
 
 #[test]
 fn flag_beats_environment_beats_file_beats_default() {
-    let file = write_config(
+    let (_dir, file) = write_config(
         "precedence.toml",
         "[server]\nreconnect_grace = 11\ndrain_timeout = 12\nworkers = 3\n",
     );
@@ -138,7 +138,7 @@ fn every_kind_of_mistake_names_its_key() {
         ("[server\nlisten = 1\n", "(syntax)", &["TOML"]),
     ];
     for (i, (text, key, words)) in cases.iter().enumerate() {
-        let file = write_config(&format!("bad-{i}.toml"), text);
+        let (_dir, file) = write_config(&format!("bad-{i}.toml"), text);
         let (ok, out) = check(&["--config", file.to_str().unwrap()], &[]);
         assert!(!ok, "accepted {text:?}: {out}");
         assert!(
@@ -165,7 +165,7 @@ fn every_kind_of_mistake_names_its_key() {
 
 #[test]
 fn the_server_does_not_start_half_configured() {
-    let file = write_config("serve-bad.toml", "[tls]\nself_signed = \"yes\"\n");
+    let (_dir, file) = write_config("serve-bad.toml", "[tls]\nself_signed = \"yes\"\n");
     let data = std::env::temp_dir().join(format!("conclave-config-data-{}", std::process::id()));
     let (ok, out) = run_cli(
         &[
@@ -193,7 +193,7 @@ fn check_redacts_secrets() {
     assert!(ok, "{out}");
     assert!(!out.contains(secret), "{out}");
     assert!(out.contains("jwt_secret = \"(redacted)\""), "{out}");
-    let file = write_config(
+    let (_dir, file) = write_config(
         "secret.toml",
         &format!("[auth]\njwt_secret = \"{secret}\"\n"),
     );

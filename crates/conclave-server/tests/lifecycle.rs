@@ -87,8 +87,9 @@ async fn sighup_without_tls_keeps_serving() {
 async fn a_media_port_in_use_is_refused() {
     let mut server = common::Server::start(&[]);
     let http = common::free_tcp_addr(std::net::Ipv4Addr::LOCALHOST.into());
-    let data_dir = std::env::temp_dir().join(format!("conclave-test-port-{}", std::process::id()));
-    let out_path = data_dir.with_extension("log");
+    let scratch = common::Scratch::new("port");
+    let data_dir = scratch.join("data");
+    let out_path = scratch.join("second.log");
     let out = std::fs::File::create(&out_path).unwrap();
     let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_conclave"))
         .args([
@@ -120,6 +121,4 @@ async fn a_media_port_in_use_is_refused() {
     assert!(server.alive());
     assert!(common::http_get(server.http, "/readyz").starts_with("HTTP/1.1 200"));
     assert!(server.terminate().success());
-    let _ = std::fs::remove_dir_all(data_dir);
-    let _ = std::fs::remove_file(out_path);
 }

@@ -165,8 +165,8 @@ async fn self_signed_certificate_with_printed_fingerprint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn given_certificate_is_served_and_renewed_on_sighup() {
-    let dir = std::env::temp_dir().join(format!("conclave-tls-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = common::Scratch::new("tls");
+    let dir = scratch.path();
     let (cert_path, key_path) = (dir.join("fullchain.pem"), dir.join("privkey.pem"));
     let first = make_cert();
     std::fs::write(&cert_path, &first.cert_pem).unwrap();

@@ -10,59 +10,76 @@ pub struct Server {
     pub udp: SocketAddr,
     child: Child,
     pub log_path: std::path::PathBuf,
+    /// Holds the log (and the data directory, unless the test gave one); removed after the
+    /// server has stopped, kept when the test fails.
+    _scratch: Scratch,
+}
+
+/// A directory of one test's files under the system's temporary directory: removed when
+/// dropped, or kept (and its path printed) when the test is failing, for the server's log.
+pub struct Scratch(std::path::PathBuf);
+
+impl Scratch {
+    pub fn new(what: &str) -> Self {
+        let path = std::env::temp_dir().join(format!(
+            "conclave-{what}-{}-{}",
+            std::process::id(),
+            next_id()
+        ));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+
+    pub fn join(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("kept for the failing test: {}", self.0.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 impl Server {
     pub fn start(extra: &[&str]) -> Self {
-        let data_dir = std::env::temp_dir().join(format!(
-            "conclave-test-data-{}-{}",
-            std::process::id(),
-            next_id()
-        ));
-        Self::start_with_data(&data_dir, extra)
+        let ip = std::net::Ipv4Addr::LOCALHOST.into();
+        Self::start_bound(None, ip, ip, &[], extra)
     }
 
     /// Start with a given data directory (to keep stored rooms across restarts).
     pub fn start_with_data(data_dir: &std::path::Path, extra: &[&str]) -> Self {
-        Self::start_at(data_dir, std::net::Ipv4Addr::LOCALHOST.into(), extra)
+        let ip = std::net::Ipv4Addr::LOCALHOST.into();
+        Self::start_bound(Some(data_dir), ip, ip, &[], extra)
     }
 
     /// Start on IPv6 loopback only (`::1`).
     pub fn start_v6(extra: &[&str]) -> Self {
-        let data_dir = std::env::temp_dir().join(format!(
-            "conclave-test-data-{}-{}",
-            std::process::id(),
-            next_id()
-        ));
-        Self::start_at(&data_dir, std::net::Ipv6Addr::LOCALHOST.into(), extra)
-    }
-
-    fn start_at(data_dir: &std::path::Path, ip: std::net::IpAddr, extra: &[&str]) -> Self {
-        Self::start_bound(data_dir, ip, ip, &[], extra)
+        let ip = std::net::Ipv6Addr::LOCALHOST.into();
+        Self::start_bound(None, ip, ip, &[], extra)
     }
 
     /// Start with extra environment variables (test-build switches such as `CONCLAVE_FAULT`).
     pub fn start_with_env(env: &[(&str, &str)], extra: &[&str]) -> Self {
-        let data_dir = std::env::temp_dir().join(format!(
-            "conclave-test-data-{}-{}",
-            std::process::id(),
-            next_id()
-        ));
         let ip = std::net::Ipv4Addr::LOCALHOST.into();
-        Self::start_bound(&data_dir, ip, ip, env, extra)
+        Self::start_bound(None, ip, ip, env, extra)
     }
 
     /// HTTP on IPv4 loopback, media on one dual-stack socket (`[::]`) announcing 127.0.0.1 and ::1.
     pub fn start_dual_stack(extra: &[&str]) -> Self {
-        let data_dir = std::env::temp_dir().join(format!(
-            "conclave-test-data-{}-{}",
-            std::process::id(),
-            next_id()
-        ));
         let mut args = vec!["--public-ip", "127.0.0.1", "--public-ip", "::1"];
         args.extend_from_slice(extra);
         Self::start_bound(
-            &data_dir,
+            None,
             std::net::Ipv4Addr::LOCALHOST.into(),
             std::net::Ipv6Addr::UNSPECIFIED.into(),
             &[],
@@ -70,8 +87,9 @@ impl Server {
         )
     }
 
+    /// Without `data_dir`, the server's data lives in the scratch directory with its log.
     fn start_bound(
-        data_dir: &std::path::Path,
+        data_dir: Option<&std::path::Path>,
         ip: std::net::IpAddr,
         media_ip: std::net::IpAddr,
         env: &[(&str, &str)],
@@ -80,11 +98,9 @@ impl Server {
         let http = free_tcp_addr(ip);
         // The media port doubles as the default ICE-TCP port.
         let udp = free_udp_addr(media_ip);
-        let log_path = std::env::temp_dir().join(format!(
-            "conclave-test-{}-{}.log",
-            std::process::id(),
-            http.port()
-        ));
+        let scratch = Scratch::new("test");
+        let data_dir = data_dir.map_or_else(|| scratch.join("data"), |d| d.to_owned());
+        let log_path = scratch.join("server.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_conclave"))
             .args(["--listen", &http.to_string(), "--udp", &udp.to_string()])
@@ -106,6 +122,7 @@ impl Server {
             udp,
             child,
             log_path,
+            _scratch: scratch,
         }
     }
 
