@@ -88,6 +88,8 @@ pub struct LoadConfig {
     /// Conclave: the HTTP address (signaling at `/ws`). Janus: the HTTP API address (`/janus`).
     pub server: SocketAddr,
     pub rooms: usize,
+    /// Conclave: the rooms' names (`load-0`, `load-1`, … when empty).
+    pub room_names: Vec<String>,
     /// Per room: participants that publish (and receive every other publisher).
     pub publishers: usize,
     /// Per room: participants that only receive.
@@ -139,6 +141,7 @@ impl LoadConfig {
             target,
             server,
             rooms: 1,
+            room_names: Vec::new(),
             publishers: 1,
             subscribers: 10,
             duration: Duration::from_secs(30),
@@ -395,7 +398,12 @@ async fn join_conclave(
                     .add(publishes.then_some(publish), turns, receives)
                     .await?;
                 let media = planner.threads[p.thread].clone();
-                let (server, room, name) = (cfg.server, format!("load-{r}"), format!("{role}{i}"));
+                let room = cfg
+                    .room_names
+                    .get(r)
+                    .cloned()
+                    .unwrap_or_else(|| format!("load-{r}"));
+                let (server, name) = (cfg.server, format!("{role}{i}"));
                 let (stop, errors) = (stop.clone(), errors.clone());
                 let behaviour = conclave::Behaviour {
                     layout: cfg.view.layout(i),

@@ -20,6 +20,9 @@ struct Cli {
     url: String,
     #[arg(long, default_value_t = 1)]
     rooms: usize,
+    /// Conclave: name the rooms (comma-separated; sets their number) instead of `load-0`, …
+    #[arg(long, value_delimiter = ',', value_name = "NAMES")]
+    room_names: Vec<String>,
     /// Publishers per room (each also receives every other publisher).
     #[arg(long, default_value_t = 1)]
     publishers: usize,
@@ -187,7 +190,12 @@ fn run(cli: Cli) -> Result<(), String> {
         .next()
         .ok_or_else(|| format!("bad --url {}", cli.url))?;
     let mut cfg = LoadConfig::new(cli.target, server);
-    cfg.rooms = cli.rooms;
+    cfg.rooms = if cli.room_names.is_empty() {
+        cli.rooms
+    } else {
+        cli.room_names.len()
+    };
+    cfg.room_names = cli.room_names;
     cfg.publishers = cli.publishers;
     cfg.subscribers = cli.subscribers;
     cfg.duration = cli.duration;

@@ -100,3 +100,50 @@ fn metrics_on_the_main_listener_only_when_enabled() {
     assert!(res.starts_with("HTTP/1.1 200"), "{res}");
     assert!(res.contains("conclave_build_info"), "{res}");
 }
+
+/// One sample's value, by its name and labels as written (`conclave_rooms{worker="0"}`).
+fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Two meetings on a server with two media workers run one on each, as an operator sees in the
+/// metrics, and both work. The room names are two that a hash of the name (how rooms were once
+/// placed) put on the same worker, leaving the other core idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_meetings_run_on_both_workers() {
+    let server = common::Server::start(&["--workers", "2", "--metrics"]);
+    let mut tasks = Vec::new();
+    for room in ["lecture", "board"] {
+        for name in ["Ann", "Ben"] {
+            let mut cfg = ParticipantConfig::new(server.http, room, name);
+            cfg.duration = Duration::from_secs(4);
+            tasks.push(tokio::spawn(run_participant(cfg)));
+        }
+    }
+    // The workers count their rooms and people once a second.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let res = common::http_get(server.http, "/metrics");
+        let body = res.split("\r\n\r\n").nth(1).unwrap_or_default();
+        let spread = (0..2).all(|w| {
+            sample(body, &format!("conclave_rooms{{worker=\"{w}\"}}")) == Some(1.0)
+                && sample(body, &format!("conclave_participants{{worker=\"{w}\"}}")) == Some(2.0)
+        });
+        if spread {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "one room and two people on each worker:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    for t in tasks {
+        let report = t.await.unwrap().expect("participant ran");
+        assert!(
+            report.received.values().any(|t| t.packets > 10),
+            "each meeting's media flowed"
+        );
+    }
+}

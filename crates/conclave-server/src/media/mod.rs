@@ -9,7 +9,8 @@
 //!                                                                             └─ Peer = str0m::Rtc
 //! signaling ──Command──▶ Worker ──ServerMessage──▶ signaling (per participant channel)
 //! ```
-//! A room lives on exactly one worker (chosen by hashing its name), so forwarding takes no locks.
+//! A room lives on exactly one worker, so forwarding takes no locks; a new room goes to the
+//! worker with the fewest participants (`placement.rs`).
 //! Once a participant's UDP address is known, the worker opens a socket connected to it on the
 //! shared port (`SO_REUSEPORT`): the kernel delivers that participant's datagrams there, and the
 //! worker reads them itself, without the receive thread's hand-over and wake-up. The shared
@@ -19,6 +20,7 @@ mod commands;
 mod contain;
 mod events;
 mod peer;
+mod placement;
 mod sockets;
 mod stun;
 mod tcp;
@@ -272,13 +274,16 @@ pub(crate) enum WorkerInput {
     },
     /// A burst from the UDP socket.
     Datagrams(udp::Datagrams),
-    Command(Command),
+    /// A command and its number among those sent to its room (`placement.rs`; 0 for the worker
+    /// as a whole).
+    Command(Command, u64),
 }
 
 /// Handle to the running media plane.
 #[derive(Clone)]
 pub struct MediaPlane {
     workers: Arc<Vec<WorkerTx>>,
+    placement: Arc<placement::Placement>,
 }
 
 impl MediaPlane {
@@ -301,8 +306,15 @@ impl MediaPlane {
         // Datagrams queued per worker, counted up by the receive thread and down by the worker.
         let backlogs: Arc<Vec<AtomicUsize>> =
             Arc::new((0..workers).map(|_| AtomicUsize::new(0)).collect());
+        // Callers without metrics pass none: the handles then count for placement only.
+        let metrics: Vec<crate::metrics::WorkerMetrics> = (0..workers)
+            .map(|i| metrics.get(i).cloned().unwrap_or_default())
+            .collect();
+        let placement = Arc::new(placement::Placement::new(
+            metrics.iter().map(|m| m.participants.clone()).collect(),
+        ));
         let mut senders = Vec::with_capacity(workers);
-        for index in 0..workers {
+        for (index, metrics) in metrics.into_iter().enumerate() {
             let (tx, rx) = mpsc::channel();
             let wake = Arc::new(conclave_udp::Wake::new()?);
             let env = worker::WorkerEnv {
@@ -312,8 +324,8 @@ impl MediaPlane {
                 room_config: room_config.clone(),
                 settings_tx: settings_tx.clone(),
                 backlogs: backlogs.clone(),
-                // Callers without metrics pass none: the handles then count into nothing.
-                metrics: metrics.get(index).cloned().unwrap_or_default(),
+                metrics,
+                placement: placement.clone(),
             };
             let w = worker::Worker::new(index, socket.try_clone()?, dual_stack, wake.clone(), env)?;
             std::thread::Builder::new()
@@ -335,15 +347,20 @@ impl MediaPlane {
         std::thread::Builder::new()
             .name("media-recv".into())
             .spawn(move || udp::receive_loop(socket, routes, recv_senders, backlogs))?;
-        Ok(Self { workers: senders })
+        Ok(Self {
+            workers: senders,
+            placement,
+        })
     }
 
-    /// Send a command to the worker that owns `room`. Fails only if the worker died.
+    /// Send a command to the worker that runs `room` (the least loaded one if it runs
+    /// nowhere yet). Fails only if the worker died.
     pub fn send(&self, room: &str, cmd: Command) -> Result<(), ()> {
-        let idx = worker_for(room, self.workers.len());
-        self.workers[idx]
-            .send(WorkerInput::Command(cmd))
-            .map_err(|_| ())
+        self.placement.route(room, |worker, number| {
+            self.workers[worker]
+                .send(WorkerInput::Command(cmd, number))
+                .map_err(|_| ())
+        })
     }
 }
 
@@ -353,7 +370,7 @@ impl MediaPlane {
         let mut replies = Vec::with_capacity(self.workers.len());
         for w in self.workers.iter() {
             let (reply, rx) = oneshot::channel();
-            w.send(WorkerInput::Command(Command::Meetings { reply }))
+            w.send(WorkerInput::Command(Command::Meetings { reply }, 0))
                 .map_err(|_| ())?;
             replies.push(rx);
         }
@@ -364,15 +381,4 @@ impl MediaPlane {
         all.sort_by(|a, b| a.room.cmp(&b.room));
         Ok(all)
     }
-}
-
-/// Rooms are placed by a stable hash of their name: no shared placement table to race on.
-fn worker_for(room: &str, workers: usize) -> usize {
-    // FNV-1a: stable across runs and platforms (std's hasher is randomly seeded).
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in room.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    (h % workers as u64) as usize
 }

@@ -68,6 +68,7 @@ pub struct Worker {
     /// Datagrams queued per worker (see `udp::MAX_BACKLOG`); this worker counts its own down.
     backlogs: Arc<Vec<AtomicUsize>>,
     pub(super) metrics: WorkerMetrics,
+    placement: Arc<super::placement::Placement>,
     /// When the room, participant and track gauges are next updated.
     next_gauges: Instant,
     /// The worker waits here: its participants' connected sockets and its queue's wake-up.
@@ -95,6 +96,7 @@ pub struct WorkerEnv {
     pub settings_tx: Option<UnboundedSender<SettingsUpdate>>,
     pub backlogs: Arc<Vec<AtomicUsize>>,
     pub metrics: WorkerMetrics,
+    pub placement: Arc<super::placement::Placement>,
 }
 
 pub(super) struct RoomHost {
@@ -113,6 +115,8 @@ pub(super) struct RoomHost {
     /// The room core's next timeout, asked again only after the core was driven.
     core_due: Option<Instant>,
     core_stale: bool,
+    /// The number of the last command handled for this room (`placement.rs`).
+    pub(super) last_command: u64,
 }
 
 /// A participant's signaling connection as the worker sees it.
@@ -133,6 +137,7 @@ impl RoomHost {
             peers_due: None,
             core_due: None,
             core_stale: true,
+            last_command: 0,
         }
     }
 
@@ -188,6 +193,7 @@ impl Worker {
             settings_tx,
             backlogs,
             metrics,
+            placement,
         } = env;
         let epoll = conclave_udp::Epoll::new()?;
         epoll.add(wake.fd(), WAKE_TOKEN)?;
@@ -207,6 +213,7 @@ impl Worker {
             gso: true,
             backlogs,
             metrics,
+            placement,
             next_gauges: Instant::now(),
             epoll,
             wake,
@@ -358,6 +365,7 @@ impl Worker {
         let Some(host) = self.rooms.remove(room) else {
             return;
         };
+        self.placement.release(room, self.index, host.last_command);
         self.metrics.rooms_failed.inc();
         tracing::error!(
             worker = self.index,
@@ -387,13 +395,22 @@ impl Worker {
                     self.datagram(Protocol::Udp, from, data, burst.at);
                 }
             }
-            WorkerInput::Command(cmd) => {
+            WorkerInput::Command(cmd, number) => {
                 let room = cmd.room().map(str::to_owned);
-                if !contain::room(self, |w| w.command(cmd)) {
-                    match room {
-                        Some(room) => self.close_failed_room(&room),
-                        None => tracing::error!(worker = self.index, "a command failed"),
+                let handled = contain::room(self, |w| w.command(cmd));
+                let Some(room) = room else {
+                    if !handled {
+                        tracing::error!(worker = self.index, "a command failed");
                     }
+                    return;
+                };
+                if !handled {
+                    self.close_failed_room(&room);
+                }
+                match self.rooms.get_mut(&room) {
+                    Some(host) => host.last_command = number,
+                    // Not opened, or ended by this command.
+                    None => self.placement.release(&room, self.index, number),
                 }
             }
         }
@@ -548,7 +565,9 @@ impl Worker {
         let host = self.rooms.get_mut(room).expect("checked above");
         host.core_stale = true;
         if host.core.is_empty() {
+            let last = host.last_command;
             self.rooms.remove(room);
+            self.placement.release(room, self.index, last);
             tracing::info!(worker = self.index, "room closed");
         }
     }
