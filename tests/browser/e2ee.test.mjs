@@ -14,7 +14,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -281,6 +281,8 @@ test('end-to-end encryption: meeting, rotation, wrong secret, and what the serve
   console.log(`server view: ${signaling.length} signaling frames, ${frames} video frames (${keyframes} keyframes), ` +
     `chi-square ${chi.toFixed(0)}, ${decrypted}/${audio.length} audio payloads and RED blocks (from ${red.length} RED payloads) decrypted with the participants' keys`);
   assert.ok(decrypted > audio.length / 2, 'audio payloads are SFrame ciphertexts under the meeting keys');
+  // What the server saw is kept only when an assertion above failed, to look at.
+  rmSync(tapDir, { recursive: true, force: true });
 });
 
 /**
