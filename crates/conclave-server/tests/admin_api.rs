@@ -260,11 +260,9 @@ fn schemathesis_finds_the_api_true_to_its_document() {
     }
     let server = Server::start(&["--admin-token", TOKEN]);
     // Its example database and reports go to a scratch directory, not the working tree.
-    let scratch =
-        std::env::temp_dir().join(format!("conclave-schemathesis-{}", std::process::id()));
-    std::fs::create_dir_all(&scratch).unwrap();
+    let scratch = common::Scratch::new("schemathesis");
     let out = std::process::Command::new(bin)
-        .current_dir(&scratch)
+        .current_dir(scratch.path())
         .args([
             "run",
             &format!("http://{}/api/v1/openapi.json", server.http),
@@ -273,7 +271,6 @@ fn schemathesis_finds_the_api_true_to_its_document() {
         .args(["--max-examples", "30", "--seed", "1"])
         .output()
         .unwrap();
-    let _ = std::fs::remove_dir_all(&scratch);
     assert!(
         out.status.success(),
         "{}\n{}",
